@@ -177,7 +177,7 @@ def read_exr(path: str | os.PathLike) -> dict[str, np.ndarray]:
     data = Path(path).read_bytes()
     if len(data) < 8 or struct.unpack("<i", data[:4])[0] != _EXR_MAGIC:
         raise ImageFormatError(f"{path}: not an OpenEXR file")
-    if struct.unpack("<i", data[4:8])[0] & 0x1E00:
+    if struct.unpack("<i", data[4:8])[0] & 0x1A00:  # tiled, deep or multi-part (long names are fine)
         raise ImageFormatError(f"{path}: tiled, deep or multi-part EXR files are not supported")
     pos, attrs = 8, {}
     while data[pos] != 0:
@@ -194,7 +194,7 @@ def read_exr(path: str | os.PathLike) -> dict[str, np.ndarray]:
     p = 0
     while raw[p] != 0:
         end = raw.index(b"\0", p)
-        ptype, _, _, xs, ys = struct.unpack("<iB3xii", raw[end + 1 : end + 17])
+        ptype, _, xs, ys = struct.unpack("<iB3xii", raw[end + 1 : end + 17])
         if xs != 1 or ys != 1:
             raise ImageFormatError(f"{path}: subsampled channels are not supported")
         channels.append((raw[p:end].decode(), _EXR_PIXEL_TYPES[ptype]))
@@ -206,7 +206,7 @@ def read_exr(path: str | os.PathLike) -> dict[str, np.ndarray]:
     w, h = xmax - xmin + 1, ymax - ymin + 1
     lines = _EXR_LINES_PER_CHUNK[compression]
     n_chunks = (h + lines - 1) // lines
-    offsets = np.frombuffer(data, "<u8", n_chunks, pos)
+    offsets = [int(o) for o in np.frombuffer(data, "<u8", n_chunks, pos)]
     out = {name: np.empty((h, w), np.float32) for name, _ in channels}
     for off in offsets:
         y, size = struct.unpack("<ii", data[off : off + 8])

@@ -1,0 +1,406 @@
+"""Capture: render an object from a rig with Cycles and write a ViewSet.
+
+Two renders per view. The *colour* render is the scene as it would render (its lights and world,
+or a neutral studio light added for the capture) with the scene's pixel filter. The *data* render
+swaps in temporary unlit materials and uses a near-zero pixel filter and one sample, so every pixel
+holds the values of the surface point at its centre (no blending across edges): albedo (emission of
+the base colour), UV (shader AOV), world position and normal (Cycles passes), mask (alpha).
+Everything the capture changes is restored by :class:`~.scene_changes.SceneChanges`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from ..core import coverage as coverage_mod
+from ..core.cameras import OPENCV_TO_OPENGL, Camera, blender_intrinsics
+from ..core.errors import CaptureCancelled, InvalidInputError, OutputNotWritableError
+from ..core.images import linear_to_srgb, read_exr, to_uint8
+from ..core.rigs import RigSpec, RigView, build_rig, direction_vector
+from ..core.viewset import MESH_FILE, View, ViewSet, write_view_files
+from .data_materials import UV_AOV, data_material
+from .mesh import check_mesh, ensure_uv_map, mesh_data
+from .scene_changes import SceneChanges
+
+log = logging.getLogger(__name__)
+
+LIGHTING_MODES = ("AUTO", "SCENE", "STUDIO")
+DATA_FILTER_WIDTH = 0.01  # Cycles' smallest pixel filter: samples land on the pixel centre
+_TMP_DIR = ".capture_tmp"
+
+
+@dataclass
+class CaptureSettings:
+    """How to render: view size in pixels (larger side), colour samples, lighting and device.
+
+    ``lighting``: 'SCENE' uses the scene's lights and world; 'STUDIO' adds a neutral light rig for the
+    capture only; 'AUTO' chooses STUDIO when the scene has neither lights nor a world.
+    ``background`` is the linear RGB the colour render is composited over outside the object.
+    """
+
+    view_size: int = 512
+    samples: int = 32
+    lighting: str = "AUTO"
+    denoise: bool = False
+    device: str = "AUTO"
+    background: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    add_uv: bool = False
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not 16 <= self.view_size <= 8192:
+            raise InvalidInputError(f"view size must be between 16 and 8192 pixels, got {self.view_size}")
+        if not 1 <= self.samples <= 65536:
+            raise InvalidInputError(f"samples must be between 1 and 65536, got {self.samples}")
+        if self.lighting not in LIGHTING_MODES:
+            raise InvalidInputError(f"lighting must be one of {', '.join(LIGHTING_MODES)}, got {self.lighting!r}")
+        if self.device not in ("AUTO", "CPU", "GPU"):
+            raise InvalidInputError(f"device must be AUTO, CPU or GPU, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class CaptureProgress:
+    """Reported after each view: 1-based ``index`` of ``total``, its name and render seconds."""
+
+    index: int
+    total: int
+    view: str
+    seconds: float
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _prepare_output(out_dir: Path, overwrite: bool) -> bool:
+    """Create/check the output folder; returns whether this capture created it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputNotWritableError(f"{out_dir} exists and is not a folder: choose another output folder")
+    created = not out_dir.exists()
+    if not created and any(out_dir.iterdir()):
+        if not overwrite:
+            raise OutputNotWritableError(
+                f"{out_dir} is not empty: choose a new folder, or allow overwriting (--overwrite) to replace a capture"
+            )
+        if not (out_dir / "manifest.json").is_file():
+            raise OutputNotWritableError(f"{out_dir} holds files that are not a ViewSet: refusing to overwrite them")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot write to {out_dir}: {exc.strerror or exc}; choose another folder") from exc
+    return created
+
+
+def _clean_output(out_dir: Path, created: bool) -> None:
+    if created:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return
+    for name in ("colour", "albedo", "mask", "depth", "normal", "uv", "position", _TMP_DIR, MESH_FILE):
+        p = out_dir / name
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _channels(exr: dict[str, np.ndarray], pass_name: str, names: str) -> np.ndarray:
+    out = []
+    for c in names:
+        key = next((k for k in exr if k.endswith(f".{pass_name}.{c}")), None)
+        if key is None:
+            raise RuntimeError(f"render is missing the {pass_name}.{c} channel")
+        out.append(exr[key])
+    return np.stack(out, axis=-1)
+
+
+def _pick_device(scene: Any, wanted: str) -> str:
+    if wanted == "CPU":
+        return "CPU"
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+        prefs.refresh_devices()
+        has_gpu = prefs.compute_device_type != "NONE" and any(d.use and d.type != "CPU" for d in prefs.devices)
+    except (KeyError, AttributeError, RuntimeError):
+        has_gpu = False
+    if wanted == "GPU" and not has_gpu:
+        raise InvalidInputError("no GPU is set up for Cycles: enable one in Preferences > System, or use CPU")
+    return "GPU" if has_gpu else "CPU"
+
+
+def _scene_cameras(scene: Any, names: list[str], width: int, height: int) -> list[RigView]:
+    cams = [o for o in scene.objects if o.type == "CAMERA"]
+    if names:
+        missing = [n for n in names if n not in {c.name for c in cams}]
+        if missing:
+            raise InvalidInputError(f"no camera named {', '.join(missing)} in the scene")
+        cams = [scene.objects[n] for n in names]
+    if not cams:
+        raise InvalidInputError("the 'scene' rig needs cameras in the scene: add some or choose another rig")
+    views = []
+    for i, obj in enumerate(sorted(cams, key=lambda o: o.name) if not names else cams):
+        cam = obj.data
+        if cam.type != "PERSP":
+            raise InvalidInputError(f"camera {obj.name!r} is {cam.type.lower()}: only perspective cameras are supported")
+        intr = blender_intrinsics(
+            cam.lens, cam.sensor_width, cam.sensor_height, cam.sensor_fit, width, height, cam.shift_x, cam.shift_y
+        )
+        pose = np.array(obj.matrix_world.normalized(), dtype=np.float64) @ OPENCV_TO_OPENGL
+        views.append(RigView(f"view_{i:03d}", Camera(intr, pose), None, None, obj.name))
+    return views
+
+
+def _frame_size(spec: RigSpec, scene: Any, size: int) -> tuple[int, int]:
+    if spec.kind != "scene":
+        return size, size
+    rw, rh = scene.render.resolution_x, scene.render.resolution_y
+    s = size / max(rw, rh)
+    return max(1, round(rw * s)), max(1, round(rh * s))
+
+
+def _use_studio(scene: Any, lighting: str) -> bool:
+    if lighting != "AUTO":
+        return lighting == "STUDIO"
+    has_lights = any(o.type == "LIGHT" and not o.hide_render for o in scene.objects)
+    return not has_lights and scene.world is None
+
+
+def _add_studio(scene: Any, changes: SceneChanges, centre: np.ndarray) -> None:
+    """A neutral grey world plus one soft key light from the upper front left, both temporary."""
+    world = changes.new_id(bpy.data.worlds, "GroupEdit studio")
+    world.use_nodes = True
+    bg = world.node_tree.nodes.get("Background")
+    bg.inputs["Color"].default_value = (0.6, 0.6, 0.6, 1.0)
+    bg.inputs["Strength"].default_value = 1.0
+    changes.set(scene, "world", world)
+    for o in scene.objects:
+        if o.type == "LIGHT":
+            changes.set(o, "hide_render", True)
+    light = changes.new_id(bpy.data.lights, "GroupEdit key", "SUN")
+    light.energy = 2.0
+    light.angle = math.radians(30.0)
+    sun = changes.new_object("GroupEdit key", light, scene.collection)
+    direction = direction_vector(-40.0, 50.0)
+    sun.rotation_mode = "QUATERNION"
+    sun.rotation_quaternion = _quat_pointing(-direction)
+    sun.location = tuple(centre)
+
+
+def _quat_pointing(d: np.ndarray) -> tuple[float, float, float, float]:
+    """Quaternion turning Blender's light axis (-Z) onto direction ``d``."""
+    return tuple(Vector(tuple(-d)).to_track_quat("Z", "Y"))
+
+
+# ----------------------------------------------------------------------------------------- capture
+def capture_steps(
+    obj: Any, spec: RigSpec, settings: CaptureSettings, out_dir: str | Path, scene: Any | None = None
+) -> Generator[CaptureProgress, None, ViewSet]:
+    """Capture ``obj`` view by view, yielding progress after each; returns the :class:`ViewSet`.
+
+    Closing the generator early (cancel) or any error removes everything this capture wrote and
+    restores the scene. Run it to the end with :func:`capture`.
+    """
+    scene = scene or bpy.context.scene
+    spec.validate()
+    settings.validate()
+    check_mesh(obj)
+    out_dir = Path(out_dir).absolute()
+    width, height = _frame_size(spec, scene, settings.view_size)
+    uv_map = ensure_uv_map(obj, settings.add_uv)
+    mesh = mesh_data(obj, uv_map)
+    if spec.kind == "scene":
+        rig = _scene_cameras(scene, spec.scene_cameras, width, height)
+        rig = [v for i, v in enumerate(rig) if i not in spec.disabled]
+    else:
+        pts = mesh.positions
+        if len(pts) > 50_000:
+            pts = pts[np.random.default_rng(0).choice(len(pts), 50_000, replace=False)]
+        rig = build_rig(spec, pts, width, height)
+    created = _prepare_output(out_dir, settings.overwrite)
+    if settings.overwrite:
+        _clean_output(out_dir, created=False)
+    tmp = out_dir / _TMP_DIR
+    tmp.mkdir(exist_ok=True)
+    finished = False
+    changes = SceneChanges()
+    try:
+        view_layer = bpy.context.view_layer
+        render, cycles = scene.render, scene.cycles
+        changes.set(render, "engine", "CYCLES")
+        changes.set(cycles, "device", _pick_device(scene, settings.device))
+        for attr, value in (
+            ("resolution_x", width), ("resolution_y", height), ("resolution_percentage", 100),
+            ("pixel_aspect_x", 1.0), ("pixel_aspect_y", 1.0), ("use_border", False),
+            ("film_transparent", True), ("use_single_layer", True), ("use_compositing", False),
+            ("use_sequencer", False), ("use_persistent_data", False),
+        ):
+            changes.set(render, attr, value)
+        settings_img = render.image_settings
+        for attr, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
+            changes.set(settings_img, attr, value)
+        changes.set(cycles, "use_adaptive_sampling", False)
+        for layer in scene.view_layers:
+            if layer != view_layer:
+                changes.set(layer, "use", False)
+        for attr in ("use_pass_position", "use_pass_normal"):
+            changes.set(view_layer, attr, True)
+        changes.set(view_layer, "material_override", None)
+        if UV_AOV not in view_layer.aovs:
+            aov = view_layer.aovs.add()
+            aov.name, aov.type = UV_AOV, "COLOR"
+            changes.on_restore(lambda: view_layer.aovs.remove(view_layer.aovs[UV_AOV]))
+        for o in scene.objects:
+            if o != obj and o.type not in ("LIGHT", "CAMERA") and o.visible_camera:
+                changes.set(o, "visible_camera", False)
+        changes.set(obj, "hide_render", False)
+        changes.set(obj, "visible_camera", True)
+        if _use_studio(scene, settings.lighting):
+            _add_studio(scene, changes, mesh.positions.mean(axis=0))
+        lighting = "studio" if scene.world and scene.world.name.startswith("GroupEdit studio") else "scene"
+
+        # the object's own materials and their unlit copies, swapped per render
+        slots = list(obj.material_slots)
+        originals = [s.material for s in slots]
+        data_mats = [data_material(m, uv_map, changes) for m in originals] or [data_material(None, uv_map, changes)]
+        if not slots:
+            changes.set(view_layer, "material_override", None)
+        for i, s in enumerate(slots):
+            changes.set(s, "material", originals[i])
+
+        cam_data = changes.new_id(bpy.data.cameras, "GroupEdit camera")
+        cam_obj = changes.new_object("GroupEdit camera", cam_data, scene.collection)
+        changes.set(scene, "camera", cam_obj)
+        user_filter = cycles.filter_width
+        for attr in ("samples", "filter_width", "use_denoising"):
+            changes.set(cycles, attr, getattr(cycles, attr))
+        changes.set(render, "filepath", render.filepath)
+
+        written: list[View] = []
+        depth_maps: list[tuple[Camera, np.ndarray]] = []
+        for n, rv in enumerate(rig):
+            t0 = time.perf_counter()
+            cam = rv.camera
+            if spec.kind == "scene":
+                scene.camera = scene.objects[rv.label]
+            else:
+                scene.camera = cam_obj
+                k = cam.intrinsics
+                cam_data.sensor_fit, cam_data.sensor_width = "AUTO", 36.0
+                cam_data.lens = k.fx * 36.0 / max(k.width, k.height)
+                cam_data.shift_x = cam_data.shift_y = 0.0
+                cam_obj.matrix_world = Matrix(cam.camera_to_world_opengl.tolist())  # rows
+            z = cam.to_camera(mesh.positions)[:, 2]
+            z_front = z[z > 0]
+            near = max(float(z_front.min()) * 0.5, 1e-4) if len(z_front) else 1e-3
+            if spec.kind != "scene":
+                cam_data.clip_start, cam_data.clip_end = near, max(float(z.max()) * 2.0, near * 10)
+
+            # 1) colour
+            for s, m in zip(slots, originals):
+                s.material = m
+            if not slots:
+                view_layer.material_override = None
+            cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, user_filter, settings.denoise
+            colour_exr = _render(scene, tmp / "colour.exr")
+            rgba = _channels(colour_exr, "Combined", "RGBA")
+            bg = np.asarray(settings.background, np.float32)
+            colour = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
+
+            # 2) data
+            for s, m in zip(slots, data_mats):
+                s.material = m
+            if not slots:
+                view_layer.material_override = data_mats[0]
+            cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
+            data_exr = _render(scene, tmp / "data.exr")
+            alpha = _channels(data_exr, "Combined", "A")[..., 0]
+            mask = alpha > 0.5
+            albedo = _channels(data_exr, "Combined", "RGB") / np.maximum(alpha, 1e-6)[..., None]
+            position = np.where(mask[..., None], _channels(data_exr, "Position", "XYZ"), 0.0).astype(np.float32)
+            normal = np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32)
+            uv = np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32)
+            depth = np.where(mask, (position - cam.centre) @ cam.forward, 0.0).astype(np.float32)
+            albedo = np.where(mask[..., None], albedo, bg)
+            files = write_view_files(
+                out_dir,
+                rv.name,
+                {
+                    "colour": to_uint8(linear_to_srgb(colour)),
+                    "albedo": to_uint8(linear_to_srgb(albedo)),
+                    "mask": mask,
+                    "depth": depth,
+                    "normal": normal,
+                    "uv": uv,
+                    "position": position,
+                },
+            )
+            written.append(View(rv.name, cam, files, rv.azimuth_deg, rv.elevation_deg, rv.label))
+            depth_maps.append((cam, depth))
+            yield CaptureProgress(n + 1, len(rig), rv.name, time.perf_counter() - t0)
+
+        mesh.save(out_dir / MESH_FILE)
+        cov = coverage_mod.coverage(mesh, depth_maps)
+        vs = ViewSet(
+            root=out_dir,
+            object_name=obj.name,
+            views=written,
+            rig=spec.to_dict(),
+            uv_map=uv_map,
+            materials=[m.name if m else "" for m in originals],
+            units={"length": scene.unit_settings.length_unit.lower(), "scale_length": scene.unit_settings.scale_length,
+                   "system": scene.unit_settings.system.lower()},
+            capture={**asdict(settings), "lighting_used": lighting, "device": cycles.device,
+                     "colour_transform": "Standard (sRGB OETF of linear, clipped)", "samples_data": 1,
+                     "data_filter_width_px": DATA_FILTER_WIDTH, "engine": "CYCLES"},
+            coverage=cov,
+            generator={"name": "groupedit", "version": _version(), "blender": bpy.app.version_string},
+        )
+        vs.write_manifest()
+        finished = True
+        return vs
+    finally:
+        changes.restore()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not finished:
+            _clean_output(out_dir, created)
+
+
+def _render(scene: Any, path: Path) -> dict[str, np.ndarray]:
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    return read_exr(path)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def capture(
+    obj: Any,
+    spec: RigSpec,
+    settings: CaptureSettings,
+    out_dir: str | Path,
+    progress: Callable[[CaptureProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> ViewSet:
+    """Run :func:`capture_steps` to the end. ``cancel()`` returning True stops it (raises CaptureCancelled)."""
+    steps = capture_steps(obj, spec, settings, out_dir)
+    try:
+        while True:
+            step = next(steps)
+            if progress:
+                progress(step)
+            if cancel and cancel():
+                steps.close()
+                raise CaptureCancelled("capture cancelled: nothing was kept")
+    except StopIteration as stop:
+        return stop.value
