@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the tests).
+# Both create the Python 3.11 environment in .venv on first use.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test extension bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11, as bpy 4.5 requires)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: its CPU build; an unpinned torch would pull a multi-GB CUDA build
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[backend,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(VENV)/bin/groupedit demo --out demo_output
+
+test: venv
+	$(PY) -m pytest -q
+
+extension: venv
+	$(PY) tools/build_extension.py
+
+bench: venv
+	$(PY) benchmarks/capture.py
+
+clean:
+	rm -rf build dist demo_output

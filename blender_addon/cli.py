@@ -1,0 +1,187 @@
+"""The ``groupedit`` command line, shared by ``blender -b --command groupedit`` and the console entry.
+
+Subcommands:
+  capture INPUT --out DIR   render a rig of views of an object into a ViewSet
+  demo --out DIR            capture a sample asset and write a contact sheet of the views
+
+Exit codes: 0 success, 1 unexpected error, 2 bad arguments or input, 3 a file or folder problem,
+130 cancelled (see :mod:`.core.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .core.errors import GroupEditError, InvalidInputError
+from .core.rigs import PRESETS, RigSpec
+
+
+SAMPLE_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated view indices, got {text!r}") from exc
+
+
+def _add_capture_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--object", help="object to capture (default: the only, or largest, mesh)")
+    p.add_argument("--views", type=int, default=10, help="number of views of a generated rig (default 10)")
+    p.add_argument("--rig", choices=list(PRESETS), default="orbit-poles", help="camera rig preset")
+    p.add_argument("--elevations", type=_floats, default=[20.0], help="ring elevations in degrees, e.g. 30,-15")
+    p.add_argument("--start-azimuth", type=float, default=0.0, help="azimuth of the first view (degrees)")
+    p.add_argument("--top", action="store_true", help="add a view from straight above")
+    p.add_argument("--bottom", action="store_true", help="add a view from straight below")
+    p.add_argument("--cameras", default="", help="with --rig scene: comma-separated camera names (default all)")
+    p.add_argument("--skip", type=_ints, default=[], help="comma-separated view indices to leave out")
+    p.add_argument("--fov", type=float, default=40.0, help="field of view of the larger image side (degrees)")
+    p.add_argument("--margin", type=float, default=0.05, help="share of the frame kept free on each side")
+    p.add_argument("--view-size", type=int, default=512, help="image size in pixels (larger side)")
+    p.add_argument("--samples", type=int, default=32, help="Cycles samples of the colour render")
+    p.add_argument("--lighting", choices=["AUTO", "SCENE", "STUDIO"], default="AUTO")
+    p.add_argument("--device", choices=["AUTO", "CPU", "GPU"], default="AUTO", help="Cycles device")
+    p.add_argument("--add-uv", action="store_true", help="add a Smart UV Project map if the mesh has none")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier capture in --out")
+    p.add_argument("--out", required=True, type=Path, help="output folder for the ViewSet (new or empty)")
+
+
+def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="groupedit", description="GroupEdit for Blender: capture, edit and bake views")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cap = sub.add_parser("capture", help="render views of an object into a ViewSet folder")
+    cap.add_argument(
+        "input", nargs="?" if inside_blender else None, type=Path,
+        help=".blend, .glb, .gltf, .fbx or .obj" + (" (default: the open file)" if inside_blender else ""),
+    )
+    _add_capture_args(cap)
+    demo = sub.add_parser("demo", help="capture a shipped sample asset and write a contact sheet")
+    demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
+    demo.add_argument("--views", type=int, default=8)
+    demo.add_argument("--view-size", type=int, default=256)
+    demo.add_argument("--samples", type=int, default=16)
+    demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
+    return parser
+
+
+def rig_from_args(args: argparse.Namespace) -> RigSpec:
+    spec = RigSpec(
+        kind=args.rig, count=args.views, elevations=args.elevations, start_azimuth=args.start_azimuth,
+        top=args.top, bottom=args.bottom, fov_deg=args.fov, margin=args.margin,
+        scene_cameras=[c for c in args.cameras.split(",") if c], disabled=args.skip,
+    )
+    spec.validate()
+    return spec
+
+
+def _print_progress(step: object) -> None:
+    print(f"view {step.index}/{step.total} {step.view}: {step.seconds:.2f} s", flush=True)
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from .blender.capture import CaptureSettings, capture
+    from .blender.loading import open_input
+    from .blender.mesh import find_object
+
+    spec = rig_from_args(args)
+    settings = CaptureSettings(
+        view_size=args.view_size, samples=args.samples, lighting=args.lighting, device=args.device,
+        add_uv=args.add_uv, overwrite=args.overwrite,
+    )
+    settings.validate()
+    if args.input is not None:
+        open_input(args.input)
+    obj = find_object(args.object)
+    t0 = time.perf_counter()
+    vs = capture(obj, spec, settings, args.out, progress=_print_progress)
+    total = time.perf_counter() - t0
+    n = len(vs.views)
+    print(f"captured {n} views of {obj.name!r} in {total:.1f} s ({total / n:.2f} s per view)")
+    print(f"coverage: {vs.coverage:.1%} of the surface seen within 75 degrees")
+    print(f"viewset: {vs.root}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .core.contact_sheet import contact_sheet
+    from .core.images import write_png
+
+    out = args.out.absolute()
+    views = out / "views"
+    cap = build_parser(False).parse_args(
+        ["capture", str(args.asset), "--views", str(args.views), "--view-size", str(args.view_size),
+         "--samples", str(args.samples), "--out", str(views), "--overwrite"]
+    )
+    cmd_capture(cap)
+    from .core.viewset import ViewSet
+
+    vs = ViewSet.read(views)
+    sheet = out / "contact_sheet.png"
+    images = [vs.load(v, "colour") for v in vs.views] + [vs.load(v, "albedo") for v in vs.views]
+    write_png(sheet, contact_sheet(images, tile=args.view_size, columns=len(vs.views)))
+    print(f"contact sheet (top: colour, bottom: albedo): {sheet}")
+    return 0
+
+
+COMMANDS = {"capture": cmd_capture, "demo": cmd_demo}
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Our own log lines on stderr (Blender's and other add-ons' loggers are left as they are)."""
+    logger = logging.getLogger(__package__)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def run(argv: Sequence[str], inside_blender: bool) -> int:
+    """Parse ``argv`` and run the subcommand; errors become a message on stderr and an exit code."""
+    parser = build_parser(inside_blender)
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:  # argparse already printed the message
+        return int(exc.code or 0)
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except GroupEditError as exc:
+        print(f"groupedit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("groupedit: interrupted", file=sys.stderr)
+        return 130
+
+
+def blender_command(argv: Sequence[str]) -> int:
+    """Handler for ``blender -b [file.blend] --command groupedit ...`` (registered by the extension)."""
+    return run(argv, inside_blender=True)
+
+
+def console_main() -> int:
+    """The ``groupedit`` console entry, for environments with the ``bpy`` module installed."""
+    try:
+        import bpy  # noqa: F401  (loads Blender as a module)
+    except ImportError:
+        print("groupedit: error: the bpy module is not installed: run 'make test' or pip install bpy==4.5.*", file=sys.stderr)
+        return InvalidInputError.exit_code
+    return run(sys.argv[1:], inside_blender=False)
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())

@@ -1,0 +1,17 @@
+"""Blender UI: properties, operators, the GroupEdit N-panel tab and preferences."""
+
+from __future__ import annotations
+
+from . import operators, panels, preferences, properties
+
+_MODULES = (preferences, properties, operators, panels)
+
+
+def register() -> None:
+    for m in _MODULES:
+        m.register()
+
+
+def unregister() -> None:
+    for m in reversed(_MODULES):
+        m.unregister()

@@ -1,0 +1,148 @@
+"""Operators: thin wrappers over :mod:`..blender.capture`, which also runs headless."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from .. import __package__ as ADDON_ID
+from ..blender.capture import CaptureProgress, CaptureSettings, capture, capture_steps
+from ..core.errors import GroupEditError
+from ..core.viewset import ViewSet
+
+
+def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
+    """A new folder for one capture: ``<output>/<object>_<date-time>``.
+
+    ``<output>`` is the panel's folder, else the preferences' folder, else ``groupedit`` next to the
+    saved .blend, else the extension's user folder.
+    """
+    settings = context.scene.groupedit
+    prefs = context.preferences.addons.get(ADDON_ID)
+    base = settings.output_dir or (prefs.preferences.capture_root if prefs else "")
+    if base:
+        root = Path(bpy.path.abspath(base))
+    elif bpy.data.filepath:
+        root = Path(bpy.path.abspath("//groupedit"))
+    else:
+        try:
+            root = Path(bpy.utils.extension_path_user(ADDON_ID, path="captures", create=True))
+        except ValueError:  # loaded as a legacy add-on, not as an extension
+            root = Path(bpy.utils.user_resource("DATAFILES", path="groupedit/captures", create=True))
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", obj.name).strip("._") or "object"
+    return root / f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _settings(context: bpy.types.Context) -> CaptureSettings:
+    s = context.scene.groupedit
+    return CaptureSettings(view_size=s.view_size, samples=s.samples, lighting=s.lighting, add_uv=s.add_uv)
+
+
+def _show_result(context: bpy.types.Context, vs: ViewSet) -> None:
+    s = context.scene.groupedit
+    s.last_views, s.last_coverage, s.last_folder = len(vs.views), vs.coverage or 0.0, str(vs.root)
+    s.status = f"{len(vs.views)} views, coverage {100 * (vs.coverage or 0):.0f} %"
+
+
+class GROUPEDIT_OT_capture_views(bpy.types.Operator):
+    """Render the active object from the rig into a new ViewSet folder (Esc cancels)"""
+
+    bl_idname = "groupedit.capture_views"
+    bl_label = "Capture views"
+    bl_options = {"REGISTER"}
+
+    _steps: Generator[CaptureProgress, None, ViewSet] | None = None
+    _timer: Any = None
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        obj = context.active_object
+        return obj is not None and obj.type == "MESH" and not context.scene.groupedit.running
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        """Blocking capture (scripts, headless runs)."""
+        obj = context.active_object
+        try:
+            vs = capture(obj, context.scene.groupedit.rig_spec(), _settings(context), capture_folder(context, obj))
+        except GroupEditError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        _show_result(context, vs)
+        self.report({"INFO"}, f"Captured {len(vs.views)} views into {vs.root}")
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        """Interactive capture: one view per timer tick so the UI stays responsive."""
+        obj = context.active_object
+        s = context.scene.groupedit
+        try:
+            self._steps = capture_steps(obj, s.rig_spec(), _settings(context), capture_folder(context, obj))
+        except GroupEditError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        s.running, s.progress, s.status = True, 0.0, "Starting…"
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.05, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        s = context.scene.groupedit
+        if event.type == "ESC" or not s.running:
+            self._steps.close()
+            self._finish(context)
+            s.status = "Cancelled: nothing was kept"
+            self.report({"WARNING"}, s.status)
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            step = next(self._steps)
+        except StopIteration as stop:
+            self._finish(context)
+            _show_result(context, stop.value)
+            self.report({"INFO"}, f"Captured {len(stop.value.views)} views into {stop.value.root}")
+            return {"FINISHED"}
+        except GroupEditError as exc:
+            self._finish(context)
+            s.status = str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        s.progress = step.index / step.total
+        s.status = f"View {step.index}/{step.total} ({step.seconds:.1f} s)"
+        for area in context.screen.areas if context.screen else ():
+            area.tag_redraw()
+        return {"RUNNING_MODAL"}
+
+    def _finish(self, context: bpy.types.Context) -> None:
+        context.window_manager.event_timer_remove(self._timer)
+        context.scene.groupedit.running = False
+
+
+class GROUPEDIT_OT_cancel(bpy.types.Operator):
+    """Stop the running capture; nothing of it is kept"""
+
+    bl_idname = "groupedit.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        context.scene.groupedit.running = False
+        return {"FINISHED"}
+
+
+CLASSES = (GROUPEDIT_OT_capture_views, GROUPEDIT_OT_cancel)
+
+
+def register() -> None:
+    for c in CLASSES:
+        bpy.utils.register_class(c)
+
+
+def unregister() -> None:
+    for c in reversed(CLASSES):
+        bpy.utils.unregister_class(c)

@@ -1,0 +1,60 @@
+"""The GroupEdit tab of the 3D viewport's sidebar (N-panel)."""
+
+from __future__ import annotations
+
+import bpy
+
+
+class GROUPEDIT_PT_capture(bpy.types.Panel):
+    bl_label = "Capture"
+    bl_idname = "GROUPEDIT_PT_capture"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "GroupEdit"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        s = context.scene.groupedit
+        layout = self.layout
+        obj = context.active_object
+        layout.label(text=f"Object: {obj.name}" if obj else "Select a mesh object", icon="MESH_DATA")
+        col = layout.column(align=True)
+        col.prop(s, "rig")
+        if s.rig != "scene":
+            col.prop(s, "views")
+            if s.rig in ("orbit", "orbit-poles"):
+                col.prop(s, "elevations")
+            col.prop(s, "start_azimuth")
+            if s.rig != "orbit-poles":
+                row = col.row(align=True)
+                row.prop(s, "top", toggle=True)
+                row.prop(s, "bottom", toggle=True)
+            col.prop(s, "fov")
+            col.prop(s, "margin")
+        col.prop(s, "skip")
+        col = layout.column(align=True)
+        col.prop(s, "view_size")
+        col.prop(s, "samples")
+        col.prop(s, "lighting")
+        col.prop(s, "add_uv")
+        layout.prop(s, "output_dir")
+        if s.running:
+            layout.progress(factor=s.progress, type="BAR", text=s.status)
+            layout.operator("groupedit.cancel", icon="CANCEL")
+        else:
+            layout.operator("groupedit.capture_views", icon="RENDER_STILL")
+            if s.status:
+                layout.label(text=s.status)
+            if s.last_folder:
+                box = layout.box()
+                box.label(text=f"Views: {s.last_views}   Coverage: {100 * s.last_coverage:.0f} %")
+                if s.last_coverage < 0.9:
+                    box.label(text="Add views to see more of the surface", icon="INFO")
+                box.prop(s, "last_folder", text="")
+
+
+def register() -> None:
+    bpy.utils.register_class(GROUPEDIT_PT_capture)
+
+
+def unregister() -> None:
+    bpy.utils.unregister_class(GROUPEDIT_PT_capture)

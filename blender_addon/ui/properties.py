@@ -1,0 +1,73 @@
+"""Per-scene settings of the GroupEdit panel (``scene.groupedit``) and how they become a RigSpec."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..core.rigs import PRESETS, RigSpec
+from ..core.errors import InvalidInputError
+
+
+def _parse_numbers(text: str, kind: type, what: str) -> list:
+    try:
+        return [kind(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    except ValueError as exc:
+        raise InvalidInputError(f"{what}: expected comma-separated numbers, got {text!r}") from exc
+
+
+class GroupEditSettings(bpy.types.PropertyGroup):
+    rig: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Rig", items=[(k, k.replace("-", " ").title(), v) for k, v in PRESETS.items()], default="orbit-poles"
+    )
+    views: bpy.props.IntProperty(name="Views", default=10, min=1, max=64)  # type: ignore[valid-type]
+    elevations: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Elevations", description="Ring elevations in degrees, comma-separated (e.g. 30, -15)", default="20"
+    )
+    start_azimuth: bpy.props.FloatProperty(name="Start azimuth", default=0.0, min=-360, max=360)  # type: ignore[valid-type]
+    top: bpy.props.BoolProperty(name="Top view", default=False)  # type: ignore[valid-type]
+    bottom: bpy.props.BoolProperty(name="Bottom view", default=False)  # type: ignore[valid-type]
+    skip: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Skip views", description="Indices of views to leave out, comma-separated (e.g. 3, 7)", default=""
+    )
+    fov: bpy.props.FloatProperty(name="Field of view", default=40.0, min=5.0, max=120.0)  # type: ignore[valid-type]
+    margin: bpy.props.FloatProperty(name="Margin", default=0.05, min=0.0, max=0.4)  # type: ignore[valid-type]
+    view_size: bpy.props.IntProperty(name="View size", default=512, min=64, max=4096)  # type: ignore[valid-type]
+    samples: bpy.props.IntProperty(name="Samples", default=32, min=1, max=4096)  # type: ignore[valid-type]
+    lighting: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Lighting",
+        items=[("AUTO", "Auto", "Studio light when the scene has no lights and no world"),
+               ("SCENE", "Scene", "The scene's own lights and world"),
+               ("STUDIO", "Studio", "A neutral light rig added for the capture only")],
+        default="AUTO",
+    )
+    add_uv: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Add UV map if missing", description="Add a Smart UV Project map named GroupEdit_UV to meshes without UVs"
+    )
+    output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="")  # type: ignore[valid-type]
+
+    # status shown by the panel
+    running: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+    progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]
+    status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
+    last_views: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
+    last_coverage: bpy.props.FloatProperty(default=0.0, subtype="FACTOR")  # type: ignore[valid-type]
+    last_folder: bpy.props.StringProperty(default="", subtype="DIR_PATH")  # type: ignore[valid-type]
+
+    def rig_spec(self) -> RigSpec:
+        spec = RigSpec(
+            kind=self.rig, count=self.views, elevations=_parse_numbers(self.elevations, float, "Elevations") or [20.0],
+            start_azimuth=self.start_azimuth, top=self.top, bottom=self.bottom, fov_deg=self.fov, margin=self.margin,
+            disabled=_parse_numbers(self.skip, int, "Skip views"),
+        )
+        spec.validate()
+        return spec
+
+
+def register() -> None:
+    bpy.utils.register_class(GroupEditSettings)
+    bpy.types.Scene.groupedit = bpy.props.PointerProperty(type=GroupEditSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.groupedit
+    bpy.utils.unregister_class(GroupEditSettings)
