@@ -1,0 +1,49 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blender_addon.core.errors import ImageFormatError
+from blender_addon.core.images import decode_png, encode_png, linear_to_srgb, read_png, srgb_to_linear, write_png
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (7, 5, 2), (7, 5, 3), (6, 9, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_png_round_trip(tmp_path, shape, dtype):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
+    write_png(tmp_path / "a.png", a)
+    b = read_png(tmp_path / "a.png")
+    assert b.dtype == dtype and np.array_equal(b.reshape(a.shape), a)
+    # and another decoder agrees
+    c = np.array(Image.open(tmp_path / "a.png"))
+    if dtype == np.uint8:
+        assert np.array_equal(c.reshape(a.shape), a)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_decodes_every_filter_type_written_by_pil(mode):
+    rng = np.random.default_rng(2)
+    base = np.cumsum(rng.integers(0, 4, size=(40, 33, 4)), axis=1).astype(np.uint8)  # smooth: PIL picks many filters
+    img = Image.fromarray(base[..., : len(mode)].squeeze() if mode != "L" else base[..., 0], mode)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    out = decode_png(buf.getvalue())
+    assert np.array_equal(out.reshape(np.array(img).shape), np.array(img))
+
+
+def test_png_errors():
+    with pytest.raises(ImageFormatError, match="signature"):
+        decode_png(b"GIF89a")
+    data = encode_png(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ImageFormatError):
+        decode_png(data[:40])
+    with pytest.raises(ImageFormatError, match="uint8 or uint16"):
+        encode_png(np.zeros((2, 2), np.float32))
+
+
+def test_srgb_curves_invert_and_match_8bit_levels():
+    x = np.linspace(0, 1, 256, dtype=np.float32)
+    assert np.abs(linear_to_srgb(srgb_to_linear(x)) - x).max() < 1e-5
+    assert np.isclose(linear_to_srgb(np.float32(0.5)), 0.7353569, atol=1e-5)
