@@ -10,12 +10,15 @@ Everything the capture changes is restored by :class:`~.scene_changes.SceneChang
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +74,17 @@ class CaptureSettings:
 
 @dataclass(frozen=True)
 class CaptureProgress:
-    """Reported after each view: 1-based ``index`` of ``total``, its name and render seconds."""
+    """Reported after each view: 1-based ``index`` of ``total``, its name, seconds in all and per stage.
+
+    ``stages`` holds seconds for 'colour render', 'data render' (each including writing and reading
+    the render's EXR) and 'passes to files' (conversion and writing of the view's ViewSet files).
+    """
 
     index: int
     total: int
     view: str
     seconds: float
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -308,7 +316,9 @@ def capture_steps(
             if not slots:
                 view_layer.material_override = None
             cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, user_filter, settings.denoise
+            t1 = time.perf_counter()
             colour_exr = _render(scene, tmp / "colour.exr")
+            t2 = time.perf_counter()
             rgba = _channels(colour_exr, "Combined", "RGBA")
             bg = np.asarray(settings.background, np.float32)
             colour = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
@@ -319,7 +329,9 @@ def capture_steps(
             if not slots:
                 view_layer.material_override = data_mats[0]
             cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
+            t3 = time.perf_counter()
             data_exr = _render(scene, tmp / "data.exr")
+            t4 = time.perf_counter()
             alpha = _channels(data_exr, "Combined", "A")[..., 0]
             mask = alpha > 0.5
             albedo = _channels(data_exr, "Combined", "RGB") / np.maximum(alpha, 1e-6)[..., None]
@@ -343,7 +355,9 @@ def capture_steps(
             )
             written.append(View(rv.name, cam, files, rv.azimuth_deg, rv.elevation_deg, rv.label))
             depth_maps.append((cam, depth))
-            yield CaptureProgress(n + 1, len(rig), rv.name, time.perf_counter() - t0)
+            t5 = time.perf_counter()
+            stages = {"colour render": t2 - t1, "data render": t4 - t3, "passes to files": t5 - t4}
+            yield CaptureProgress(n + 1, len(rig), rv.name, t5 - t0, stages)
 
         mesh.save(out_dir / MESH_FILE)
         cov = coverage_mod.coverage(mesh, depth_maps)
@@ -372,9 +386,29 @@ def capture_steps(
             _clean_output(out_dir, created)
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Generator[None, None, None]:
+    """Silence Cycles' per-tile "Fra:" lines (written by C code to file descriptor 1) during a render."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no usable stdout (some GUI launches): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _render(scene: Any, path: Path) -> dict[str, np.ndarray]:
     scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True, scene=scene.name)
+    with _quiet_stdout():
+        bpy.ops.render.render(write_still=True, scene=scene.name)
     return read_exr(path)
 
 

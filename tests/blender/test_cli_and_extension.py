@@ -1,0 +1,99 @@
+"""The headless command line and the installable extension, each in its own Blender process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSETS = ROOT / "assets"
+
+
+def _groupedit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the console entry (same code path as ``blender --command groupedit``)."""
+    exe = Path(sys.executable).with_name("groupedit")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "blender_addon.cli"]
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_capture_prints_progress_and_writes_a_viewset(tmp_path):
+    r = _groupedit("capture", str(ASSETS / "Avocado.glb"), "--views", "3", "--rig", "orbit", "--view-size", "64",
+                   "--samples", "1", "--out", str(tmp_path / "vs"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [line for line in r.stdout.splitlines() if line.startswith("view ")][-1].startswith("view 3/3 view_002")
+    assert "per view" in r.stdout and "coverage" in r.stdout
+    manifest = json.loads((tmp_path / "vs" / "manifest.json").read_text())
+    assert manifest["object"]["name"] == "Avocado" and len(manifest["views"]) == 3
+
+
+@pytest.mark.parametrize(
+    "args,code,message",
+    [
+        (["--object", "Chair"], 2, "no object named 'Chair'"),
+        (["--views", "0"], 2, "view count"),
+        (["--rig", "scene"], 2, "needs cameras"),
+    ],
+)
+def test_cli_errors_have_codes_and_messages(tmp_path, args, code, message):
+    r = _groupedit("capture", str(ASSETS / "Suzanne.glb"), *args, "--view-size", "64", "--out", str(tmp_path / "o"),
+                   cwd=tmp_path)
+    assert r.returncode == code and message in r.stderr, (r.returncode, r.stderr)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_missing_input_and_unwritable_output(tmp_path):
+    r = _groupedit("capture", str(tmp_path / "nope.glb"), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode == 3 and "does not exist" in r.stderr
+    (tmp_path / "blocker").write_text("")
+    r = _groupedit("capture", str(ASSETS / "Suzanne.glb"), "--view-size", "64", "--out", str(tmp_path / "blocker" / "o"),
+                   cwd=tmp_path)
+    assert r.returncode == 3 and "groupedit: error" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def extension_zip(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "build_extension.py"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
+    """Install the zip into an isolated user folder, enable it, run the operator and the CLI handler."""
+    script = textwrap.dedent(f"""
+        import sys, json, bpy
+        bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, repo="user_default", enable_on_install=True)
+        import addon_utils
+        mod = "bl_ext.user_default.groupedit"
+        assert mod in {{m.module for m in bpy.context.preferences.addons}}, "not enabled"
+        assert hasattr(bpy.types.Scene, "groupedit") and hasattr(bpy.ops.groupedit, "capture_views")
+        for o in list(bpy.data.objects):  # the startup scene's cube, camera and light
+            bpy.data.objects.remove(o)
+        bpy.ops.import_scene.gltf(filepath={str(ASSETS / "Suzanne.glb")!r})
+        obj = bpy.context.scene.objects["Suzanne"]
+        bpy.context.view_layer.objects.active = obj
+        s = bpy.context.scene.groupedit
+        s.rig, s.views, s.view_size, s.samples, s.output_dir = "orbit", 2, 64, 1, {str(tmp_path / "captures")!r}
+        assert bpy.ops.groupedit.capture_views() == {{"FINISHED"}}
+        print("RESULT", json.dumps({{"views": s.last_views, "coverage": s.last_coverage, "folder": s.last_folder}}))
+        handler = sys.modules[mod + ".cli"].blender_command
+        code = handler(["capture", "--rig", "orbit", "--views", "2", "--view-size", "64", "--samples", "1",
+                        "--out", {str(tmp_path / "cli")!r}])
+        print("CLI", code)
+    """)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+    r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    result = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT"))[7:])
+    assert result["views"] == 2 and result["coverage"] > 0.3
+    assert (Path(result["folder"]) / "manifest.json").is_file()
+    assert Path(result["folder"]).parent == tmp_path / "captures"
+    assert "CLI 0" in r.stdout and (tmp_path / "cli" / "manifest.json").is_file()
+    assert (tmp_path / "user" / "extensions" / "user_default" / "groupedit" / "blender_manifest.toml").is_file()
