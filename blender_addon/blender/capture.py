@@ -269,16 +269,14 @@ def capture_steps(
                 changes.set(o, "visible_camera", False)
         changes.set(obj, "hide_render", False)
         changes.set(obj, "visible_camera", True)
-        if _use_studio(scene, settings.lighting):
+        studio = _use_studio(scene, settings.lighting)
+        if studio:
             _add_studio(scene, changes, mesh.positions.mean(axis=0))
-        lighting = "studio" if scene.world and scene.world.name.startswith("GroupEdit studio") else "scene"
 
         # the object's own materials and their unlit copies, swapped per render
         slots = list(obj.material_slots)
         originals = [s.material for s in slots]
         data_mats = [data_material(m, uv_map, changes) for m in originals] or [data_material(None, uv_map, changes)]
-        if not slots:
-            changes.set(view_layer, "material_override", None)
         for i, s in enumerate(slots):
             changes.set(s, "material", originals[i])
 
@@ -370,7 +368,7 @@ def capture_steps(
             materials=[m.name if m else "" for m in originals],
             units={"length": scene.unit_settings.length_unit.lower(), "scale_length": scene.unit_settings.scale_length,
                    "system": scene.unit_settings.system.lower()},
-            capture={**asdict(settings), "lighting_used": lighting, "device": cycles.device,
+            capture={**asdict(settings), "lighting_used": "studio" if studio else "scene", "device": cycles.device,
                      "colour_transform": "Standard (sRGB OETF of linear, clipped)", "samples_data": 1,
                      "data_filter_width_px": DATA_FILTER_WIDTH, "engine": "CYCLES"},
             coverage=cov,
