@@ -1,0 +1,22 @@
+"""Editors behind one interface, loaded by name (see :func:`get_editor`)."""
+
+from __future__ import annotations
+
+from .base import CancelCheck, EditInput, Editor, Progress
+from .classical import ClassicalEditor
+from .identity import IdentityEditor
+
+#: Editors the server can load by name without extra configuration.
+EDITORS: dict[str, type[Editor]] = {"classical": ClassicalEditor, "identity": IdentityEditor}
+
+
+def get_editor(name: str, **config: object) -> Editor:
+    """An editor instance by name; raises ``InvalidInput`` listing the known names."""
+    from ..errors import InvalidInput
+
+    if name not in EDITORS:
+        raise InvalidInput(f"unknown editor {name!r}; available: {', '.join(sorted(EDITORS))}")
+    return EDITORS[name](**config)
+
+
+__all__ = ["EDITORS", "CancelCheck", "EditInput", "Editor", "Progress", "get_editor"]

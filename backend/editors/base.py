@@ -1,0 +1,65 @@
+"""The editor interface: a group of views + masks + one instruction in, one edited image per view out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import Cancelled, InvalidInput
+
+#: ``progress(stage, step, total)``; may be called often, must be cheap.
+Progress = Callable[[str, int, int], None]
+#: Returns True when the job should stop; editors check it between steps.
+CancelCheck = Callable[[], bool]
+
+
+@dataclass
+class EditInput:
+    """One group of views to edit.
+
+    ``images``: N uint8 arrays (H_i, W_i, 3), sRGB. ``masks``: N bool arrays (H_i, W_i), True where the
+    edit applies. ``reference``: an optional uint8 (H, W, 3) style/colour reference image.
+    ``geometry``: optional per-view arrays from the ViewSet (for example ``position``), by pass name.
+    """
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    reference: np.ndarray | None = None
+    geometry: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise :class:`InvalidInput` unless images and masks are a consistent group."""
+        if not self.images:
+            raise InvalidInput("a job needs at least one view")
+        if len(self.images) != len(self.masks):
+            raise InvalidInput(f"{len(self.images)} images but {len(self.masks)} masks: send one mask per view")
+        for i, (img, m) in enumerate(zip(self.images, self.masks)):
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                raise InvalidInput(f"view {i}: image must be RGB 8-bit, got {img.dtype} {img.shape}")
+            if m.shape != img.shape[:2]:
+                raise InvalidInput(f"view {i}: mask is {m.shape[1]}x{m.shape[0]} but the image is {img.shape[1]}x{img.shape[0]}")
+
+
+class Editor(ABC):
+    """Edits a group of views consistently. Subclasses set ``name`` and implement :meth:`edit`."""
+
+    name: str = ""
+
+    def info(self) -> dict[str, Any]:
+        """What the health endpoint reports about this editor (model, weights, device)."""
+        return {"name": self.name, "model": None, "weights": None, "device": "cpu", "dtype": None}
+
+    @abstractmethod
+    def edit(self, group: EditInput, instruction: str, options: dict[str, Any], progress: Progress,
+             cancel: CancelCheck) -> list[np.ndarray]:
+        """Return N uint8 (H_i, W_i, 3) images, in the input's order and sizes."""
+
+
+def check_cancel(cancel: CancelCheck) -> None:
+    """Raise :class:`Cancelled` when ``cancel()`` says so (call between steps)."""
+    if cancel():
+        raise Cancelled("the job was cancelled")
