@@ -1,0 +1,240 @@
+"""The HTTP API (``/v1``): validate, queue, report progress, serve results.
+
+See docs/protocol.md. Every error is ``{"error": {"code", "message", "retryable", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import __version__
+from .config import ServerConfig
+from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, QueueFull, Unauthorized
+from .jobfiles import decode_image, result_path, stage_inputs
+from .store import TERMINAL, JobStore
+from .worker import Supervisor
+
+
+def _error(exc: BackendError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+
+class GuardMiddleware:
+    """Before any route: Host/Origin checks (DNS rebinding, CSRF), the token, and the body-size limit.
+
+    The body limit is checked from Content-Length before reading; a body without one is counted
+    while it streams and cut off at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, config: ServerConfig) -> None:
+        self.app = app
+        self.config = config
+        port = config.port
+        names = {"127.0.0.1", "localhost", "[::1]", config.host}
+        self.hosts = names | {f"{n}:{port}" for n in names}
+        self.origins = {f"http://{n}:{port}" for n in names} | {f"http://{n}" for n in names}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            if headers.get("host", "") not in self.hosts and not self.config.token:
+                raise Forbidden(f"Host {headers.get('host')!r} is not this server: requests must address it directly")
+            origin = headers.get("origin")
+            if origin is not None and origin not in self.origins:
+                raise Forbidden(f"requests from web pages ({origin}) are refused")
+            if self.config.token:
+                given = headers.get("authorization", "")
+                expected = f"Bearer {self.config.token}"
+                if not hmac.compare_digest(given.encode(), expected.encode()):
+                    raise Unauthorized("missing or wrong token: send 'Authorization: Bearer <token>' "
+                                       "(the token file is in the server's data folder)")
+            limit = self.config.limits.max_body_bytes
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit}: "
+                                      "send fewer or smaller views", {"limit": limit})
+        except BackendError as exc:
+            return await _error(exc)(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLarge(f"request body over the limit of {limit} bytes", {"limit": limit})
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI application for ``config`` (starts the supervisor and worker on startup)."""
+    config.validate()
+    store = JobStore(config.data_dir)
+    supervisor = Supervisor(store, config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store.purge(config.result_ttl_s)
+        supervisor.start()
+        yield
+        supervisor.stop()
+        store.close()
+
+    app = FastAPI(title="GroupEdit server", version=__version__, lifespan=lifespan)
+    app.add_middleware(GuardMiddleware, config=config)
+    app.state.store, app.state.supervisor = store, supervisor
+
+    @app.exception_handler(BackendError)
+    async def backend_error(request: Request, exc: BackendError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return _error(NotFound("no such resource"))
+
+    def job_view(job_id: str) -> dict[str, Any]:
+        job = store.get(job_id)
+        return job.to_dict(store.position(job))
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        queued = len(store.queued())
+        status = supervisor.status
+        return {
+            "status": status, "version": __version__, "editor": supervisor.editor_info or {"name": config.editor},
+            "load_error": supervisor.load_error, "queue_length": queued, "running": supervisor.current,
+            "worker_pid": supervisor.worker_pid, "limits": config.limits.to_dict(), **_vram(),
+        }
+
+    @app.post("/v1/jobs", status_code=202)
+    async def submit(request: Request) -> JSONResponse:
+        limits = config.limits
+        key = request.headers.get("idempotency-key")
+        if key and (known := store.by_key(key)) is not None:  # a retried submit: the same job, once
+            return JSONResponse(known.to_dict(store.position(known)), status_code=202)
+        try:
+            form = await request.form(max_files=2 * limits.max_views + 1, max_fields=8)
+        except PayloadTooLarge:
+            raise
+        except Exception as exc:  # noqa: BLE001 - malformed multipart
+            raise InvalidInput(f"the body is not valid multipart form data: {exc}") from exc
+        raw = form.get("manifest")
+        if raw is None:
+            raise InvalidInput("missing the 'manifest' field (JSON with instruction and views)")
+        try:
+            manifest = json.loads(raw if isinstance(raw, str) else await raw.read())
+            instruction = str(manifest.get("instruction", ""))
+            options = dict(manifest.get("options", {}))
+            views = list(manifest["views"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidInput(f"the manifest is not valid: {exc}") from exc
+        if len(instruction) > limits.max_instruction_chars:
+            raise InvalidInput(f"instruction of {len(instruction)} characters is over {limits.max_instruction_chars}")
+        if not 1 <= len(views) <= limits.max_views:
+            raise InvalidInput(f"a job takes 1 to {limits.max_views} views, got {len(views)}")
+        images, masks, names = [], [], []
+        for i, v in enumerate(views):
+            try:
+                name, image_field, mask_field = str(v["name"]), str(v["image"]), str(v["mask"])
+            except (KeyError, TypeError) as exc:
+                raise InvalidInput(f"view {i} needs 'name', 'image' and 'mask' fields") from exc
+            img_part, mask_part = form.get(image_field), form.get(mask_field)
+            if img_part is None or isinstance(img_part, str) or mask_part is None or isinstance(mask_part, str):
+                raise InvalidInput(f"view {i} ({name}): file fields {image_field!r} and {mask_field!r} must be uploaded")
+            img = decode_image(await img_part.read(), f"view {i} image", limits.max_pixels, "RGB")
+            mask = decode_image(await mask_part.read(), f"view {i} mask", limits.max_pixels, "L") > 127
+            if mask.shape != img.shape[:2]:
+                raise InvalidInput(f"view {i} ({name}): mask {mask.shape[1]}x{mask.shape[0]} does not match image "
+                                   f"{img.shape[1]}x{img.shape[0]}")
+            images.append(img)
+            masks.append(mask)
+            names.append(name)
+        reference = None
+        ref_field = manifest.get("reference")
+        if ref_field:
+            part = form.get(str(ref_field))
+            if part is None or isinstance(part, str):
+                raise InvalidInput(f"reference field {ref_field!r} must be uploaded")
+            reference = decode_image(await part.read(), "reference image", limits.max_pixels, "RGB")
+        if len(store.queued()) >= limits.max_queue:
+            raise QueueFull(f"the queue is full ({limits.max_queue} jobs): try again when a job has finished",
+                            {"max_queue": limits.max_queue})
+        job, _created = await asyncio.to_thread(
+            store.create, instruction, options, names, key, lambda folder: stage_inputs(folder, images, masks, reference)
+        )
+        return JSONResponse(job.to_dict(store.position(job)), status_code=202)
+
+    @app.get("/v1/jobs")
+    def list_jobs() -> dict[str, Any]:
+        return {"jobs": [j.to_dict(store.position(j)) for j in store.list()]}
+
+    @app.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str) -> dict[str, Any]:
+        return job_view(job_id)
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    def cancel(job_id: str) -> dict[str, Any]:
+        job = store.request_cancel(job_id)
+        return job.to_dict(store.position(job))
+
+    @app.get("/v1/jobs/{job_id}/results/{index}")
+    def result(job_id: str, index: int) -> FileResponse:
+        job = store.get(job_id)
+        if job.state != "succeeded":
+            raise NotFound(f"job {job_id} has no results (it is {job.state})")
+        if not 0 <= index < len(job.views):
+            raise NotFound(f"job {job_id} has views 0 to {len(job.views) - 1}")
+        return FileResponse(result_path(store.folder(job.id), index), media_type="image/png")
+
+    @app.get("/v1/jobs/{job_id}/events")
+    async def events(job_id: str, request: Request, after: int = 0) -> StreamingResponse:
+        store.get(job_id)
+        last = request.headers.get("last-event-id")
+        start = int(last) if last and last.isdigit() else after
+
+        async def stream() -> AsyncIterator[bytes]:
+            cursor = start
+            while True:
+                batch = store.events(job_id, cursor)
+                for eid, kind, data in batch:
+                    cursor = eid
+                    yield f"id: {eid}\nevent: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+                    if kind in TERMINAL:
+                        return
+                if not batch:
+                    if store.get(job_id).state in TERMINAL and not store.events(job_id, cursor):
+                        return
+                    if await request.is_disconnected():
+                        return
+                    await asyncio.sleep(0.05)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def _vram() -> dict[str, Any]:
+    """Device and memory of the server process (the worker owns the GPU; this reports what is visible)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info()
+            return {"device": torch.cuda.get_device_name(0), "vram_total": total, "vram_free": free,
+                    "vram_peak": torch.cuda.max_memory_allocated()}
+    except Exception:  # noqa: BLE001 - health must answer whatever the GPU stack does
+        pass
+    return {"device": "cpu", "vram_total": None, "vram_free": None, "vram_peak": None}

@@ -1,0 +1,176 @@
+"""One GPU worker process, and the supervisor thread that feeds it jobs and restarts it when it dies.
+
+The worker loads the editor once and runs one job at a time: it reads the job's inputs from the
+job folder, edits, and writes ``results/<index>.png``. It talks to the supervisor through two
+queues; cancel is a shared flag it checks at every step. An exception fails the job with a typed
+error; a dead worker (killed, crashed) fails its job with ``worker_crashed`` and is restarted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .config import ServerConfig
+from .errors import BackendError, Cancelled
+from .store import JobStore
+
+log = logging.getLogger(__name__)
+
+_CTX = mp.get_context("spawn")
+
+
+def load_editor(name: str, config: dict[str, Any]) -> Any:
+    """An editor by registered name, or by ``package.module:Class`` for editors outside the package."""
+    if ":" in name:
+        module, cls = name.split(":", 1)
+        return getattr(importlib.import_module(module), cls)(**config)
+    from .editors import get_editor
+
+    return get_editor(name, **config)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
+def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, events: Any, cancel_flag: Any) -> None:
+    """Entry point of the worker process."""
+    from .jobfiles import read_inputs, write_results
+
+    try:
+        editor = load_editor(editor_name, editor_config)
+    except Exception as exc:  # noqa: BLE001 - reported to the server, which shows it in /v1/health
+        events.put(("load_failed", None, {"message": f"{type(exc).__name__}: {exc}"}))
+        return
+    events.put(("ready", None, {"editor": editor.info(), "pid": os.getpid()}))
+    while True:
+        item = jobs.get()
+        if item is None:
+            return
+        job_id, folder, instruction, options = item
+        folder = Path(folder)
+        t0 = time.monotonic()
+
+        def progress(stage: str, step: int, total: int) -> None:
+            elapsed = time.monotonic() - t0
+            eta = elapsed / step * (total - step) if step else None
+            events.put(("progress", job_id, {"stage": stage, "step": step, "total": total, "eta": eta}))
+
+        try:
+            group = read_inputs(folder)
+            images = editor.edit(group, instruction, options, progress, lambda: bool(cancel_flag.value))
+            if cancel_flag.value:
+                raise Cancelled("the job was cancelled")
+            write_results(folder, images)
+            events.put(("succeeded", job_id, {}))
+        except BackendError as exc:
+            state = "cancelled" if isinstance(exc, Cancelled) else "failed"
+            events.put((state, job_id, {"code": exc.code, "message": exc.message}))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a typed job error
+            if _is_oom(exc):
+                events.put(("failed", job_id, {"code": "oom", "message": "out of GPU memory: lower the view size "
+                                                                       "or enable offload"}))
+            else:
+                log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+                events.put(("failed", job_id, {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}))
+
+
+class Supervisor:
+    """Runs queued jobs in FIFO order on one worker process; restarts the worker when it dies."""
+
+    def __init__(self, store: JobStore, config: ServerConfig) -> None:
+        self.store = store
+        self.config = config
+        self.status = "starting"
+        self.editor_info: dict[str, Any] = {}
+        self.load_error: str | None = None
+        self.current: str | None = None
+        self.worker_pid: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="groupedit-supervisor", daemon=True)
+        self._proc: Any = None
+
+    # ------------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.store.recover()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._kill_worker()
+
+    def _spawn(self) -> None:
+        self._jobs, self._events = _CTX.Queue(), _CTX.Queue()
+        self._cancel = _CTX.Value("b", 0)
+        self._proc = _CTX.Process(
+            target=worker_main, name="groupedit-worker", daemon=True,
+            args=(self.config.editor, self.config.editor_config, self._jobs, self._events, self._cancel),
+        )
+        self._proc.start()
+        self.worker_pid = self._proc.pid
+        self.status = "starting"
+
+    def _kill_worker(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(timeout=5)
+
+    # ------------------------------------------------------------------------------- loop
+    def _run(self) -> None:
+        self._spawn()
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - the supervisor must outlive any one failure
+                log.exception("supervisor error")
+                time.sleep(0.5)
+
+    def _tick(self) -> None:
+        if not self._proc.is_alive() and self.status != "failed":
+            if self.current:
+                self.store.finish(self.current, "failed", "worker_crashed",
+                                  "the worker process died during the job; it has been restarted")
+                self.current = None
+            log.warning("worker exited (code %s); restarting", self._proc.exitcode)
+            self._spawn()
+        if self.current is None and self.status == "ready":
+            queued = self.store.queued()
+            if queued:
+                job = queued[0]
+                self.current = job.id
+                self._cancel.value = 0
+                self.store.start(job.id)
+                self.status = "busy"
+                self._jobs.put((job.id, str(self.store.folder(job.id)), job.instruction, job.options))
+        if self.current is not None and self.store.get(self.current).cancel_requested:
+            self._cancel.value = 1
+        try:
+            kind, job_id, data = self._events.get(timeout=0.05)
+        except queue.Empty:
+            return
+        self._handle(kind, job_id, data)
+
+    def _handle(self, kind: str, job_id: str | None, data: dict[str, Any]) -> None:
+        if kind == "ready":
+            self.editor_info, self.worker_pid = data["editor"], data["pid"]
+            self.status = "busy" if self.current else "ready"
+        elif kind == "load_failed":
+            self.status, self.load_error = "failed", data["message"]
+            log.error("the editor could not be loaded: %s", data["message"])
+        elif kind == "progress" and job_id == self.current:
+            self.store.add_event(job_id, "progress", data)
+        elif kind in ("succeeded", "failed", "cancelled") and job_id == self.current:
+            self.store.finish(job_id, kind, data.get("code"), data.get("message"))
+            self.current = None
+            self.status = "ready"
