@@ -1,0 +1,27 @@
+"""A test editor that sleeps at every step, so tests can cancel, kill and restart mid-job."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from backend.editors.base import CancelCheck, EditInput, Editor, Progress, check_cancel
+
+
+class SlowEditor(Editor):
+    name = "slow-test"
+
+    def __init__(self, steps: int = 20, delay: float = 0.1) -> None:
+        self.steps, self.delay = steps, delay
+
+    def edit(self, group: EditInput, instruction: str, options: dict[str, Any], progress: Progress,
+             cancel: CancelCheck) -> list[np.ndarray]:
+        group.check()
+        steps = int(options.get("steps", self.steps))
+        for i in range(steps):
+            check_cancel(cancel)
+            time.sleep(self.delay)
+            progress("denoise", i + 1, steps)
+        return [255 - img for img in group.images]
