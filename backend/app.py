@@ -107,7 +107,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     def job_view(job_id: str) -> dict[str, Any]:
         job = store.get(job_id)
-        return job.to_dict(store.position(job))
+        return {**job.to_dict(store.position(job)), "progress": store.last_progress(job_id)}
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:

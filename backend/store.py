@@ -217,6 +217,13 @@ class JobStore:
             self.changed.notify_all()
             return int(cur.lastrowid)
 
+    def last_progress(self, job_id: str) -> dict[str, Any] | None:
+        """The newest progress event's data of a job (stage, step, total, eta), if any."""
+        with self._lock:
+            row = self._db.execute("SELECT data FROM events WHERE job_id=? AND type='progress' ORDER BY id DESC LIMIT 1",
+                                   (job_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         """Events of one job with id > ``after``, oldest first: (event id, type, data)."""
         with self._lock:

@@ -4,8 +4,10 @@ Subcommands:
   capture INPUT --out DIR   render a rig of views of an object into a ViewSet
   demo --out DIR            capture a sample asset and write a contact sheet of the views
 
+  edit --views DIR         send a ViewSet to the edit server, wait, download the edited views
+
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments or input, 3 a file or folder problem,
-130 cancelled (see :mod:`.core.errors`).
+4 the edit server is unreachable or failed the job, 130 cancelled (see :mod:`.core.errors`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core.errors import GroupEditError, InvalidInputError
+
+if TYPE_CHECKING:
+    from .core.client import PollStatus
 from .core.rigs import PRESETS, RigSpec
 
 
+DEFAULT_SERVER = "http://127.0.0.1:8765"
 SAMPLE_ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -69,6 +76,12 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
         help=".blend, .glb, .gltf, .fbx or .obj" + (" (default: the open file)" if inside_blender else ""),
     )
     _add_capture_args(cap)
+    edit = sub.add_parser("edit", help="edit a ViewSet's views on the edit server")
+    edit.add_argument("--views", type=Path, required=True, help="ViewSet folder (from capture)")
+    edit.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
+    edit.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
+    edit.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
+    edit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job")
     demo = sub.add_parser("demo", help="capture a shipped sample asset and write a contact sheet")
     demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
     demo.add_argument("--views", type=int, default=8)
@@ -137,7 +150,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"capture": cmd_capture, "demo": cmd_demo}
+def edit_viewset(views: Path, instruction: str, server: str, token: str = "", timeout: float = 3600.0,
+                 online_access: bool = True) -> "PollStatus":
+    """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status."""
+    from .core.client import BackendClient, JobPoller
+    from .core.viewset import ViewSet
+
+    poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction)
+    end = time.monotonic() + timeout
+    last = ""
+    try:
+        while not poller.step().finished:
+            st = poller.status
+            bar = "#" * int(20 * st.fraction)
+            line = f"[{bar:<20}] {st.state} {st.stage} {st.step}/{st.total}" if st.total else f"{st.state}: {st.message}"
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if time.monotonic() > end:
+                poller.cancel()
+                raise GroupEditError(f"the edit took longer than {timeout:.0f} s and was cancelled")
+            if st.state in ("queued", "running"):
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        poller.cancel()
+        raise
+    return poller.status
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    st = edit_viewset(args.views, args.instruction, args.server, args.token, args.timeout)
+    if st.state == "done":
+        print(st.message)
+        return 0
+    print(f"groupedit: error: edit {st.state}: {st.message}", file=sys.stderr)
+    return 130 if st.state == "cancelled" else 4
+
+
+COMMANDS = {"capture": cmd_capture, "edit": cmd_edit, "demo": cmd_demo}
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -1,0 +1,213 @@
+"""Talk to the GroupEdit edit server (HTTP ``/v1``) without blocking: a client and a job poller.
+
+bpy-free. :class:`JobPoller.step` does at most one short request and returns at once, so the modal
+operator (one step per timer tick) and the headless command (a loop) drive the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import GroupEditError
+from .images import decode_png, encode_png, write_png
+from .viewset import ViewSet
+
+EDITED_DIR = "edited"
+
+
+class BackendError(GroupEditError):
+    """The edit server refused or failed a request; ``code`` is the server's error code."""
+
+    def __init__(self, message: str, code: str = "backend", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code, self.retryable = code, retryable
+
+
+class BackendNotRunning(BackendError):
+    exit_code = 4
+
+
+#: What to tell a user for each server error code (appended to the server's own message).
+ADVICE = {
+    "oom": "out of GPU memory: lower the view size or enable offload",
+    "worker_crashed": "the server's worker crashed; it restarted: try again",
+    "queue_full": "the server is busy: try again when a job has finished",
+    "unauthorized": "set the token from the server's token file in the GroupEdit preferences",
+    "model_not_ready": "the server is still loading its model: try again in a moment",
+    "payload_too_large": "send fewer or smaller views",
+}
+
+
+def is_loopback(url: str) -> bool:
+    host = urllib.parse.urlparse(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class BackendClient:
+    """Requests to one server. ``timeout`` in seconds per request (uploads get ``upload_timeout``)."""
+
+    def __init__(self, url: str, token: str = "", timeout: float = 5.0, upload_timeout: float = 300.0,
+                 online_access: bool = True, start_hint: str = "groupedit-server") -> None:
+        if not is_loopback(url) and not online_access:
+            raise BackendError(f"{url} is not on this computer and Blender's online access is off: "
+                               "allow it in Preferences > System > Network, or use a local server", "offline")
+        import requests  # bundled with Blender; imported late so that core stays importable without it
+
+        self._requests = requests
+        self.url = url.rstrip("/")
+        self.timeout, self.upload_timeout, self.start_hint = timeout, upload_timeout, start_hint
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def _call(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> Any:
+        try:
+            r = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kw)
+        except self._requests.ConnectionError as exc:
+            raise BackendNotRunning(f"backend not running at {self.url}: start it with '{self.start_hint}'",
+                                    "not_running", True) from exc
+        except self._requests.Timeout as exc:
+            raise BackendError(f"the server at {self.url} did not answer in time", "timeout", True) from exc
+        if r.status_code >= 400:
+            try:
+                err = r.json()["error"]
+                code, message, retryable = err["code"], err["message"], err.get("retryable", False)
+            except (ValueError, KeyError, TypeError):
+                code, message, retryable = "http", f"HTTP {r.status_code}", False
+            advice = ADVICE.get(code)
+            raise BackendError(f"{message}" + (f" ({advice})" if advice and advice not in message else ""), code, retryable)
+        return r
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/health").json()
+
+    def submit(self, viewset: ViewSet, instruction: str, options: dict[str, Any] | None = None,
+               reference: np.ndarray | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Upload the ViewSet's colour images and masks with the instruction; returns the job."""
+        files: dict[str, tuple[str, bytes, str]] = {}
+        views = []
+        for i, v in enumerate(viewset.views):
+            mask = viewset.load(v, "mask").astype(np.uint8) * 255
+            files[f"image_{i}"] = (f"{v.name}.png", viewset.path(v, "colour").read_bytes(), "image/png")
+            files[f"mask_{i}"] = (f"{v.name}_mask.png", encode_png(mask, compression=1), "image/png")
+            views.append({"name": v.name, "image": f"image_{i}", "mask": f"mask_{i}"})
+        manifest: dict[str, Any] = {"instruction": instruction, "options": options or {}, "views": views}
+        if reference is not None:
+            files["reference"] = ("reference.png", encode_png(reference), "image/png")
+            manifest["reference"] = "reference"
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        return self._call("POST", "/v1/jobs", timeout=self.upload_timeout, data={"manifest": json.dumps(manifest)},
+                          files=files, headers=headers).json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/jobs/{job_id}").json()
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
+
+    def result(self, job_id: str, index: int) -> np.ndarray:
+        data = self._call("GET", f"/v1/jobs/{job_id}/results/{index}", timeout=self.upload_timeout).content
+        img = decode_png(data)
+        return img[..., :3] if img.shape[2] >= 3 else np.repeat(img, 3, axis=2)
+
+
+@dataclass
+class PollStatus:
+    """What the UI shows: ``state`` is submitting/queued/running/downloading/done/failed/cancelled."""
+
+    state: str
+    stage: str = ""
+    step: int = 0
+    total: int = 0
+    message: str = ""
+    job_id: str | None = None
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+class JobPoller:
+    """One edit job from submit to the edited views in ``<viewset>/edited/``; drive it with :meth:`step`."""
+
+    def __init__(self, client: BackendClient, viewset: ViewSet, instruction: str,
+                 options: dict[str, Any] | None = None, reference: np.ndarray | None = None) -> None:
+        self.client, self.viewset, self.instruction = client, viewset, instruction
+        self.options, self.reference = options or {}, reference
+        self.key = uuid.uuid4().hex  # the same key on a retried submit gives the same job
+        self.status = PollStatus("submitting")
+        self._download_index = 0
+
+    def step(self) -> PollStatus:
+        """Advance by at most one request; errors end the job with state 'failed' and a message."""
+        if self.status.finished:
+            return self.status
+        try:
+            self._advance()
+        except BackendError as exc:
+            self.status = PollStatus("failed", message=str(exc), job_id=self.status.job_id)
+        return self.status
+
+    def cancel(self) -> PollStatus:
+        if self.status.job_id and not self.status.finished:
+            try:
+                self.client.cancel(self.status.job_id)
+            except BackendError as exc:
+                if exc.code != "conflict":
+                    raise
+        self.status = PollStatus("cancelled", message="cancelled", job_id=self.status.job_id)
+        return self.status
+
+    def _advance(self) -> None:
+        st = self.status
+        if st.state == "submitting":
+            job = self.client.submit(self.viewset, self.instruction, self.options, self.reference, self.key)
+            self.status = PollStatus("queued", job_id=job["id"], message=f"queued (position {job['queue_position']})")
+        elif st.state in ("queued", "running"):
+            job = self.client.job(st.job_id)
+            p = job.get("progress") or {}
+            if job["state"] in ("queued", "running"):
+                msg = f"queued (position {job['queue_position']})" if job["state"] == "queued" else p.get("stage", "running")
+                self.status = PollStatus(job["state"], p.get("stage", ""), p.get("step", 0), p.get("total", 0), msg, st.job_id)
+            elif job["state"] == "succeeded":
+                self.status = PollStatus("downloading", "download", 0, len(self.viewset.views), "downloading", st.job_id)
+            else:
+                err = job.get("error") or {}
+                code = err.get("code", "")
+                msg = err.get("message", job["state"])
+                advice = ADVICE.get(code)
+                self.status = PollStatus("cancelled" if job["state"] == "cancelled" else "failed",
+                                         message=msg + (f" ({advice})" if advice and advice not in msg else ""),
+                                         job_id=st.job_id)
+        elif st.state == "downloading":
+            i = self._download_index
+            view = self.viewset.views[i]
+            img = self.client.result(st.job_id, i)
+            part = self.viewset.root / (EDITED_DIR + ".part")
+            part.mkdir(exist_ok=True)
+            write_png(part / f"{view.name}.png", img)
+            st.files.append(f"{EDITED_DIR}/{view.name}.png")
+            self._download_index += 1
+            st.step = self._download_index
+            if self._download_index == len(self.viewset.views):
+                final = self.viewset.root / EDITED_DIR
+                if final.exists():  # keep an earlier edit: edited -> edited.1, edited.2, ...
+                    n = 1
+                    while final.with_name(f"{EDITED_DIR}.{n}").exists():
+                        n += 1
+                    os.replace(final, final.with_name(f"{EDITED_DIR}.{n}"))
+                os.replace(part, final)
+                self.status = PollStatus("done", "done", st.step, st.total, f"{st.step} edited views in {final}",
+                                         st.job_id, st.files)
