@@ -52,9 +52,39 @@ class GROUPEDIT_PT_capture(bpy.types.Panel):
                 box.prop(s, "last_folder", text="")
 
 
+class GROUPEDIT_PT_edit(bpy.types.Panel):
+    bl_label = "Edit"
+    bl_idname = "GROUPEDIT_PT_edit"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "GroupEdit"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        s = context.scene.groupedit
+        layout = self.layout
+        layout.prop(s, "last_folder", text="Views")
+        layout.prop(s, "instruction", text="")
+        if s.edit_running:
+            layout.progress(factor=s.edit_progress, type="BAR", text=s.edit_status)
+            layout.operator("groupedit.cancel_edit", icon="CANCEL")
+        else:
+            layout.operator("groupedit.edit_views", icon="BRUSH_DATA")
+            if s.edit_status:
+                layout.label(text=s.edit_status)
+        row = layout.row(align=True)
+        row.operator("groupedit.start_server", icon="PLAY")
+        op = row.operator("groupedit.start_server", text="Restart (free GPU memory)", icon="FILE_REFRESH")
+        op.restart = True
+
+
+CLASSES = (GROUPEDIT_PT_capture, GROUPEDIT_PT_edit)
+
+
 def register() -> None:
-    bpy.utils.register_class(GROUPEDIT_PT_capture)
+    for c in CLASSES:
+        bpy.utils.register_class(c)
 
 
 def unregister() -> None:
-    bpy.utils.unregister_class(GROUPEDIT_PT_capture)
+    for c in reversed(CLASSES):
+        bpy.utils.unregister_class(c)

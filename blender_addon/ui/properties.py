@@ -45,6 +45,13 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     )
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="")  # type: ignore[valid-type]
 
+    instruction: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Instruction", default="make it dark green", description="What to change, in words"
+    )
+    edit_running: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
+    edit_progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]
+    edit_status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
+
     # status shown by the panel
     running: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
     progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]

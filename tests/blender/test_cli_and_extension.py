@@ -97,3 +97,43 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
     assert Path(result["folder"]).parent == tmp_path / "captures"
     assert "CLI 0" in r.stdout and (tmp_path / "cli" / "manifest.json").is_file()
     assert (tmp_path / "user" / "extensions" / "user_default" / "groupedit" / "blender_manifest.toml").is_file()
+
+
+def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip):
+    """Headless path of Edit views: capture with the operator, edit on a real classical server, files land."""
+    from tests.backend.server import Server
+
+    server = Server(tmp_path / "server", "classical").start()
+    try:
+        script = textwrap.dedent(f"""
+            import bpy, json
+            bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, repo="user_default", enable_on_install=True)
+            prefs = bpy.context.preferences.addons["bl_ext.user_default.groupedit"].preferences
+            prefs.server_url = {server.url!r}
+            for o in list(bpy.data.objects):
+                bpy.data.objects.remove(o)
+            bpy.ops.import_scene.gltf(filepath={str(ASSETS / "Avocado.glb")!r})
+            bpy.context.view_layer.objects.active = bpy.context.scene.objects["Avocado"]
+            s = bpy.context.scene.groupedit
+            s.rig, s.views, s.view_size, s.samples, s.output_dir = "orbit", 2, 64, 1, {str(tmp_path / "captures")!r}
+            assert bpy.ops.groupedit.capture_views() == {{"FINISHED"}}
+            s.instruction = "make it #2a6f3c"
+            assert bpy.ops.groupedit.edit_views() == {{"FINISHED"}}, s.edit_status
+            print("RESULT", json.dumps({{"folder": s.last_folder, "status": s.edit_status}}))
+            prefs.server_url = "http://127.0.0.1:9"  # nothing listens there
+            try:
+                bpy.ops.groupedit.edit_views()
+            except RuntimeError as exc:  # an operator's ERROR report raises in background mode
+                print("DEAD", exc)
+        """)
+        env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+        r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+        result = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT"))[7:])
+        edited = sorted((Path(result["folder"]) / "edited").glob("*.png"))
+        assert [p.name for p in edited] == ["view_000.png", "view_001.png"]
+        assert "2 edited views" in result["status"]
+        dead = next(line for line in r.stdout.splitlines() if line.startswith("DEAD"))
+        assert "backend not running" in dead
+    finally:
+        server.kill()
