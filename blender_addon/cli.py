@@ -2,7 +2,7 @@
 
 Subcommands:
   capture INPUT --out DIR   render a rig of views of an object into a ViewSet
-  demo --out DIR            capture a sample asset and write a contact sheet of the views
+  demo --out DIR            start a local server, capture a sample, edit it, write a before/after sheet
 
   edit --views DIR         send a ViewSet to the edit server, wait, download the edited views
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -82,11 +83,12 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     edit.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
     edit.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
     edit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job")
-    demo = sub.add_parser("demo", help="capture a shipped sample asset and write a contact sheet")
+    demo = sub.add_parser("demo", help="capture a sample asset, edit it on a local server, write before/after")
     demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
     demo.add_argument("--views", type=int, default=8)
     demo.add_argument("--view-size", type=int, default=256)
     demo.add_argument("--samples", type=int, default=16)
+    demo.add_argument("--instruction", default="make it dark green")
     demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
     return parser
 
@@ -130,23 +132,44 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .core.contact_sheet import contact_sheet
-    from .core.images import write_png
+    """Start a local server, capture a sample, edit it with the classical editor, write a before/after sheet."""
+    import socket
 
-    out = args.out.absolute()
-    views = out / "views"
-    cap = build_parser(False).parse_args(
-        ["capture", str(args.asset), "--views", str(args.views), "--view-size", str(args.view_size),
-         "--samples", str(args.samples), "--out", str(views), "--overwrite"]
-    )
-    cmd_capture(cap)
+    from .core.contact_sheet import contact_sheet
+    from .core.images import read_png, write_png
+    from .core.server_process import LocalServer
     from .core.viewset import ViewSet
 
+    out = args.out.absolute()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = LocalServer()
+    command = (f"{shlex.quote(sys.executable)} -m backend.cli --port {port} --editor classical "
+               f"--data-dir {shlex.quote(str(out / 'server'))}")
+    print(f"starting the edit server at {url}", flush=True)
+    server.start(command, url)
+    try:
+        views = out / "views"
+        cap = build_parser(False).parse_args(
+            ["capture", str(args.asset), "--views", str(args.views), "--view-size", str(args.view_size),
+             "--samples", str(args.samples), "--out", str(views), "--overwrite"]
+        )
+        cmd_capture(cap)
+        status = edit_viewset(views, args.instruction, url)
+        if status.state != "done":
+            raise GroupEditError(f"the edit {status.state}: {status.message}")
+    finally:
+        server.stop()
     vs = ViewSet.read(views)
-    sheet = out / "contact_sheet.png"
-    images = [vs.load(v, "colour") for v in vs.views] + [vs.load(v, "albedo") for v in vs.views]
-    write_png(sheet, contact_sheet(images, tile=args.view_size, columns=len(vs.views)))
-    print(f"contact sheet (top: colour, bottom: albedo): {sheet}")
+    before = [vs.load(v, "colour") for v in vs.views]
+    after = [read_png(views / "edited" / f"{v.name}.png")[..., :3] for v in vs.views]
+    sheet = out / "before_after.png"
+    write_png(sheet, contact_sheet(before + after, tile=args.view_size, columns=len(vs.views)))
+    print(f"instruction: {args.instruction!r}")
+    print(f"edited views: {views / 'edited'}")
+    print(f"before/after contact sheet (top: captured, bottom: edited): {sheet}")
     return 0
 
 
