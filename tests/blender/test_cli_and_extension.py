@@ -140,12 +140,12 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
 
 
 def test_demo_runs_the_whole_flow(tmp_path):
-    r = _groupedit("demo", "--views", "2", "--view-size", "64", "--samples", "1", "--out", str(tmp_path / "demo"),
+    r = _groupedit("demo", "--views", "3", "--view-size", "64", "--samples", "1", "--out", str(tmp_path / "demo"),
                    cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "before/after contact sheet" in r.stdout
     assert (tmp_path / "demo" / "before_after.png").is_file()
-    assert len(list((tmp_path / "demo" / "views" / "edited").glob("*.png"))) == 2
+    assert len(list((tmp_path / "demo" / "views" / "edited").glob("*.png"))) == 3
     # the server the demo started is gone
     import requests
 
