@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .config import ServerConfig
-from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, QueueFull, Unauthorized
+from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
 from .jobfiles import decode_image, result_path, stage_inputs
 from .store import TERMINAL, JobStore
 from .worker import Supervisor
@@ -145,7 +145,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise InvalidInput(f"instruction of {len(instruction)} characters is over {limits.max_instruction_chars}")
         if not 1 <= len(views) <= limits.max_views:
             raise InvalidInput(f"a job takes 1 to {limits.max_views} views, got {len(views)}")
-        images, masks, names = [], [], []
+        image_bytes, mask_bytes, names = [], [], []
         for i, v in enumerate(views):
             try:
                 name, image_field, mask_field = str(v["name"]), str(v["image"]), str(v["mask"])
@@ -154,13 +154,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             img_part, mask_part = form.get(image_field), form.get(mask_field)
             if img_part is None or isinstance(img_part, str) or mask_part is None or isinstance(mask_part, str):
                 raise InvalidInput(f"view {i} ({name}): file fields {image_field!r} and {mask_field!r} must be uploaded")
-            img = decode_image(await img_part.read(), f"view {i} image", limits.max_pixels, "RGB")
-            mask = decode_image(await mask_part.read(), f"view {i} mask", limits.max_pixels, "L") > 127
+            img_data, mask_data = await img_part.read(), await mask_part.read()
+            img = decode_image(img_data, f"view {i} image", limits.max_pixels, "RGB")
+            mask = decode_image(mask_data, f"view {i} mask", limits.max_pixels, "L")
             if mask.shape != img.shape[:2]:
                 raise InvalidInput(f"view {i} ({name}): mask {mask.shape[1]}x{mask.shape[0]} does not match image "
                                    f"{img.shape[1]}x{img.shape[0]}")
-            images.append(img)
-            masks.append(mask)
+            image_bytes.append(img_data)
+            mask_bytes.append(mask_data)
             names.append(name)
         reference = None
         ref_field = manifest.get("reference")
@@ -168,12 +169,11 @@ def create_app(config: ServerConfig) -> FastAPI:
             part = form.get(str(ref_field))
             if part is None or isinstance(part, str):
                 raise InvalidInput(f"reference field {ref_field!r} must be uploaded")
-            reference = decode_image(await part.read(), "reference image", limits.max_pixels, "RGB")
-        if len(store.queued()) >= limits.max_queue:
-            raise QueueFull(f"the queue is full ({limits.max_queue} jobs): try again when a job has finished",
-                            {"max_queue": limits.max_queue})
+            reference = await part.read()
+            decode_image(reference, "reference image", limits.max_pixels, "RGB")
         job, _created = await asyncio.to_thread(
-            store.create, instruction, options, names, key, lambda folder: stage_inputs(folder, images, masks, reference)
+            store.create, instruction, options, names, key, lambda folder: stage_inputs(folder, image_bytes, mask_bytes, reference),
+            limits.max_queue,
         )
         return JSONResponse(job.to_dict(store.position(job)), status_code=202)
 

@@ -2,7 +2,7 @@
 
 Layout under the job folder (the server generates every name; none comes from a client)::
 
-    inputs/000_image.png  inputs/000_mask.png  ...  [inputs/reference.png]
+    inputs/000_image.png  inputs/000_mask.png  ...  [inputs/reference.png]   (PNG or JPEG bytes as uploaded)
     results/000.png ...   (written to results.part/ first, renamed when complete)
 """
 
@@ -37,14 +37,15 @@ def decode_image(data: bytes, what: str, max_pixels: int, mode: str) -> np.ndarr
     return np.asarray(img.convert(mode))
 
 
-def stage_inputs(folder: Path, images: list[np.ndarray], masks: list[np.ndarray], reference: np.ndarray | None) -> None:
+def stage_inputs(folder: Path, images: list[bytes], masks: list[bytes], reference: bytes | None) -> None:
+    """Store the uploaded files as they came (already decoded once to validate them)."""
     inputs = folder / "inputs"
     inputs.mkdir(parents=True)
     for i, (img, m) in enumerate(zip(images, masks)):
-        Image.fromarray(img).save(inputs / f"{i:03d}_image.png", compress_level=1)
-        Image.fromarray(m.astype(np.uint8) * 255).save(inputs / f"{i:03d}_mask.png", compress_level=1)
+        (inputs / f"{i:03d}_image.png").write_bytes(img)
+        (inputs / f"{i:03d}_mask.png").write_bytes(m)
     if reference is not None:
-        Image.fromarray(reference).save(inputs / "reference.png", compress_level=1)
+        (inputs / "reference.png").write_bytes(reference)
 
 
 def read_inputs(folder: Path) -> EditInput:

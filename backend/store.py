@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, QueueFull
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -98,14 +98,20 @@ class JobStore:
 
     # ---------------------------------------------------------------------------------- jobs
     def create(self, instruction: str, options: dict[str, Any], views: list[str], idempotency_key: str | None,
-               stage: Any) -> tuple[Job, bool]:
+               stage: Any, max_queue: int) -> tuple[Job, bool]:
         """Insert a queued job; ``stage(folder)`` writes its inputs first. Returns (job, created).
 
         With an ``idempotency_key`` already used, the existing job is returned and nothing is written.
+        Raises :class:`QueueFull` when ``max_queue`` jobs are already waiting (checked under the lock,
+        so concurrent submits cannot overfill the queue).
         """
         with self._lock:
             if idempotency_key and (known := self.by_key(idempotency_key)) is not None:
                 return known, False
+            (waiting,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE state='queued'").fetchone()
+            if waiting >= max_queue:
+                raise QueueFull(f"the queue is full ({max_queue} jobs): try again when a job has finished",
+                                {"max_queue": max_queue})
             jid = uuid.uuid4().hex
             folder = self.folder(jid)
             try:
