@@ -30,6 +30,7 @@ extension: venv
 
 bench: venv
 	$(PY) benchmarks/capture.py
+	$(PY) benchmarks/server.py
 
 clean:
 	rm -rf build dist demo_output
