@@ -1,0 +1,103 @@
+"""Rasterise a mesh's UV layout: which triangle covers each texel, and where on it.
+
+Texture convention: an (S_v, S_u) array, top row first; texel (row ``i``, column ``j``) has its centre
+at UV ``((j + 0.5) / S_u, 1 - (i + 0.5) / S_v)`` (Blender's UV origin is the bottom-left corner).
+Fully vectorised: candidate texels of every triangle's bounding box are enumerated in one array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .viewset import MeshData
+
+
+@dataclass
+class TexelSurface:
+    """The surface behind every covered texel of a texture of ``size`` (rows, cols).
+
+    ``rows``, ``cols`` (N,) index covered texels; ``triangle`` (N,) the covering triangle;
+    ``bary`` (N, 3) barycentric coordinates; ``position`` (N, 3) world position; ``normal`` (N, 3)
+    unit geometric normal; ``shading_normal`` (N, 3) interpolated corner normal; ``uv`` (N, 2) the
+    texel centre's UV; ``uv_per_length`` (N,) how many UV units one world unit spans on its triangle.
+    """
+
+    size: tuple[int, int]
+    rows: np.ndarray
+    cols: np.ndarray
+    triangle: np.ndarray
+    bary: np.ndarray
+    position: np.ndarray
+    normal: np.ndarray
+    shading_normal: np.ndarray
+    uv: np.ndarray
+    uv_per_length: np.ndarray
+
+    @property
+    def covered(self) -> np.ndarray:
+        """Boolean (rows, cols) image of covered texels."""
+        m = np.zeros(self.size, bool)
+        m[self.rows, self.cols] = True
+        return m
+
+
+def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], chunk: int = 4_000_000) -> TexelSurface:
+    """Find the covering triangle and barycentrics of every texel centre (last triangle wins on overlaps).
+
+    Texels whose centre lies outside every triangle are not covered. ``chunk`` bounds the number of
+    candidate texels processed at once (memory).
+    """
+    if mesh.uvs.shape[1] != 3:
+        raise InvalidInputError("the mesh has no UV map to bake into")
+    sv, su = (size, size) if isinstance(size, int) else size
+    uv = mesh.uvs.astype(np.float64)
+    px = np.stack([uv[..., 0] * su - 0.5, (1.0 - uv[..., 1]) * sv - 0.5], axis=-1)  # texel-index space (col, row)
+    lo = np.clip(np.floor(px.min(axis=1)).astype(np.int64), 0, [su - 1, sv - 1])
+    hi = np.clip(np.ceil(px.max(axis=1)).astype(np.int64), 0, [su - 1, sv - 1])
+    w = hi[:, 0] - lo[:, 0] + 1
+    h = hi[:, 1] - lo[:, 1] + 1
+    a, b, c = px[:, 0], px[:, 1], px[:, 2]
+    det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    valid = np.abs(det) > 1e-12
+    counts = np.where(valid, w * h, 0)
+    tri_all = np.flatnonzero(counts)
+    owner = -np.ones((sv, su), np.int64)
+    bary_img = np.zeros((sv, su, 2), np.float64)
+    # process triangles in groups whose candidates fit in ``chunk``
+    csum = np.cumsum(counts[tri_all])
+    start = 0
+    while start < len(tri_all):
+        base = csum[start - 1] if start else 0
+        stop = int(np.searchsorted(csum, base + chunk, side="right"))
+        stop = max(stop, start + 1)
+        tris = tri_all[start:stop]
+        n = counts[tris]
+        t = np.repeat(tris, n)
+        off = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        x = lo[t, 0] + off % w[t]
+        y = lo[t, 1] + off // w[t]
+        ax, ay = a[t, 0], a[t, 1]
+        d = det[t]
+        l1 = ((x - ax) * (c[t, 1] - ay) - (c[t, 0] - ax) * (y - ay)) / d
+        l2 = ((b[t, 0] - ax) * (y - ay) - (x - ax) * (b[t, 1] - ay)) / d
+        inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (l1 + l2 <= 1 + 1e-9)
+        owner[y[inside], x[inside]] = t[inside]
+        bary_img[y[inside], x[inside]] = np.stack([l1[inside], l2[inside]], axis=-1)
+        start = stop
+    rows, cols = np.nonzero(owner >= 0)
+    tri = owner[rows, cols]
+    l12 = bary_img[rows, cols]
+    bary = np.concatenate([1.0 - l12.sum(axis=1, keepdims=True), l12], axis=1)
+    corners = mesh.positions[mesh.triangles[tri]]  # (N, 3, 3)
+    position = np.einsum("nk,nkd->nd", bary, corners)
+    normals, areas = mesh.face_normals_and_areas()
+    shading = np.einsum("nk,nkd->nd", bary, mesh.corner_normals[tri].astype(np.float64))
+    shading /= np.maximum(np.linalg.norm(shading, axis=1, keepdims=True), 1e-12)
+    uv_area = 0.5 * np.abs(
+        (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (uv[:, 2, 0] - uv[:, 0, 0]) * (uv[:, 1, 1] - uv[:, 0, 1]))
+    scale = np.sqrt(uv_area / np.maximum(areas, 1e-30))
+    texel_uv = np.stack([(cols + 0.5) / su, 1.0 - (rows + 0.5) / sv], axis=1)
+    return TexelSurface((sv, su), rows, cols, tri, bary, position, normals[tri], shading, texel_uv, scale[tri])
