@@ -4,6 +4,7 @@ Subcommands:
   capture INPUT --out DIR   render a rig of views of an object into a ViewSet
   demo --out DIR            start a local server, capture a sample, edit it, write a before/after sheet
 
+  check INPUT               capture the unlit base colour, bake it back, compare with the texture (JSON report)
   edit --views DIR         send a ViewSet to the edit server, wait, download the edited views
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments or input, 3 a file or folder problem,
@@ -77,6 +78,16 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
         help=".blend, .glb, .gltf, .fbx or .obj" + (" (default: the open file)" if inside_blender else ""),
     )
     _add_capture_args(cap)
+    check = sub.add_parser("check", help="capture the unlit base colour, bake it back, compare with the texture")
+    check.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
+    check.add_argument("--object", help="object to check (default: the only, or largest, mesh)")
+    check.add_argument("--views", type=int, default=10, help="views of the rig (default 10)")
+    check.add_argument("--rig", choices=list(PRESETS), default="orbit-poles")
+    check.add_argument("--view-size", type=int, default=1024)
+    check.add_argument("--texture-size", type=int, default=1024)
+    check.add_argument("--json", type=Path, help="write the report here (default <out>/check.json)")
+    check.add_argument("--out", type=Path, help="folder for the ViewSet, baked texture and error map "
+                       "(default: a new temporary folder, kept)")
     edit = sub.add_parser("edit", help="edit a ViewSet's views on the edit server")
     edit.add_argument("--views", type=Path, required=True, help="ViewSet folder (from capture)")
     edit.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
@@ -173,6 +184,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Round trip without an edit: how well capture + bake reproduce the asset's own texture."""
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from .blender.capture import CaptureSettings, capture
+    from .blender.loading import open_input
+    from .blender.mesh import find_object
+    from .blender.textures import base_colour_image, image_pixels
+    from .core.bake import bake, sample_texture, views_from_viewset
+    from .core.images import to_uint8, write_png
+    from .core.metrics import erode, psnr, ssim
+    from .core.uv_raster import rasterise_uv
+
+    if not 256 <= args.texture_size <= 8192:
+        raise InvalidInputError(f"texture size must be between 256 and 8192, got {args.texture_size}")
+    if args.input is not None:
+        open_input(args.input)
+    obj = find_object(args.object)
+    image = base_colour_image(obj)
+    if image is None:
+        raise InvalidInputError(f"{obj.name!r} has no base-colour image texture to compare with")
+    out = (args.out or Path(tempfile.mkdtemp(prefix="groupedit-check-"))).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    spec = RigSpec(kind=args.rig, count=args.views)
+    t0 = time.perf_counter()
+    vs = capture(obj, spec, CaptureSettings(view_size=args.view_size, samples=1, overwrite=True), out / "views",
+                 progress=_print_progress)
+    capture_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    surface = rasterise_uv(vs.mesh(), args.texture_size)
+    result = bake(surface, views_from_viewset(vs, "albedo"))
+    bake_s = time.perf_counter() - t0
+    size = args.texture_size
+    reference = np.zeros((size, size, 3), np.uint8)
+    reference[surface.rows, surface.cols] = to_uint8(sample_texture(image_pixels(image), surface.uv))
+    seen = result.seen
+    weight = np.zeros((size, size))
+    weight[surface.rows, surface.cols] = 1.0 / np.maximum(surface.uv_per_length, 1e-12) ** 2  # world area per texel
+    err = np.abs(result.texture.astype(np.int16) - reference.astype(np.int16)).max(axis=2)
+    err_map = np.where(seen, np.clip(err * 8, 0, 255), 0).astype(np.uint8)
+    write_png(out / "error_map.png", err_map)
+    write_png(out / "baked.png", result.texture)
+    report = {
+        "object": obj.name, "views": len(vs.views), "view_size": args.view_size, "texture_size": size,
+        "coverage": float((weight * seen).sum() / max(weight.sum(), 1e-30)),
+        "psnr_db": psnr(result.texture, reference, seen),
+        "psnr_interior_db": psnr(result.texture, reference, seen & erode(result.covered, 4)),
+        "ssim": ssim(result.texture, reference, seen),
+        "capture_s": capture_s, "bake_s": bake_s,
+        "error_map": str(out / "error_map.png"), "baked": str(out / "baked.png"), "viewset": str(vs.root),
+    }
+    json_path = args.json or out / "check.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    for key in ("coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "bake_s"):
+        print(f"{key}: {report[key]:.4f}")
+    print(f"report: {json_path}")
+    return 0
+
+
 def edit_viewset(views: Path, instruction: str, server: str, token: str = "", timeout: float = 3600.0,
                  online_access: bool = True) -> "PollStatus":
     """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status."""
@@ -210,7 +283,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 130 if st.state == "cancelled" else 4
 
 
-COMMANDS = {"capture": cmd_capture, "edit": cmd_edit, "demo": cmd_demo}
+COMMANDS = {"capture": cmd_capture, "check": cmd_check, "edit": cmd_edit, "demo": cmd_demo}
 
 
 def _setup_logging(verbose: bool) -> None:

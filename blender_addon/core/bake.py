@@ -20,6 +20,7 @@ from .cameras import Camera
 from .errors import InvalidInputError
 from .images import linear_to_srgb, srgb_to_linear, to_uint8
 from .uv_raster import TexelSurface
+from .viewset import ViewSet
 
 
 @dataclass
@@ -192,3 +193,26 @@ def bake(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | 
     weight_img[surface.rows[seen], surface.cols[seen]] = 1.0
     filled = push_pull(colour_img, weight_img)
     return BakeResult(to_uint8(linear_to_srgb(filled.astype(np.float32))), weight_img > 0, surface.covered)
+
+
+def views_from_viewset(viewset: ViewSet, pass_name: str = "albedo", images: list[np.ndarray] | None = None) -> list[BakeView]:
+    """BakeViews of every view of a ViewSet, colours from ``pass_name`` (or from ``images``, e.g. edited views)."""
+    out = []
+    for i, v in enumerate(viewset.views):
+        image = images[i] if images is not None else viewset.load(v, pass_name)
+        out.append(BakeView(v.camera, image, viewset.load(v, "position"), viewset.load(v, "mask"), viewset.load(v, "uv")))
+    return out
+
+
+def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup (repeat wrap) of a texture (H, W, C), top row first, at Blender UVs (N, 2)."""
+    h, w = texture.shape[:2]
+    x = uv[:, 0] * w - 0.5
+    y = (1.0 - uv[:, 1]) * h - 0.5
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    t = texture.astype(np.float64)
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return t[yy % h, xx % w]
+    return (at(y0, x0) * (1 - fx) * (1 - fy) + at(y0, x0 + 1) * fx * (1 - fy)
+            + at(y0 + 1, x0) * (1 - fx) * fy + at(y0 + 1, x0 + 1) * fx * fy)
