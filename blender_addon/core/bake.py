@@ -23,6 +23,10 @@ from .uv_raster import TexelSurface
 from .viewset import ViewSet
 
 
+#: uint8 sRGB code -> linear value, for sampling 8-bit views without converting whole images.
+_SRGB_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0).astype(np.float64)
+
+
 @dataclass
 class BakeSettings:
     """``mode``: 'blend' (weighted average) or 'best' (the best view wins, feathered).
@@ -106,7 +110,8 @@ def gather_view(surface: TexelSurface, view: BakeView, settings: BakeSettings) -
     footprint = z / k.fx
     c = cos[idx]
     tol = settings.visibility_tol * footprint / np.maximum(c, 0.25) + 1e-6
-    visible = view.mask[row, col] & (np.linalg.norm(seen - surface.position[idx], axis=1) <= tol)
+    gap = seen - surface.position[idx]
+    visible = view.mask[row, col] & (np.einsum("nd,nd->n", gap, gap) <= tol * tol)
     idx, uv, z, c, row, col = idx[visible], uv[visible], z[visible], c[visible], row[visible], col[visible]
     footprint = footprint[visible]
     # Bilinear taps, each kept only if it shows the texel's own surface: inside the mask, its surface
@@ -118,17 +123,17 @@ def gather_view(surface: TexelSurface, view: BakeView, settings: BakeSettings) -
     fx, fy = x - x0, y - y0
     p = surface.position[idx]
     pix_len = footprint / np.maximum(c, 0.25)  # world length one pixel spans on the surface
-    lin = srgb_to_linear(view.image[..., :3].astype(np.float32) / 255.0)
     colour = np.zeros((len(idx), 3), np.float64)
     tap_w = np.zeros(len(idx), np.float64)
     for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
         ty, tx = y0 + dy, x0 + dx
-        ok = view.mask[ty, tx] & (np.linalg.norm(view.position[ty, tx] - p, axis=1) <= 2.0 * pix_len + 1e-6)
+        gap = view.position[ty, tx] - p
+        ok = view.mask[ty, tx] & (np.einsum("nd,nd->n", gap, gap) <= (2.0 * pix_len + 1e-6) ** 2)
         if view.uv is not None:
             uv_err = np.abs(view.uv[ty, tx] - surface.uv[idx]).max(axis=1)
             ok &= uv_err <= 2.0 * pix_len * surface.uv_per_length[idx] + 1.0 / max(surface.size)
         wgt = np.where(ok, wgt, 0.0)
-        colour += lin[ty, tx] * wgt[:, None]
+        colour += _SRGB_TO_LINEAR[view.image[ty, tx, :3]] * wgt[:, None]
         tap_w += wgt
     taps_ok = tap_w > 0.25
     colour /= np.maximum(tap_w, 1e-12)[:, None]
