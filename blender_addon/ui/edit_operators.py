@@ -12,6 +12,7 @@ from ..core.client import BackendClient, BackendError, JobPoller
 from ..core.errors import GroupEditError
 from ..core.server_process import LocalServer
 from ..core.viewset import ViewSet
+from .modal import redraw, start_modal, stop_modal
 
 #: The server process this Blender session started (if any).
 LOCAL_SERVER = LocalServer()
@@ -73,9 +74,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
             return {"CANCELLED"}
         s = context.scene.groupedit
         s.edit_running, s.edit_progress, s.edit_status = True, 0.0, "Submitting…"
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.25, window=context.window)
-        wm.modal_handler_add(self)
+        self._timer = start_modal(self, context, 0.25)
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
@@ -91,15 +90,14 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
         st = self._poller.step()
         s.edit_progress = st.fraction
         s.edit_status = f"{st.state} {st.stage} {st.step}/{st.total}" if st.total else st.message
-        for area in context.screen.areas if context.screen else ():
-            area.tag_redraw()
+        redraw(context)
         if st.finished:
             self._stop(context, set())
             return self._done(context, self._poller)
         return {"RUNNING_MODAL"}
 
     def _stop(self, context: bpy.types.Context, result: set[str]) -> set[str]:
-        context.window_manager.event_timer_remove(self._timer)
+        stop_modal(context, self._timer)
         context.scene.groupedit.edit_running = False
         return result
 
@@ -146,15 +144,15 @@ class GROUPEDIT_OT_start_server(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (GROUPEDIT_OT_edit_views, GROUPEDIT_OT_cancel_edit, GROUPEDIT_OT_start_server)
+_register, _unregister = bpy.utils.register_classes_factory(
+    (GROUPEDIT_OT_edit_views, GROUPEDIT_OT_cancel_edit, GROUPEDIT_OT_start_server)
+)
 
 
 def register() -> None:
-    for c in CLASSES:
-        bpy.utils.register_class(c)
+    _register()
 
 
 def unregister() -> None:
     LOCAL_SERVER.stop()
-    for c in reversed(CLASSES):
-        bpy.utils.unregister_class(c)
+    _unregister()

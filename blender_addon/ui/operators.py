@@ -14,6 +14,7 @@ from .. import __package__ as ADDON_ID
 from ..blender.capture import CaptureProgress, CaptureSettings, capture, capture_steps
 from ..core.errors import GroupEditError
 from ..core.viewset import ViewSet
+from .modal import redraw, start_modal, stop_modal
 
 
 def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
@@ -86,9 +87,7 @@ class GROUPEDIT_OT_capture_views(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         s.running, s.progress, s.status = True, 0.0, "Starting…"
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.05, window=context.window)
-        wm.modal_handler_add(self)
+        self._timer = start_modal(self, context, 0.05)
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
@@ -115,12 +114,11 @@ class GROUPEDIT_OT_capture_views(bpy.types.Operator):
             return {"CANCELLED"}
         s.progress = step.index / step.total
         s.status = f"View {step.index}/{step.total} ({step.seconds:.1f} s)"
-        for area in context.screen.areas if context.screen else ():
-            area.tag_redraw()
+        redraw(context)
         return {"RUNNING_MODAL"}
 
     def _finish(self, context: bpy.types.Context) -> None:
-        context.window_manager.event_timer_remove(self._timer)
+        stop_modal(context, self._timer)
         context.scene.groupedit.running = False
 
 
@@ -135,14 +133,4 @@ class GROUPEDIT_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (GROUPEDIT_OT_capture_views, GROUPEDIT_OT_cancel)
-
-
-def register() -> None:
-    for c in CLASSES:
-        bpy.utils.register_class(c)
-
-
-def unregister() -> None:
-    for c in reversed(CLASSES):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory((GROUPEDIT_OT_capture_views, GROUPEDIT_OT_cancel))

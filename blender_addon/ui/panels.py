@@ -5,12 +5,17 @@ from __future__ import annotations
 import bpy
 
 
-class GROUPEDIT_PT_capture(bpy.types.Panel):
-    bl_label = "Capture"
-    bl_idname = "GROUPEDIT_PT_capture"
+class _GroupEditTab:
+    """Where every GroupEdit panel lives: the GroupEdit tab of the 3D viewport's sidebar."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "GroupEdit"
+
+
+class GROUPEDIT_PT_capture(_GroupEditTab, bpy.types.Panel):
+    bl_label = "Capture"
+    bl_idname = "GROUPEDIT_PT_capture"
 
     def draw(self, context: bpy.types.Context) -> None:
         s = context.scene.groupedit
@@ -52,12 +57,9 @@ class GROUPEDIT_PT_capture(bpy.types.Panel):
                 box.prop(s, "last_folder", text="")
 
 
-class GROUPEDIT_PT_edit(bpy.types.Panel):
+class GROUPEDIT_PT_edit(_GroupEditTab, bpy.types.Panel):
     bl_label = "Edit"
     bl_idname = "GROUPEDIT_PT_edit"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "GroupEdit"
 
     def draw(self, context: bpy.types.Context) -> None:
         s = context.scene.groupedit
@@ -77,14 +79,4 @@ class GROUPEDIT_PT_edit(bpy.types.Panel):
         op.restart = True
 
 
-CLASSES = (GROUPEDIT_PT_capture, GROUPEDIT_PT_edit)
-
-
-def register() -> None:
-    for c in CLASSES:
-        bpy.utils.register_class(c)
-
-
-def unregister() -> None:
-    for c in reversed(CLASSES):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory((GROUPEDIT_PT_capture, GROUPEDIT_PT_edit))
