@@ -31,6 +31,7 @@ extension: venv
 bench: venv
 	$(PY) benchmarks/capture.py
 	$(PY) benchmarks/server.py
+	$(PY) benchmarks/bake.py
 
 clean:
 	rm -rf build dist demo_output
