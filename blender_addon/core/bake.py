@@ -24,7 +24,7 @@ from .viewset import ViewSet
 
 
 #: uint8 sRGB code -> linear value, for sampling 8-bit views without converting whole images.
-_SRGB_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0).astype(np.float64)
+_SRGB_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
 
 
 @dataclass
@@ -69,7 +69,7 @@ def reliable_distance(view: BakeView, edge_px: int) -> np.ndarray:
     pixel footprints along the view axis), or at the frame border.
     """
     cam = view.camera
-    depth = (view.position - cam.centre) @ cam.forward
+    depth = view.position @ cam.forward.astype(np.float32) - np.float32(cam.centre @ cam.forward)
     footprint = np.maximum(depth, 1e-9) / cam.intrinsics.fx
     ok = view.mask.copy()
     # a jump: neighbouring surface points more than 16 footprints apart in depth (steeper than ~86 deg)
@@ -93,53 +93,98 @@ def reliable_distance(view: BakeView, edge_px: int) -> np.ndarray:
     return dist
 
 
-def gather_view(surface: TexelSurface, view: BakeView, settings: BakeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices into the surface's texels, linear RGB (M, 3), weights (M,)) of the texels ``view`` sees."""
+@dataclass
+class _Texels:
+    """The covered texels in float32, positions relative to ``origin`` (keeps precision far from the world origin)."""
+
+    origin: np.ndarray
+    position: np.ndarray
+    normal: np.ndarray
+    uv: np.ndarray
+    uv_per_length: np.ndarray
+    uv_slack: float
+
+    @classmethod
+    def of(cls, surface: TexelSurface) -> "_Texels":
+        origin = surface.position.mean(axis=0) if len(surface.position) else np.zeros(3)
+        f32 = np.float32
+        return cls(origin, (surface.position - origin).astype(f32), surface.normal.astype(f32), surface.uv.astype(f32),
+                   surface.uv_per_length.astype(f32), 1.0 / max(surface.size))
+
+
+def _rows(packed: np.ndarray, width: int, dtype: type = np.float32) -> np.ndarray:
+    """Unpack gathered wide scalars back into (M, width) rows of ``dtype``."""
+    return packed.view(dtype).reshape(-1, width)
+
+
+def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices into the covered texels, linear RGB (M, 3), weights (M,)) of the texels ``view`` sees."""
     cam = view.camera
     k = cam.intrinsics
-    to_cam = cam.centre - surface.position
-    dist = np.linalg.norm(to_cam, axis=1)
-    cos = np.einsum("nd,nd->n", surface.normal, to_cam) / np.maximum(dist, 1e-12)
-    idx = np.flatnonzero(cos >= math.cos(math.radians(settings.max_angle_deg)))  # back-facing and grazing culled
-    uv, z = cam.project(surface.position[idx])
-    inside = (z > 0) & (uv[:, 0] >= 0.5) & (uv[:, 0] < k.width - 0.5) & (uv[:, 1] >= 0.5) & (uv[:, 1] < k.height - 0.5)
-    idx, uv, z = idx[inside], uv[inside], z[inside]
-    col = uv[:, 0].astype(np.int64)
-    row = uv[:, 1].astype(np.int64)
-    seen = view.position[row, col].astype(np.float64)
-    footprint = z / k.fx
-    c = cos[idx]
-    tol = settings.visibility_tol * footprint / np.maximum(c, 0.25) + 1e-6
-    gap = seen - surface.position[idx]
-    visible = view.mask[row, col] & (np.einsum("nd,nd->n", gap, gap) <= tol * tol)
-    idx, uv, z, c, row, col = idx[visible], uv[visible], z[visible], c[visible], row[visible], col[visible]
-    footprint = footprint[visible]
-    # Bilinear taps, each kept only if it shows the texel's own surface: inside the mask, its surface
-    # point near the texel's (not across a silhouette or depth jump) and, with a UV pass, its UV near
-    # the texel's (not across a UV seam, where the other island's texels need not agree).
-    # The kept taps' weights are renormalised.
-    x, y = uv[:, 0] - 0.5, uv[:, 1] - 0.5
+    f32 = np.float32
+    w2c = cam.world_to_camera
+    rot = w2c[:3, :3].astype(f32)
+    centre = (cam.centre - texels.origin).astype(f32)
+    # 1. cull before any per-texel sampling: facing, angle cut-off, frustum
+    to_cam = centre - texels.position
+    dist2 = np.einsum("nd,nd->n", to_cam, to_cam)
+    facing = np.einsum("nd,nd->n", texels.normal, to_cam)
+    cos_max = f32(math.cos(math.radians(settings.max_angle_deg)))
+    idx = np.flatnonzero((facing > 0) & (facing * facing >= cos_max * cos_max * dist2))
+    pc = (texels.position[idx] - centre) @ rot.T
+    z = pc[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = k.fx * pc[:, 0] / z + k.cx
+        v = k.fy * pc[:, 1] / z + k.cy
+    inside = (z > 0) & (u >= 0.5) & (u < k.width - 0.5) & (v >= 0.5) & (v < k.height - 0.5)
+    idx, u, v, z = idx[inside], u[inside], v[inside], z[inside]
+    c = facing[idx] / np.sqrt(dist2[idx])
+    # 2. exact visibility: the view's surface point at the texel's pixel is the texel's own point
+    w = k.width
+    flat = v.astype(np.int64) * w + u.astype(np.int64)
+    # per-pixel rows packed into one wide scalar each, so that gathers move one element per tap
+    vpos4 = np.empty((k.height * w, 4), f32)
+    np.subtract(view.position.reshape(-1, 3), texels.origin.astype(f32), out=vpos4[:, :3])
+    vpos4[:, 3] = 0
+    vpos = vpos4.view(np.complex128).reshape(-1)
+    mask = view.mask.reshape(-1)
+    footprint = z / f32(k.fx)
+    pix_len = footprint / np.maximum(c, f32(0.25))  # world length one pixel spans on the surface
+    p = texels.position[idx]
+    gap = _rows(vpos[flat], 4)[:, :3] - p
+    visible = mask[flat] & (np.einsum("nd,nd->n", gap, gap) <= (settings.visibility_tol * pix_len + 1e-6) ** 2)
+    idx, u, v, z, c, flat, pix_len, p = (a[visible] for a in (idx, u, v, z, c, flat, pix_len, p))
+    # 3. bilinear taps, each kept only if it shows the texel's own surface: inside the mask, its surface
+    #    point near the texel's (not across a silhouette or depth jump) and, with a UV pass, its UV near
+    #    the texel's (not across a UV seam, where the other island's texels need not agree); the kept
+    #    taps' weights are renormalised
+    x, y = u - 0.5, v - 0.5
     x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     fx, fy = x - x0, y - y0
-    p = surface.position[idx]
-    pix_len = footprint / np.maximum(c, 0.25)  # world length one pixel spans on the surface
-    colour = np.zeros((len(idx), 3), np.float64)
-    tap_w = np.zeros(len(idx), np.float64)
-    for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)), (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
-        ty, tx = y0 + dy, x0 + dx
-        gap = view.position[ty, tx] - p
-        ok = view.mask[ty, tx] & (np.einsum("nd,nd->n", gap, gap) <= (2.0 * pix_len + 1e-6) ** 2)
-        if view.uv is not None:
-            uv_err = np.abs(view.uv[ty, tx] - surface.uv[idx]).max(axis=1)
-            ok &= uv_err <= 2.0 * pix_len * surface.uv_per_length[idx] + 1.0 / max(surface.size)
-        wgt = np.where(ok, wgt, 0.0)
-        colour += _SRGB_TO_LINEAR[view.image[ty, tx, :3]] * wgt[:, None]
+    base = y0 * w + x0
+    near2 = (2.0 * pix_len + 1e-6) ** 2
+    rgba = np.empty((k.height * w, 4), np.uint8)
+    rgba[:, :3] = view.image[..., :3].reshape(-1, 3)
+    rgba[:, 3] = 0
+    image = rgba.view(np.uint32).reshape(-1)
+    vuv = np.ascontiguousarray(view.uv, f32).view(np.complex64).reshape(-1) if view.uv is not None else None
+    tuv = texels.uv[idx]
+    uv_tol = 2.0 * pix_len * texels.uv_per_length[idx] + texels.uv_slack
+    colour = np.zeros((len(idx), 3), f32)
+    tap_w = np.zeros(len(idx), f32)
+    for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (w, (1 - fx) * fy), (w + 1, fx * fy)):
+        t = base + off
+        gap = _rows(vpos[t], 4)[:, :3] - p
+        ok = mask[t] & (np.einsum("nd,nd->n", gap, gap) <= near2)
+        if vuv is not None:
+            ok &= np.abs(_rows(vuv[t], 2) - tuv).max(axis=1) <= uv_tol
+        wgt = np.where(ok, wgt, f32(0.0))
+        colour += _SRGB_TO_LINEAR[_rows(image[t], 4, np.uint8)[:, :3]] * wgt[:, None]
         tap_w += wgt
-    taps_ok = tap_w > 0.25
-    colour /= np.maximum(tap_w, 1e-12)[:, None]
-    reliable = reliable_distance(view, settings.edge_px)
-    edge = reliable[row, col]
-    weight = (c ** settings.cos_power) * (k.fx / z) ** 2 * (edge / settings.edge_px) * taps_ok
+    colour /= np.maximum(tap_w, f32(1e-12))[:, None]
+    # 4. weights: view angle, pixel density, distance from silhouettes / depth jumps / frame edges
+    edge = reliable_distance(view, settings.edge_px).reshape(-1)[flat]
+    weight = (c ** settings.cos_power) * (f32(k.fx) / z) ** 2 * (edge / f32(settings.edge_px)) * (tap_w > 0.25)
     keep = weight > 0
     return idx[keep], colour[keep], weight[keep]
 
@@ -184,8 +229,9 @@ def bake(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | 
     n = len(surface.rows)
     acc = np.zeros((n, 3), np.float64)
     wsum = np.zeros(n, np.float64)
+    texels = _Texels.of(surface)
     for view in views:  # streamed: one view's arrays at a time
-        idx, colour, weight = gather_view(surface, view, settings)
+        idx, colour, weight = gather_view(texels, view, settings)
         if settings.mode == "best":
             weight = weight ** 8 / max(float(weight.max()), 1e-30) ** 8
         wsum[idx] += weight  # idx is unique per view
