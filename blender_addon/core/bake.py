@@ -12,6 +12,9 @@ texture has no empty texel. Colours are blended in linear light.
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +37,8 @@ class BakeSettings:
     ``max_angle_deg``: views that see a surface more obliquely are ignored. ``cos_power``: how much
     frontal views are preferred. ``edge_px``: width of the ramp (pixels) that fades out samples near
     silhouettes, depth jumps and frame edges. ``visibility_tol``: how far (in pixel footprints) the
-    view's surface point may lie from the texel's for the texel to count as visible.
+    view's surface point may lie from the texel's for the texel to count as visible. ``workers``:
+    views gathered at once (0: one per CPU core); memory grows with it, not with the view count.
     """
 
     mode: str = "blend"
@@ -42,6 +46,7 @@ class BakeSettings:
     cos_power: float = 4.0
     edge_px: int = 3
     visibility_tol: float = 1.0
+    workers: int = 0
 
     def validate(self) -> None:
         if self.mode not in ("blend", "best"):
@@ -230,12 +235,19 @@ def bake(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | 
     acc = np.zeros((n, 3), np.float64)
     wsum = np.zeros(n, np.float64)
     texels = _Texels.of(surface)
-    for view in views:  # streamed: one view's arrays at a time
+    lock = threading.Lock()
+
+    def one(view: BakeView) -> None:
         idx, colour, weight = gather_view(texels, view, settings)
         if settings.mode == "best":
             weight = weight ** 8 / max(float(weight.max()), 1e-30) ** 8
-        wsum[idx] += weight  # idx is unique per view
-        acc[idx] += colour * weight[:, None]
+        with lock:
+            wsum[idx] += weight  # idx is unique per view
+            acc[idx] += colour * weight[:, None]
+
+    # views are streamed, ``workers`` at a time (numpy releases the GIL in its array loops)
+    with ThreadPoolExecutor(max_workers=settings.workers or os.cpu_count() or 1) as pool:
+        list(pool.map(one, views))
     h, w = surface.size
     colour_img = np.zeros((h, w, 3), np.float64)
     weight_img = np.zeros((h, w), np.float64)

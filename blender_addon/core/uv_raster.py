@@ -21,7 +21,7 @@ class TexelSurface:
 
     ``rows``, ``cols`` (N,) index covered texels; ``triangle`` (N,) the covering triangle;
     ``bary`` (N, 3) barycentric coordinates; ``position`` (N, 3) world position; ``normal`` (N, 3)
-    unit geometric normal; ``shading_normal`` (N, 3) interpolated corner normal; ``uv`` (N, 2) the
+    unit geometric normal; ``uv`` (N, 2) the
     texel centre's UV; ``uv_per_length`` (N,) how many UV units one world unit spans on its triangle.
     """
 
@@ -32,7 +32,6 @@ class TexelSurface:
     bary: np.ndarray
     position: np.ndarray
     normal: np.ndarray
-    shading_normal: np.ndarray
     uv: np.ndarray
     uv_per_length: np.ndarray
 
@@ -94,10 +93,8 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], chunk: int = 4_000
     corners = mesh.positions[mesh.triangles[tri]]  # (N, 3, 3)
     position = np.einsum("nk,nkd->nd", bary, corners)
     normals, areas = mesh.face_normals_and_areas()
-    shading = np.einsum("nk,nkd->nd", bary, mesh.corner_normals[tri].astype(np.float64))
-    shading /= np.maximum(np.linalg.norm(shading, axis=1, keepdims=True), 1e-12)
     uv_area = 0.5 * np.abs(
         (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (uv[:, 2, 0] - uv[:, 0, 0]) * (uv[:, 1, 1] - uv[:, 0, 1]))
     scale = np.sqrt(uv_area / np.maximum(areas, 1e-30))
     texel_uv = np.stack([(cols + 0.5) / su, 1.0 - (rows + 0.5) / sv], axis=1)
-    return TexelSurface((sv, su), rows, cols, tri, bary, position, normals[tri], shading, texel_uv, scale[tri])
+    return TexelSurface((sv, su), rows, cols, tri, bary, position, normals[tri], texel_uv, scale[tri])
