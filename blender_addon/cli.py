@@ -159,14 +159,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     server = LocalServer()
     command = (f"{shlex.quote(sys.executable)} -m backend.cli --port {port} --editor classical "
                f"--data-dir {shlex.quote(str(out / 'server'))}")
+    views = out / "views"
+    cap = build_parser(False).parse_args(
+        ["capture", str(args.asset), "--views", str(args.views), "--view-size", str(args.view_size),
+         "--samples", str(args.samples), "--out", str(views), "--overwrite"]
+    )
+    rig_from_args(cap)  # a bad setting fails here, before a server is started
     print(f"starting the edit server at {url}", flush=True)
     server.start(command, url)
     try:
-        views = out / "views"
-        cap = build_parser(False).parse_args(
-            ["capture", str(args.asset), "--views", str(args.views), "--view-size", str(args.view_size),
-             "--samples", str(args.samples), "--out", str(views), "--overwrite"]
-        )
         cmd_capture(cap)
         status = edit_viewset(views, args.instruction, url)
         if status.state != "done":

@@ -27,7 +27,7 @@ def _surface_shader(tree: Any) -> Any | None:
     return None
 
 
-def _find_bsdf(tree: Any) -> Any | None:
+def find_bsdf(tree: Any) -> Any | None:
     """The Principled (or other colour-taking) BSDF behind the active output; falls back to any Principled."""
     node = _surface_shader(tree)
     seen = set()
@@ -57,7 +57,7 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
     mat.name = "GroupEdit data"
     tree = mat.node_tree
     nodes, links = tree.nodes, tree.links
-    bsdf = _find_bsdf(tree)
+    bsdf = find_bsdf(tree)
     emission = nodes.new("ShaderNodeEmission")
     emission.inputs["Strength"].default_value = 1.0
     colour_in = None

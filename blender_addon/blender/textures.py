@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .data_materials import _find_bsdf
+from .data_materials import find_bsdf
 
 
 def base_colour_image(obj: Any) -> Any | None:
@@ -15,7 +15,7 @@ def base_colour_image(obj: Any) -> Any | None:
         mat = slot.material
         if mat is None or not mat.use_nodes:
             continue
-        bsdf = _find_bsdf(mat.node_tree)
+        bsdf = find_bsdf(mat.node_tree)
         if bsdf is None:
             continue
         socket = bsdf.inputs.get("Base Color") or bsdf.inputs.get("Color")

@@ -22,6 +22,7 @@ import numpy as np
 from .cameras import Camera
 from .errors import InvalidInputError
 from .images import linear_to_srgb, srgb_to_linear, to_uint8
+from .metrics import erode
 from .uv_raster import TexelSurface
 from .viewset import ViewSet
 
@@ -87,13 +88,8 @@ def reliable_distance(view: BakeView, edge_px: int) -> np.ndarray:
     ok[0, :] = ok[-1, :] = ok[:, 0] = ok[:, -1] = False
     dist = ok.astype(np.int16)
     cur = ok
-    for _ in range(edge_px - 1):  # erode with a 4-neighbourhood; each surviving layer adds 1
-        nxt = cur.copy()
-        nxt[1:] &= cur[:-1]
-        nxt[:-1] &= cur[1:]
-        nxt[:, 1:] &= cur[:, :-1]
-        nxt[:, :-1] &= cur[:, 1:]
-        cur = nxt
+    for _ in range(edge_px - 1):  # each layer that survives one more erosion adds 1
+        cur = erode(cur, 1)
         dist += cur
     return dist
 
