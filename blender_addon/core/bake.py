@@ -5,8 +5,11 @@ cull (behind, outside the frame, beyond the angle cut-off), test visibility by c
 view's *position pass* at that pixel (a surface point, not a depth: mixed pixels and interpenetrating
 parts do not pass), sample the view's colour bilinearly, and weight by the view angle, the pixel
 density and the distance from silhouettes, depth jumps and frame edges. Texels no view sees are filled
-by a push-pull (pyramid) interpolation from the seen ones; gutters are filled the same way, so the
-texture has no empty texel. Colours are blended in linear light.
+along the surface (3D neighbours, across UV seams), gutters from their UV neighbours (see :mod:`.fill`),
+so the texture has no empty texel. Colours are blended in linear light.
+
+Views carry either 8-bit sRGB colour or float32 linear values of any channel count (for example the
+colour *change* of an edit, see :mod:`.edit_bake`): :func:`gather` averages whatever they carry.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +26,7 @@ import numpy as np
 from .cameras import Camera
 from .errors import InvalidInputError
 from .images import linear_to_srgb, srgb_to_linear, to_uint8
+from .fill import fill_along_surface, push_pull
 from .metrics import erode
 from .uv_raster import TexelSurface
 from .viewset import ViewSet
@@ -58,8 +63,9 @@ class BakeSettings:
 
 @dataclass
 class BakeView:
-    """One view to bake from: ``image`` uint8 (H, W, 3) sRGB, ``position`` float (H, W, 3), ``mask`` bool (H, W),
-    and optionally ``uv`` float (H, W, 2), whose jumps (UV seams) are kept out of the samples."""
+    """One view to bake from: ``image`` uint8 (H, W, 3) sRGB or float32 (H, W, C <= 4) linear values,
+    ``position`` float (H, W, 3) world positions, ``mask`` bool (H, W), and optionally ``uv`` float (H, W, 2),
+    whose jumps (UV seams) are kept out of the samples."""
 
     camera: Camera
     image: np.ndarray
@@ -118,8 +124,23 @@ def _rows(packed: np.ndarray, width: int, dtype: type = np.float32) -> np.ndarra
     return packed.view(dtype).reshape(-1, width)
 
 
+def _packed_image(image: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    """One wide scalar per pixel (so a tap gathers one element) and the function that decodes gathered ones
+    into linear float32 rows (M, C)."""
+    h, w, ch = image.shape
+    if image.dtype == np.uint8:
+        rgba = np.zeros((h * w, 4), np.uint8)
+        rgba[:, :3] = image[..., :3].reshape(-1, 3)
+        return rgba.view(np.uint32).reshape(-1), lambda g: _SRGB_TO_LINEAR[_rows(g, 4, np.uint8)[:, :3]]
+    if ch > 4:
+        raise InvalidInputError(f"a float view carries at most 4 channels, got {ch}")
+    rows = np.zeros((h * w, 4), np.float32)
+    rows[:, :ch] = image.reshape(-1, ch)
+    return rows.view(np.complex128).reshape(-1), lambda g: _rows(g, 4)[:, :ch]
+
+
 def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices into the covered texels, linear RGB (M, 3), weights (M,)) of the texels ``view`` sees."""
+    """(indices into the covered texels, linear values (M, C), weights (M,)) of the texels ``view`` sees."""
     cam = view.camera
     k = cam.intrinsics
     f32 = np.float32
@@ -164,14 +185,11 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     fx, fy = x - x0, y - y0
     base = y0 * w + x0
     near2 = (2.0 * pix_len + 1e-6) ** 2
-    rgba = np.empty((k.height * w, 4), np.uint8)
-    rgba[:, :3] = view.image[..., :3].reshape(-1, 3)
-    rgba[:, 3] = 0
-    image = rgba.view(np.uint32).reshape(-1)
+    image, decode = _packed_image(view.image)
     vuv = np.ascontiguousarray(view.uv, f32).view(np.complex64).reshape(-1) if view.uv is not None else None
     tuv = texels.uv[idx]
     uv_tol = 2.0 * pix_len * texels.uv_per_length[idx] + texels.uv_slack
-    colour = np.zeros((len(idx), 3), f32)
+    colour = np.zeros((len(idx), view.image.shape[2] if view.image.dtype != np.uint8 else 3), f32)
     tap_w = np.zeros(len(idx), f32)
     for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (w, (1 - fx) * fy), (w + 1, fx * fy)):
         t = base + off
@@ -180,7 +198,7 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
         if vuv is not None:
             ok &= np.abs(_rows(vuv[t], 2) - tuv).max(axis=1) <= uv_tol
         wgt = np.where(ok, wgt, f32(0.0))
-        colour += _SRGB_TO_LINEAR[_rows(image[t], 4, np.uint8)[:, :3]] * wgt[:, None]
+        colour += decode(image[t]) * wgt[:, None]
         tap_w += wgt
     colour /= np.maximum(tap_w, f32(1e-12))[:, None]
     # 4. weights: view angle, pixel density, distance from silhouettes / depth jumps / frame edges
@@ -190,45 +208,30 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     return idx[keep], colour[keep], weight[keep]
 
 
-def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Fill texels of zero weight from their neighbours at ever coarser scales (colour (H, W, C), weight (H, W))."""
-    h, w = weight.shape
-    if weight.max() <= 0:
-        return colour
-    known = weight > 0
-    if known.all():
-        return colour
-    ph, pw = h + h % 2, w + w % 2
-    c = np.zeros((ph, pw, colour.shape[2]), np.float64)
-    wt = np.zeros((ph, pw), np.float64)
-    c[:h, :w] = colour * known[..., None]
-    wt[:h, :w] = known
-    cs = c.reshape(ph // 2, 2, pw // 2, 2, -1).sum(axis=(1, 3))
-    ws = wt.reshape(ph // 2, 2, pw // 2, 2).sum(axis=(1, 3))
-    coarse_mean = np.where(ws[..., None] > 0, cs / np.maximum(ws, 1e-12)[..., None], 0.0)
-    coarse = push_pull(coarse_mean, ws)
-    up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
-    return np.where(known[..., None], colour, up)
-
-
 @dataclass
-class BakeResult:
-    """``texture`` uint8 (H, W, 3) sRGB with every texel filled; ``seen`` bool (H, W): some view saw it;
-    ``covered`` bool (H, W): inside the UV layout."""
+class Gathered:
+    """Per covered texel: ``value`` (N, C) the weighted mean of the views' samples (0 where unseen) and
+    ``weight`` (N,) the summed weights (0: no view saw the texel)."""
 
-    texture: np.ndarray
-    seen: np.ndarray
-    covered: np.ndarray
+    value: np.ndarray
+    weight: np.ndarray
+
+    @property
+    def seen(self) -> np.ndarray:
+        return self.weight > 0
 
 
-def bake(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | None = None) -> BakeResult:
-    """Blend ``views`` into the texels of ``surface`` and fill the rest (see the module docstring)."""
+def gather(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | None = None) -> Gathered:
+    """Blend what ``views`` show of every covered texel of ``surface`` (steps 1-4 of the module docstring)."""
     settings = settings or BakeSettings()
     settings.validate()
     if not views:
         raise InvalidInputError("baking needs at least one view")
+    channels = {3 if v.image.dtype == np.uint8 else v.image.shape[2] for v in views}
+    if len(channels) != 1:
+        raise InvalidInputError(f"all views must carry the same channels, got {sorted(channels)}")
     n = len(surface.rows)
-    acc = np.zeros((n, 3), np.float64)
+    acc = np.zeros((n, channels.pop()), np.float64)
     wsum = np.zeros(n, np.float64)
     texels = _Texels.of(surface)
     lock = threading.Lock()
@@ -244,14 +247,57 @@ def bake(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | 
     # views are streamed, ``workers`` at a time (numpy releases the GIL in its array loops)
     with ThreadPoolExecutor(max_workers=settings.workers or os.cpu_count() or 1) as pool:
         list(pool.map(one, views))
-    h, w = surface.size
-    colour_img = np.zeros((h, w, 3), np.float64)
-    weight_img = np.zeros((h, w), np.float64)
     seen = wsum > 0
-    colour_img[surface.rows[seen], surface.cols[seen]] = acc[seen] / wsum[seen, None]
-    weight_img[surface.rows[seen], surface.cols[seen]] = 1.0
-    filled = push_pull(colour_img, weight_img)
-    return BakeResult(to_uint8(linear_to_srgb(filled.astype(np.float32))), weight_img > 0, surface.covered)
+    acc[seen] /= wsum[seen, None]
+    return Gathered(acc, wsum)
+
+
+def texel_world_size(surface: TexelSurface) -> float:
+    """Median world length of one texel's side (the finest scale of the surface fill)."""
+    if not len(surface.rows):
+        return 0.0
+    return float(np.median(1.0 / np.maximum(surface.uv_per_length, 1e-12))) / max(surface.size)
+
+
+def fill_texture(surface: TexelSurface, value: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A full (rows, cols, C) image from per-texel ``value`` (N, C): unknown covered texels filled along the
+    surface, gutters from their UV neighbours."""
+    filled = fill_along_surface(surface.position, value, known, texel_world_size(surface))
+    h, w = surface.size
+    img = np.zeros((h, w, value.shape[1]), np.float64)
+    wt = np.zeros((h, w), np.float64)
+    img[surface.rows, surface.cols] = filled
+    wt[surface.rows, surface.cols] = 1.0
+    return push_pull(img, wt)
+
+
+@dataclass
+class BakeResult:
+    """``texture`` uint8 (H, W, 3) sRGB with every texel filled, top row first; ``srgb`` the same as float32
+    sRGB-encoded values in [0, 1] (for 16-bit and float outputs); ``seen`` bool (H, W): some view saw it;
+    ``covered`` bool (H, W): inside the UV layout; ``changed`` bool (H, W): texels written from the views
+    (for an edit bake: the texels the edit changed), the rest kept or filled."""
+
+    texture: np.ndarray
+    seen: np.ndarray
+    covered: np.ndarray
+    changed: np.ndarray
+    srgb: np.ndarray
+
+
+def _image_of(surface: TexelSurface, per_texel: np.ndarray) -> np.ndarray:
+    img = np.zeros(surface.size, bool)
+    img[surface.rows, surface.cols] = per_texel
+    return img
+
+
+def bake(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | None = None) -> BakeResult:
+    """Blend ``views`` (8-bit sRGB colour) into the texels of ``surface`` and fill the rest."""
+    g = gather(surface, views, settings)
+    filled = fill_texture(surface, g.value, g.seen)
+    seen = _image_of(surface, g.seen)
+    srgb = linear_to_srgb(filled.astype(np.float32))
+    return BakeResult(to_uint8(srgb), seen, surface.covered, seen, srgb)
 
 
 def views_from_viewset(viewset: ViewSet, pass_name: str = "albedo", images: list[np.ndarray] | None = None) -> list[BakeView]:

@@ -1,0 +1,81 @@
+"""Fill texels no view saw: along the surface in 3D first (across UV seams), then the gutters in UV space.
+
+Two fills, both vectorised and multi-scale:
+
+* :func:`fill_along_surface` works on the covered texels' *world positions*: it averages the known
+  values in ever larger voxels (cell side doubling each level) and gives each unknown texel the
+  average of the finest voxel around it that holds a known texel. Neighbours are 3D neighbours, so a
+  hidden texel next to a UV seam takes its colour from the surface it touches, not from whatever
+  island happens to lie next to it in the texture.
+* :func:`push_pull` works on the texture image: it fills empty texels (gutters between islands) from
+  their UV neighbours at ever coarser scales, so that mip-mapping shows no seams.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _voxel_keys(cells: np.ndarray) -> np.ndarray:
+    """One int64 key per non-negative integer 3D cell (N, 3), 21 bits per coordinate; keys sort like the cells."""
+    return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
+
+
+def _group(keys: np.ndarray, cells: np.ndarray, values: np.ndarray, counts: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge rows with equal ``keys``: (sorted unique keys, their cells, summed values, summed counts)."""
+    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    sums = np.stack([np.bincount(inv, weights=values[:, c], minlength=len(uniq)) for c in range(values.shape[1])], axis=1)
+    return uniq, cells[first], sums, np.bincount(inv, weights=counts, minlength=len(uniq))
+
+
+def fill_along_surface(position: np.ndarray, values: np.ndarray, known: np.ndarray, cell: float) -> np.ndarray:
+    """``values`` (N, C) with every unknown row replaced by the mean of known rows in the smallest voxel around it.
+
+    ``position`` (N, 3) world positions of the texels; ``known`` (N,) bool; ``cell`` the finest voxel
+    side in world units (about one texel's world size). Levels double the side until every unknown
+    row is filled. With no known row, ``values`` is returned unchanged.
+    """
+    out = np.array(values, np.float64, copy=True)
+    todo = np.flatnonzero(~known)
+    if not len(todo) or not known.any():
+        return out
+    origin = position.min(axis=0)
+    extent = float((position.max(axis=0) - origin).max())
+    cell = max(cell, extent / (2.0**21 - 2), 1e-12)
+    base = np.clip(np.floor((position - origin) / cell), 0, 2**21 - 1).astype(np.int64)
+    cells = base[known]
+    keys, cells, sums, counts = _group(_voxel_keys(cells), cells, out[known], np.ones(len(cells)))
+    level = 0
+    while len(todo):
+        query = _voxel_keys(base[todo] >> level)
+        at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        hit = keys[at] == query
+        out[todo[hit]] = sums[at[hit]] / counts[at[hit], None]
+        todo = todo[~hit]
+        level += 1
+        cells = cells >> 1
+        keys, cells, sums, counts = _group(_voxel_keys(cells), cells, sums, counts)
+    return out
+
+
+def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Fill texels of zero weight from their neighbours at ever coarser scales (colour (H, W, C), weight (H, W))."""
+    h, w = weight.shape
+    if weight.max() <= 0:
+        return colour
+    known = weight > 0
+    if known.all():
+        return colour
+    ph, pw = h + h % 2, w + w % 2
+    c = np.zeros((ph, pw, colour.shape[2]), np.float64)
+    wt = np.zeros((ph, pw), np.float64)
+    c[:h, :w] = colour * known[..., None]
+    wt[:h, :w] = known
+    cs = c.reshape(ph // 2, 2, pw // 2, 2, -1).sum(axis=(1, 3))
+    ws = wt.reshape(ph // 2, 2, pw // 2, 2).sum(axis=(1, 3))
+    coarse_mean = np.where(ws[..., None] > 0, cs / np.maximum(ws, 1e-12)[..., None], 0.0)
+    coarse = push_pull(coarse_mean, ws)
+    up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
+    return np.where(known[..., None], colour, up)

@@ -1,0 +1,135 @@
+"""Edit bakes on ray-cast synthetic scenes: partial edits keep the rest bit-identical, shading is removed,
+unseen texels are filled along the surface across UV seams."""
+
+import numpy as np
+import pytest
+
+from blender_addon.core.bake import BakeView, bake
+from blender_addon.core.edit_bake import EditBakeSettings, bake_edit, edit_delta
+from blender_addon.core.errors import InvalidInputError
+from blender_addon.core.images import linear_to_srgb, srgb_to_linear, to_uint8
+from blender_addon.core.uv_raster import rasterise_uv
+
+from .test_bake import FRONT, _view, checker, quad_mesh
+
+
+def _views_of(mesh, image_fn, eyes, size=128):
+    return [_view(mesh, eye, size=size, image_fn=image_fn) for eye in eyes]
+
+
+EYES = ([0, -4, 0], [1.5, -3.5, 1.0], [-1.5, -3.5, -0.5])
+
+
+def _blue_left(uv: np.ndarray) -> np.ndarray:
+    """The checker with its left half (u < 0.5) recoloured blue."""
+    img = checker(uv[:, 0], uv[:, 1])
+    left = uv[:, 0] < 0.5
+    img[left] = (img[left] * [0.2, 0.4, 1.0]).astype(np.uint8) + [0, 0, 40]
+    return img
+
+
+def _edit_views(originals, edited, delight=True):
+    out = []
+    for o, e in zip(originals, edited):
+        delta = edit_delta(e.image, o.image, o.image, o.mask, EditBakeSettings(delight=delight))
+        out.append(BakeView(o.camera, delta, o.position, o.mask, o.uv))
+    return out
+
+
+def test_partial_edit_keeps_the_rest_bit_identical():
+    mesh = quad_mesh([(FRONT, (0.0, 0.0, 1.0, 1.0))])
+    surface = rasterise_uv(mesh, 64)
+    base8 = np.zeros((64, 64, 3), np.uint8)
+    base8[surface.rows, surface.cols] = checker(surface.uv[:, 0], surface.uv[:, 1])
+    base8[:, :, 1] += np.arange(64, dtype=np.uint8)[None, :]  # texture detail the views never showed
+    originals = _views_of(mesh, None, EYES)
+    edited = _views_of(mesh, _blue_left, EYES)
+    res = bake_edit(surface, _edit_views(originals, edited), base8.astype(np.float32) / 255.0)
+    u = (np.arange(64) + 0.5) / 64
+    right = u > 0.56
+    assert np.array_equal(res.texture[:, right], base8[:, right]), "texels outside the edit changed"
+    assert not res.changed[:, right].any()
+    left = u < 0.44
+    assert res.changed[:, left].all()
+    # the edit's change is applied on top of the original texture (its extra detail survives)
+    expected = base8[:, left].astype(int)
+    assert np.abs(res.texture[:, left, 2].astype(int) - expected[..., 2]).mean() > 20, "the edit was not applied"
+    inside_square = res.texture[10:14, 10:14, 1].astype(int)  # within one checker square: only the ramp varies
+    assert np.abs(np.diff(inside_square, axis=1) - 1).max() <= 2, "the texture's detail was lost"
+
+
+def test_unchanged_views_leave_the_texture_untouched():
+    mesh = quad_mesh([(FRONT, (0.1, 0.1, 0.9, 0.9))])
+    surface = rasterise_uv(mesh, 48)
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (48, 48, 3)).astype(np.float32) / 255.0
+    views = _views_of(mesh, None, EYES[:2], size=96)
+    res = bake_edit(surface, _edit_views(views, views), base)
+    assert np.array_equal(res.srgb, base) and not res.changed.any()
+
+
+def test_shading_is_removed_from_lit_edits():
+    mesh = quad_mesh([(FRONT, (0.0, 0.0, 1.0, 1.0))])
+    surface = rasterise_uv(mesh, 64)
+
+    def lit(albedo_fn):
+        def fn(uv: np.ndarray) -> np.ndarray:
+            shade = 0.25 + 0.7 * uv[:, 1:2]  # a light from above: dark at the bottom
+            return to_uint8(linear_to_srgb(srgb_to_linear(albedo_fn(uv) / 255.0) * shade))
+        return fn
+
+    def tinted(uv: np.ndarray) -> np.ndarray:
+        return (checker(uv[:, 0], uv[:, 1]) * [0.3, 1.0, 0.6]).astype(np.uint8) + [0, 30, 0]
+
+    eyes = EYES
+    lit_views = _views_of(mesh, lit(lambda uv: checker(uv[:, 0], uv[:, 1])), eyes)
+    albedo_views = _views_of(mesh, None, eyes)
+    edited = _views_of(mesh, lit(tinted), eyes)
+    views = []
+    for lv, av, ev in zip(lit_views, albedo_views, edited):
+        views.append(BakeView(lv.camera, edit_delta(ev.image, lv.image, av.image, lv.mask), lv.position, lv.mask, lv.uv))
+    base = np.zeros((64, 64, 3), np.float32)
+    base[surface.rows, surface.cols] = checker(surface.uv[:, 0], surface.uv[:, 1]) / 255.0
+    res = bake_edit(surface, views, base)
+    want = tinted(surface.uv)
+    got = res.texture[surface.rows, surface.cols]
+    edge = (np.abs(surface.uv * 8 - np.round(surface.uv * 8)) < 0.2).any(axis=1)
+    dark = surface.uv[:, 1] < 0.1  # 8-bit shadows quantise coarsely
+    err = np.abs(got.astype(int) - want.astype(int)).max(axis=1)[~edge & ~dark]
+    assert np.percentile(err, 95) <= 3, np.percentile(err, [50, 95, 99])
+    # without shading removal the lighting stays in the texture
+    res_lit = bake_edit(surface, _edit_views(lit_views, edited, delight=False), base)
+    err_lit = np.abs(res_lit.texture[surface.rows, surface.cols].astype(int) - want.astype(int)).max(axis=1)[~edge & ~dark]
+    assert np.percentile(err_lit, 95) > 3 * max(np.percentile(err, 95), 1)
+
+
+def test_unseen_texels_fill_along_the_surface_across_seams():
+    top = np.array([[-1, 0, 1], [1, 0, 1], [1, 2, 1], [-1, 2, 1]], float)  # a lid folded back from FRONT's top edge
+    far = FRONT + [10.0, 0.0, 0.0]
+    mesh = quad_mesh([
+        (FRONT, (0.0, 0.0, 0.3, 0.3)),
+        (top, (0.6, 0.62, 0.95, 0.95)),  # never seen: the views look along +Y at the lid's edge
+        (far, (0.6, 0.1, 0.95, 0.6)),  # UV neighbour of the lid, far away in 3D
+    ])
+    surface = rasterise_uv(mesh, 64)
+
+    def colour_by_x(uv: np.ndarray) -> np.ndarray:
+        return np.where(uv[:, :1] < 0.5, [[220, 20, 20]], [[20, 20, 220]]).astype(np.uint8)
+
+    views = [_view(mesh, [0, -4, 0], size=96, image_fn=colour_by_x), _view(mesh, [10, -4, 0], size=96, image_fn=colour_by_x)]
+    res = bake(surface, views)
+    lid = (surface.uv[:, 0] > 0.6) & (surface.uv[:, 1] > 0.62)
+    assert not res.seen[surface.rows[lid], surface.cols[lid]].any()
+    lid_colour = res.texture[surface.rows[lid], surface.cols[lid]].astype(int)
+    assert (lid_colour[:, 0] > 150).mean() > 0.95, "the hidden lid should take the colour of the surface it touches"
+
+
+def test_edit_inputs_are_checked():
+    mesh = quad_mesh([(FRONT, (0.0, 0.0, 1.0, 1.0))])
+    v = _view(mesh, [0, -4, 0], size=64)
+    with pytest.raises(InvalidInputError, match="does not match"):
+        edit_delta(v.image[:32], v.image, v.image, v.mask)
+    with pytest.raises(InvalidInputError, match="edit_delta"):
+        bake_edit(rasterise_uv(mesh, 16), [v], np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(InvalidInputError, match="resample"):
+        bake_edit(rasterise_uv(mesh, 16), [v], np.zeros((8, 8, 3), np.float32))
