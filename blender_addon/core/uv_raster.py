@@ -21,8 +21,9 @@ class TexelSurface:
 
     ``rows``, ``cols`` (N,) index covered texels; ``triangle`` (N,) the covering triangle;
     ``bary`` (N, 3) barycentric coordinates; ``position`` (N, 3) world position; ``normal`` (N, 3)
-    unit geometric normal; ``uv`` (N, 2) the
-    texel centre's UV; ``uv_per_length`` (N,) how many UV units one world unit spans on its triangle.
+    unit geometric normal; ``uv`` (N, 2) the texel centre's UV; ``uv_per_length`` (N,) how many UV
+    units one world unit spans on its triangle; ``shared`` (N,) the texel's centre lies inside more
+    than one triangle (overlapping or mirrored UVs: two surface places share it).
     """
 
     size: tuple[int, int]
@@ -34,6 +35,7 @@ class TexelSurface:
     normal: np.ndarray
     uv: np.ndarray
     uv_per_length: np.ndarray
+    shared: np.ndarray
 
     @property
     def covered(self) -> np.ndarray:
@@ -43,11 +45,13 @@ class TexelSurface:
         return m
 
 
-def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], chunk: int = 4_000_000) -> TexelSurface:
+def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndarray | None = None,
+                 chunk: int = 4_000_000) -> TexelSurface:
     """Find the covering triangle and barycentrics of every texel centre (last triangle wins on overlaps).
 
-    Texels whose centre lies outside every triangle are not covered. ``chunk`` bounds the number of
-    candidate texels processed at once (memory).
+    ``triangles``: indices of the triangles to rasterise (e.g. one material's); default all. Texels
+    whose centre lies outside every triangle are not covered. ``chunk`` bounds the number of candidate
+    texels processed at once (memory).
     """
     if mesh.uvs.shape[1] != 3:
         raise InvalidInputError("the mesh has no UV map to bake into")
@@ -61,9 +65,14 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], chunk: int = 4_000
     a, b, c = px[:, 0], px[:, 1], px[:, 2]
     det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
     valid = np.abs(det) > 1e-12
+    if triangles is not None:
+        only = np.zeros(len(valid), bool)
+        only[triangles] = True
+        valid &= only
     counts = np.where(valid, w * h, 0)
     tri_all = np.flatnonzero(counts)
     owner = -np.ones((sv, su), np.int64)
+    claims = np.zeros(sv * su, np.int64)  # triangles whose interior (not just an edge) holds the centre
     bary_img = np.zeros((sv, su, 2), np.float64)
     # process triangles in groups whose candidates fit in ``chunk``
     csum = np.cumsum(counts[tri_all])
@@ -84,6 +93,8 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], chunk: int = 4_000
         l2 = ((b[t, 0] - ax) * (y - ay) - (x - ax) * (b[t, 1] - ay)) / d
         inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (l1 + l2 <= 1 + 1e-9)
         owner[y[inside], x[inside]] = t[inside]
+        strict = (l1 > 1e-6) & (l2 > 1e-6) & (l1 + l2 < 1 - 1e-6)
+        claims += np.bincount(y[strict] * su + x[strict], minlength=sv * su)
         bary_img[y[inside], x[inside]] = np.stack([l1[inside], l2[inside]], axis=-1)
         start = stop
     rows, cols = np.nonzero(owner >= 0)
@@ -97,4 +108,41 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], chunk: int = 4_000
         (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (uv[:, 2, 0] - uv[:, 0, 0]) * (uv[:, 1, 1] - uv[:, 0, 1]))
     scale = np.sqrt(uv_area / np.maximum(areas, 1e-30))
     texel_uv = np.stack([(cols + 0.5) / su, 1.0 - (rows + 0.5) / sv], axis=1)
-    return TexelSurface((sv, su), rows, cols, tri, bary, position, normals[tri], texel_uv, scale[tri])
+    shared = claims[rows * su + cols] > 1
+    return TexelSurface((sv, su), rows, cols, tri, bary, position, normals[tri], texel_uv, scale[tri], shared)
+
+
+@dataclass
+class UVLayoutReport:
+    """How usable a UV layout is for baking: ``shared_share`` of covered texels that two surface places
+    share (overlapping or mirrored islands), ``flipped_share`` of the UV area whose winding is reversed
+    against the majority (mirrored islands), ``covered_share`` of the texture inside the layout."""
+
+    shared_share: float
+    flipped_share: float
+    covered_share: float
+
+    @property
+    def overlapping(self) -> bool:
+        """More than 0.5 % of the texels are shared: a bake would paint two places with one colour."""
+        return self.shared_share > 0.005
+
+    def message(self) -> str:
+        if not self.overlapping:
+            return "the UV layout has no overlapping islands"
+        kind = "mirrored" if self.flipped_share > 0.05 else "overlapping"
+        return (f"{self.shared_share:.1%} of the texels are shared by two surface places ({kind} UV islands): "
+                "those places will get one colour; bake into a new auto-unwrapped UV map to keep them apart")
+
+
+def uv_layout_report(mesh: MeshData, surface: TexelSurface, triangles: np.ndarray | None = None) -> UVLayoutReport:
+    """Check ``surface`` (rasterised from ``mesh``'s ``triangles``) for overlapping and mirrored UV islands."""
+    tris = np.arange(len(mesh.triangles)) if triangles is None else np.asarray(triangles)
+    uv = mesh.uvs[tris].astype(np.float64)
+    signed = 0.5 * ((uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1])
+                    - (uv[:, 2, 0] - uv[:, 0, 0]) * (uv[:, 1, 1] - uv[:, 0, 1]))
+    pos, neg = signed[signed > 0].sum(), -signed[signed < 0].sum()
+    total = pos + neg
+    n = max(len(surface.rows), 1)
+    return UVLayoutReport(float(surface.shared.sum() / n), float(min(pos, neg) / total) if total > 0 else 0.0,
+                          float(len(surface.rows) / (surface.size[0] * surface.size[1])))

@@ -6,7 +6,7 @@ import pytest
 from blender_addon.core.bake import BakeSettings, BakeView, bake
 from blender_addon.core.fill import fill_along_surface, push_pull
 from blender_addon.core.cameras import Camera, Intrinsics, look_at
-from blender_addon.core.uv_raster import rasterise_uv
+from blender_addon.core.uv_raster import rasterise_uv, uv_layout_report
 from blender_addon.core.viewset import MeshData
 
 
@@ -133,3 +133,20 @@ def test_push_pull_fills_from_sparse_samples():
 def test_settings_are_checked():
     with pytest.raises(Exception, match="blend"):
         BakeSettings(mode="paint").validate()
+
+
+def test_mirrored_uvs_are_detected():
+    # two quads side by side in 3D, the right one's UVs mirrored onto the left one's island
+    right = FRONT + [2.0, 0.0, 0.0]
+    single = quad_mesh([(FRONT, (0.0, 0.0, 0.5, 1.0)), (right, (0.5, 0.0, 1.0, 1.0))])
+    mirrored = quad_mesh([(FRONT, (0.0, 0.0, 0.5, 1.0)), (right, (0.5, 0.0, 0.0, 1.0))])
+    ok = uv_layout_report(single, rasterise_uv(single, 32))
+    assert not ok.overlapping and ok.shared_share == 0 and ok.flipped_share == 0
+    bad_surface = rasterise_uv(mirrored, 32)
+    bad = uv_layout_report(mirrored, bad_surface)
+    assert bad.overlapping and bad.shared_share > 0.9 and bad.flipped_share == pytest.approx(0.5)
+    assert "mirrored" in bad.message()
+    # one material's triangles alone are fine
+    alone = rasterise_uv(mirrored, 32, triangles=np.array([0, 1]))
+    assert not uv_layout_report(mirrored, alone, np.array([0, 1])).overlapping
+    assert alone.covered[:, :16].all() and not alone.covered[:, 16:].any()
