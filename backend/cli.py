@@ -30,7 +30,10 @@ def read_token(path: Path, create: bool) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="groupedit-server", description="GroupEdit's local edit server")
+    p = argparse.ArgumentParser(
+        prog="groupedit-server", description="GroupEdit's local edit server",
+        epilog="To download the groupediting editor's weights: groupedit-server download --to DIR (see --help there)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="jobs database, inputs and results")
@@ -44,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["download"]:
+        from .groupediting.download import main as download_main
+
+        return download_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -1,0 +1,641 @@
+"""Weights for the GroupEditing editor, from local files only (never a hub id; see docs/models.md).
+
+Two things are loaded:
+
+1. The diffusers-format Wan2.1-VACE base directory (``Wan-AI/Wan2.1-VACE-14B-diffusers`` or ``-1.3B-diffusers``)::
+
+       model_index.json
+       transformer/  config.json + diffusion_pytorch_model[-0000i-of-0000n].safetensors [+ .index.json]
+       vae/          config.json + diffusion_pytorch_model.safetensors
+       text_encoder/ config.json + model[-0000i-of-0000n].safetensors [+ .index.json]
+       tokenizer/    tokenizer_config.json + tokenizer.json (or spiece.model)
+       scheduler/    scheduler_config.json
+
+   :func:`check_model_dir` checks this layout first and lists everything missing; the ``load_*`` functions load one
+   component each with ``local_files_only=True`` (only safetensors weights are read, never pickles).
+
+2. GroupEditing fine-tune weights from one safetensors file, applied to a loaded transformer in place by
+   :func:`load_groupediting_weights`. Two layouts, detected from the key names (or named explicitly):
+
+   * ``"release"``: the public release's ``epoch-9.safetensors`` (Wan / DiffSynth-Studio names: fully fine-tuned
+     ``vace.*`` weights and a LoRA on the main DiT; the mapping is in :mod:`.keymap`);
+   * ``"groupedit"``: our own format, diffusers parameter names as they are, with ``__metadata__``
+     ``{"format": "groupedit", "version": "1", "covers": "<prefix>,…", "base_config": "<json>"}``
+     (see :func:`save_groupedit_weights`).
+
+   Both may hold full tensors (they replace the base's) and LoRA pairs (merged into the base's Linear weights).
+
+LoRA merge convention: for a Linear weight W of shape (out, in), down matrix A of shape (r, in) and up matrix B of
+shape (out, r), ``W ← W + s · (B @ A)`` with ``s = lora_scale · alpha / r`` when the file stores ``<module>.alpha``
+and ``s = lora_scale`` otherwise. The release stores no alpha: it was trained with peft's default
+``lora_alpha = r`` (scale 1) and its own loader merges with ``alpha=1.0``, so ``lora_scale = 1`` reproduces it.
+The product is computed in float32 and cast back to W's dtype.
+
+Nothing is changed unless every key is understood and fits: a missing, unexpected or shape-mismatched key raises
+:class:`IncompatibleWeights` listing the first names and the counts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from ..errors import ModelNotReady, OutOfMemory
+from . import keymap
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKLWan, ModelMixin, SchedulerMixin
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+DOCS = "docs/models.md"
+BASE_REPOS = {"14B": "Wan-AI/Wan2.1-VACE-14B-diffusers", "1.3B": "Wan-AI/Wan2.1-VACE-1.3B-diffusers"}
+RELEASE_REPO, RELEASE_FILE = "Heey731/group-editing", "epoch-9.safetensors"
+FORMAT_NAME, FORMAT_VERSION = "groupedit", "1"
+
+#: Parameter-name prefixes of the VACE branch: the release fine-tunes all of them, so all must be in its file.
+VACE_PREFIXES: tuple[str, ...] = ("vace_blocks.", "vace_patch_embedding.")
+#: Config fields that fix every parameter shape of a ``WanVACETransformer3DModel``.
+SHAPE_CONFIG_KEYS: tuple[str, ...] = (
+    "num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "out_channels", "text_dim",
+    "vace_layers", "vace_in_channels", "patch_size",
+)
+COMPONENTS: tuple[str, ...] = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+#: How many names an error message lists before "… and N more".
+LIST_FIRST = 10
+
+Layout = Literal["release", "groupedit"]
+
+
+class IncompatibleWeights(ModelNotReady):
+    """The weights on disk do not fit the model (missing, unexpected or mis-shaped keys, unknown layout).
+
+    Same code as :class:`ModelNotReady` for clients, but retrying will not help until the files are fixed.
+    """
+
+    retryable = False
+
+
+def _first(names: Sequence[str], n: int = LIST_FIRST) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f", … and {len(names) - n} more" if len(names) > n else "")
+
+
+def _download_hint(what: Literal["base", "weights"]) -> str:
+    if what == "base":
+        return (
+            f"Download the diffusers-format Wan2.1-VACE base ({BASE_REPOS['14B']}, or {BASE_REPOS['1.3B']} for low "
+            "VRAM) with `groupedit-server download --to DIR` and pass --model-dir DIR/<repo name>; see " + DOCS
+        )
+    return (
+        f"Download {RELEASE_FILE} from {RELEASE_REPO} with `groupedit-server download --to DIR` and pass "
+        f"--weights DIR/group-editing/{RELEASE_FILE}, or use a file written by save_groupedit_weights; see {DOCS}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The base directory
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseModelDir:
+    """A checked diffusers Wan2.1-VACE directory: ``root`` and the transformer's ``config.json`` as a dict."""
+
+    root: Path
+    transformer_config: dict[str, Any]
+
+    @property
+    def size(self) -> str:
+        """``"14B"``, ``"1.3B"`` or ``"custom"``, from the transformer's width (5120 / 1536)."""
+        cfg = self.transformer_config
+        width = int(cfg.get("num_attention_heads", 0)) * int(cfg.get("attention_head_dim", 0))
+        return {5120: "14B", 1536: "1.3B"}.get(width, "custom")
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        problems.append(f"{path.parent.name}/{path.name}" if path.parent.name else path.name)
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problems.append(f"{path.name} (unreadable: {exc})")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path.name} (not a JSON object)")
+        return None
+    return data
+
+
+def _check_weights(folder: Path, stem: str, problems: list[str]) -> None:
+    """Checks ``folder`` has ``stem.safetensors`` or ``stem.safetensors.index.json`` with every shard it lists."""
+    single, index = folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json"
+    if single.is_file():
+        return
+    if not index.is_file():
+        problems.append(f"{folder.name}/{stem}.safetensors (or {stem}.safetensors.index.json and its shards)")
+        return
+    data = _read_json(index, problems)
+    if data is None:
+        return
+    shards = sorted(set(data.get("weight_map", {}).values()))
+    if not shards:
+        problems.append(f"{folder.name}/{index.name} (lists no shards)")
+    problems.extend(f"{folder.name}/{s} (listed in {index.name})" for s in shards if not (folder / s).is_file())
+
+
+def check_model_dir(model_dir: str | Path, components: Sequence[str] = COMPONENTS) -> BaseModelDir:
+    """Checks the diffusers Wan2.1-VACE layout of ``model_dir`` for ``components``; raises ``ModelNotReady``
+    listing every missing file (an interrupted download shows up as missing shards)."""
+    root = Path(model_dir).expanduser()
+    if not root.is_dir():
+        state = "is not a directory" if root.exists() else "does not exist"
+        raise ModelNotReady(f"model directory {root} {state}. {_download_hint('base')}", {"model_dir": str(root)})
+    unknown = sorted(set(components) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"unknown components {unknown}; known: {', '.join(COMPONENTS)}")
+    problems: list[str] = []
+    _read_json(root / "model_index.json", problems)
+    transformer_config: dict[str, Any] = {}
+    if "transformer" in components:
+        transformer_config = _read_json(root / "transformer" / "config.json", problems) or {}
+        if transformer_config and "vace_layers" not in transformer_config:
+            problems.append(
+                f"transformer/config.json describes {transformer_config.get('_class_name', 'a model')} without "
+                "VACE layers: this is not a Wan2.1-VACE transformer"
+            )
+        _check_weights(root / "transformer", "diffusion_pytorch_model", problems)
+    if "vae" in components:
+        _read_json(root / "vae" / "config.json", problems)
+        _check_weights(root / "vae", "diffusion_pytorch_model", problems)
+    if "text_encoder" in components:
+        _read_json(root / "text_encoder" / "config.json", problems)
+        _check_weights(root / "text_encoder", "model", problems)
+    if "tokenizer" in components:
+        tok = root / "tokenizer"
+        _read_json(tok / "tokenizer_config.json", problems)
+        if not ((tok / "tokenizer.json").is_file() or (tok / "spiece.model").is_file()):
+            problems.append("tokenizer/tokenizer.json (or tokenizer/spiece.model)")
+    if "scheduler" in components:
+        _read_json(root / "scheduler" / "scheduler_config.json", problems)
+    if problems:
+        raise ModelNotReady(
+            f"model directory {root} is incomplete; missing or bad: {_first(problems)}. {_download_hint('base')}",
+            {"model_dir": str(root), "problems": problems},
+        )
+    return BaseModelDir(root=root, transformer_config=transformer_config)
+
+
+def _default_transformer_cls() -> type[ModelMixin]:
+    """``GroupEditingTransformer`` when its module is in the package (an import error then propagates), else
+    diffusers' ``WanVACETransformer3DModel``; both load the same files."""
+    if importlib.util.find_spec(f"{__package__}.transformer") is not None:
+        module = importlib.import_module(f"{__package__}.transformer")
+        cls = getattr(module, "GroupEditingTransformer", None)
+        if cls is not None:
+            return cls
+    from diffusers import WanVACETransformer3DModel
+
+    return WanVACETransformer3DModel
+
+
+def _loading(component: str, root: Path, fn: Any) -> Any:
+    """Runs ``fn()``, turning load failures into ``ModelNotReady`` / ``OutOfMemory`` that name the component."""
+    try:
+        return fn()
+    except torch.cuda.OutOfMemoryError as exc:
+        raise OutOfMemory(f"out of GPU memory loading {component} from {root}: use offloading or a smaller model "
+                          f"(see {DOCS})") from exc
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        text = str(exc)
+        if "can't allocate memory" in text or "out of memory" in text.lower():
+            raise OutOfMemory(f"out of memory loading {component} from {root}: {text}") from exc
+        raise ModelNotReady(f"could not load {component} from {root}: {text}. {_download_hint('base')}",
+                            {"component": component}) from exc
+
+
+def load_transformer(
+    model_dir: str | Path,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device | None = None,
+    transformer_cls: type[ModelMixin] | None = None,
+) -> ModelMixin:
+    """The VACE transformer of ``model_dir`` (``transformer_cls``, by default see :func:`_default_transformer_cls`),
+    in ``dtype`` (diffusers keeps norms, RoPE and modulation tables in float32), in eval mode, on ``device``."""
+    base = check_model_dir(model_dir, ("transformer",))
+    cls = transformer_cls or _default_transformer_cls()
+    if importlib.util.find_spec("accelerate") is None:
+        logger.warning("accelerate is not installed: the transformer is built in RAM before its weights are read "
+                       "(about twice the memory; `pip install accelerate` avoids it)")
+    model = _loading("transformer", base.root, lambda: cls.from_pretrained(
+        base.root, subfolder="transformer", torch_dtype=dtype, local_files_only=True))
+    if device is not None:
+        model = _loading("transformer", base.root, lambda: model.to(device))
+    return model.eval()
+
+
+def load_vae(
+    model_dir: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None
+) -> AutoencoderKLWan:
+    """The Wan VAE of ``model_dir`` (float32 by default, as diffusers' Wan examples run it), in eval mode."""
+    from diffusers import AutoencoderKLWan
+
+    base = check_model_dir(model_dir, ("vae",))
+    vae = _loading("vae", base.root, lambda: AutoencoderKLWan.from_pretrained(
+        base.root, subfolder="vae", torch_dtype=dtype, local_files_only=True))
+    if device is not None:
+        vae = _loading("vae", base.root, lambda: vae.to(device))
+    return vae.eval()
+
+
+def load_text_encoder(
+    model_dir: str | Path, *, dtype: torch.dtype = torch.bfloat16, device: str | torch.device | None = None
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """``(tokenizer, UMT5 encoder)`` of ``model_dir``; the encoder in eval mode. UMT5-XXL is ~5.7 B parameters:
+    encode the prompts once and free it (see docs/models.md)."""
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    base = check_model_dir(model_dir, ("text_encoder", "tokenizer"))
+    tokenizer = _loading("tokenizer", base.root, lambda: AutoTokenizer.from_pretrained(
+        base.root / "tokenizer", local_files_only=True))
+    encoder = _loading("text_encoder", base.root, lambda: UMT5EncoderModel.from_pretrained(
+        base.root / "text_encoder", dtype=dtype, local_files_only=True))
+    if device is not None:
+        encoder = _loading("text_encoder", base.root, lambda: encoder.to(device))
+    return tokenizer, encoder.eval()
+
+
+def load_scheduler(model_dir: str | Path) -> SchedulerMixin:
+    """The scheduler named in ``scheduler/scheduler_config.json`` (a diffusers scheduler class)."""
+    import diffusers
+
+    base = check_model_dir(model_dir, ("scheduler",))
+    config = json.loads((base.root / "scheduler" / "scheduler_config.json").read_text())
+    name = str(config.get("_class_name", ""))
+    cls = getattr(diffusers, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise ModelNotReady(f"scheduler/scheduler_config.json names {name!r}, which is not a diffusers scheduler")
+    return _loading("scheduler", base.root, lambda: cls.from_pretrained(
+        base.root, subfolder="scheduler", local_files_only=True))
+
+
+@dataclass
+class BaseComponents:
+    """The loaded parts of a Wan2.1-VACE directory (``None`` for those not asked for)."""
+
+    root: Path
+    transformer: ModelMixin | None = None
+    vae: AutoencoderKLWan | None = None
+    tokenizer: PreTrainedTokenizerBase | None = None
+    text_encoder: PreTrainedModel | None = None
+    scheduler: SchedulerMixin | None = None
+
+
+def load_base_components(
+    model_dir: str | Path,
+    *,
+    components: Sequence[str] = COMPONENTS,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device | None = None,
+    transformer_cls: type[ModelMixin] | None = None,
+) -> BaseComponents:
+    """Checks the whole layout for ``components`` first (one error listing everything missing), then loads them.
+
+    ``dtype`` applies to the transformer and text encoder; the VAE stays float32. ``tokenizer`` and
+    ``text_encoder`` come together.
+    """
+    wanted = set(components)
+    if "tokenizer" in wanted or "text_encoder" in wanted:
+        wanted |= {"tokenizer", "text_encoder"}
+    base = check_model_dir(model_dir, [c for c in COMPONENTS if c in wanted])
+    out = BaseComponents(root=base.root)
+    if "transformer" in wanted:
+        out.transformer = load_transformer(base.root, dtype=dtype, device=device, transformer_cls=transformer_cls)
+    if "vae" in wanted:
+        out.vae = load_vae(base.root, device=device)
+    if "text_encoder" in wanted:
+        out.tokenizer, out.text_encoder = load_text_encoder(base.root, dtype=dtype, device=device)
+    if "scheduler" in wanted:
+        out.scheduler = load_scheduler(base.root)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fine-tune weights
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoraTarget:
+    """A LoRA on the Linear ``module`` (diffusers name): checkpoint keys of A (r, in), B (out, r), optional alpha."""
+
+    module: str
+    key_a: str
+    key_b: str
+    key_alpha: str | None
+    rank: int
+
+
+@dataclass
+class WeightsReport:
+    """What :func:`load_groupediting_weights` did.
+
+    ``replaced``: parameters overwritten with the file's tensors; ``merged``: Linear modules a LoRA was merged into;
+    ``ranks``: the LoRA ranks seen; ``changed``: every parameter name that now differs from the base (pass it to
+    :func:`save_groupedit_weights` to convert a release file to our format).
+    """
+
+    path: Path
+    layout: Layout
+    replaced: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> list[str]:
+        return sorted(set(self.replaced) | {m + ".weight" for m in self.merged})
+
+
+def _open_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """``({key: shape}, metadata)`` of a safetensors file, without reading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            metadata = dict(f.metadata() or {})
+    except Exception as exc:  # safetensors raises its own error types for a bad header
+        raise IncompatibleWeights(f"{path} is not a readable safetensors file: {exc}. {_download_hint('weights')}") from exc
+    if not shapes:
+        raise IncompatibleWeights(f"{path} holds no tensors. {_download_hint('weights')}")
+    return shapes, metadata
+
+
+def detect_layout(keys: Iterable[str], metadata: Mapping[str, str] | None = None) -> Layout:
+    """``"groupedit"`` if the metadata says so or the names are diffusers'; ``"release"`` for Wan / DiffSynth names.
+
+    Raises :class:`IncompatibleWeights` if the names are of both kinds or of neither.
+    """
+    keys = list(keys)
+    if (metadata or {}).get("format") == FORMAT_NAME:
+        return "groupedit"
+    release, diffusers = keymap.count_markers(keys)
+    if release and not diffusers:
+        return "release"
+    if diffusers and not release:
+        return "groupedit"
+    kind = "both Wan/DiffSynth and diffusers names" if release else "neither Wan/DiffSynth nor diffusers names"
+    raise IncompatibleWeights(
+        f"unknown weights layout: the keys have {kind} (first keys: {_first(sorted(keys), 5)}). Expected the "
+        f"GroupEditing release checkpoint or a '{FORMAT_NAME}' file; name the layout explicitly if you know it. "
+        + _download_hint("weights"),
+        {"keys": sorted(keys)[:LIST_FIRST]},
+    )
+
+
+@dataclass
+class _Plan:
+    """A checked mapping of checkpoint keys onto model parameters (nothing loaded yet)."""
+
+    params: dict[str, str] = field(default_factory=dict)  # model parameter name → checkpoint key
+    loras: list[LoraTarget] = field(default_factory=list)
+
+
+def _base_config(model: torch.nn.Module) -> dict[str, Any]:
+    config = getattr(model, "config", {}) or {}
+    return {k: (list(config[k]) if isinstance(config[k], (list, tuple)) else config[k])
+            for k in SHAPE_CONFIG_KEYS if k in config}
+
+
+def _plan(
+    model: torch.nn.Module,
+    path: Path,
+    shapes: Mapping[str, tuple[int, ...]],
+    metadata: Mapping[str, str],
+    layout: Layout,
+) -> _Plan:
+    """Maps every key onto the model and checks names, shapes and coverage; raises with everything wrong at once."""
+    model_params = dict(model.named_parameters())
+    unexpected: list[str] = []
+    mismatched: list[str] = []
+    duplicates: list[str] = []
+    plan = _Plan()
+    lora_parts: dict[str, dict[str, str]] = {}
+    for key in sorted(shapes):
+        parsed = keymap.parse_release_key(key) if layout == "release" else keymap.parse_diffusers_key(key)
+        if parsed is None:
+            unexpected.append(key)
+        elif parsed.kind == "param":
+            if parsed.name not in model_params:
+                unexpected.append(key if parsed.name == key else f"{key} (→ {parsed.name})")
+            elif parsed.name in plan.params:
+                duplicates.append(f"{key} and {plan.params[parsed.name]} (→ {parsed.name})")
+            else:
+                plan.params[parsed.name] = key
+                want = tuple(model_params[parsed.name].shape)
+                if tuple(shapes[key]) != want:
+                    mismatched.append(f"{key}: file {tuple(shapes[key])} vs model {want}")
+        else:
+            parts = lora_parts.setdefault(parsed.name, {})
+            if parsed.part in parts:
+                duplicates.append(f"{key} and {parts[parsed.part]} (LoRA {parsed.part} of {parsed.name})")
+            parts[str(parsed.part)] = key
+    for module, parts in sorted(lora_parts.items()):
+        weight = model_params.get(module + ".weight")
+        if weight is None or weight.ndim != 2:
+            unexpected.extend(f"{k} (no Linear {module} in the model)" for k in parts.values())
+            continue
+        if "A" not in parts or "B" not in parts:
+            lacking = "lora_A (down)" if "A" not in parts else "lora_B (up)"
+            unexpected.append(f"{_first(sorted(parts.values()), 3)} ({lacking} missing for {module})")
+            continue
+        a, b = shapes[parts["A"]], shapes[parts["B"]]
+        out_f, in_f = weight.shape
+        if len(a) != 2 or len(b) != 2 or a[1] != in_f or b[0] != out_f or a[0] != b[1]:
+            mismatched.append(f"LoRA {module}: A {tuple(a)}, B {tuple(b)} vs weight {(out_f, in_f)}")
+            continue
+        alpha = parts.get("alpha")
+        if alpha is not None and int(torch.Size(shapes[alpha]).numel()) != 1:
+            mismatched.append(f"{alpha}: alpha must be a scalar, got shape {tuple(shapes[alpha])}")
+            continue
+        plan.loras.append(LoraTarget(module, parts["A"], parts["B"], alpha, int(a[0])))
+    covers = VACE_PREFIXES if layout == "release" else tuple(p for p in metadata.get("covers", "").split(",") if p)
+    missing = [n for n in model_params if n.startswith(covers) and n not in plan.params] if covers else []
+    if unexpected or mismatched or duplicates or missing:
+        raise IncompatibleWeights(_mismatch_message(model, path, layout, shapes, missing, unexpected, mismatched,
+                                                    duplicates),
+                                  {"missing": missing[:LIST_FIRST], "n_missing": len(missing),
+                                   "unexpected": unexpected[:LIST_FIRST], "n_unexpected": len(unexpected),
+                                   "mismatched": mismatched[:LIST_FIRST], "n_mismatched": len(mismatched),
+                                   "duplicates": duplicates[:LIST_FIRST]})
+    return plan
+
+
+def _mismatch_message(
+    model: torch.nn.Module,
+    path: Path,
+    layout: Layout,
+    shapes: Mapping[str, tuple[int, ...]],
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[str],
+    duplicates: list[str],
+) -> str:
+    parts = [f"{path} ({layout} layout) does not fit the loaded {type(model).__name__}:"]
+    if missing:
+        parts.append(f"{len(missing)} missing (first: {_first(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (first: {_first(unexpected)})")
+    if mismatched:
+        parts.append(f"{len(mismatched)} shape mismatches (first: {_first(mismatched)})")
+    if duplicates:
+        parts.append(f"{len(duplicates)} duplicates (first: {_first(duplicates)})")
+    embed = next((s for k, s in shapes.items() if k.endswith("vace_patch_embedding.weight")), None)
+    width = getattr(getattr(model, "config", None), "num_attention_heads", 0) * getattr(
+        getattr(model, "config", None), "attention_head_dim", 0)
+    if embed and width and embed[0] != width:
+        sizes = {5120: "Wan2.1-VACE-14B", 1536: "Wan2.1-VACE-1.3B"}
+        parts.append(f"the file is for a model of width {embed[0]} ({sizes.get(embed[0], 'unknown size')}), the base "
+                     f"has width {width} ({sizes.get(width, 'unknown size')}): use the matching --model-dir")
+    return "; ".join(parts) + f". See {DOCS}."
+
+
+def _check_metadata(model: torch.nn.Module, path: Path, metadata: Mapping[str, str]) -> None:
+    version = metadata.get("version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise IncompatibleWeights(f"{path}: '{FORMAT_NAME}' format version {version} is not supported (this build "
+                                  f"reads version {FORMAT_VERSION}); update GroupEdit or re-export the weights")
+    if "base_config" in metadata:
+        try:
+            made_for = json.loads(metadata["base_config"])
+        except ValueError as exc:
+            raise IncompatibleWeights(f"{path}: unreadable base_config metadata: {exc}") from exc
+        have = _base_config(model)
+        diff = {k: (made_for[k], have[k]) for k in made_for if k in have and made_for[k] != have[k]}
+        if diff:
+            listed = ", ".join(f"{k} {a} (file) vs {b} (model)" for k, (a, b) in diff.items())
+            raise IncompatibleWeights(f"{path} was made for another base model: {listed}. Use the matching "
+                                      f"--model-dir; see {DOCS}")
+
+
+def load_groupediting_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    layout: Layout | Literal["auto"] = "auto",
+    lora_scale: float = 1.0,
+) -> WeightsReport:
+    """Applies a GroupEditing weights file to ``model`` (a loaded ``WanVACETransformer3DModel`` or subclass) in place.
+
+    Full tensors replace parameters (cast to each parameter's dtype, on its device); LoRA pairs are merged as
+    ``W += lora_scale · (alpha / r if stored else 1) · B @ A`` (float32 product). Everything is checked before any
+    parameter changes; on any problem :class:`IncompatibleWeights` lists it and ``model`` is left as it was.
+    A path that does not exist or is not a file raises ``ModelNotReady`` saying what to download.
+    """
+    from safetensors import safe_open
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        state = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise ModelNotReady(f"GroupEditing weights {path} {state}. {_download_hint('weights')}", {"weights": str(path)})
+    shapes, metadata = _open_header(path)
+    chosen: Layout = detect_layout(shapes, metadata) if layout == "auto" else layout
+    if chosen not in ("release", "groupedit"):
+        raise ValueError(f"layout must be 'auto', 'release' or 'groupedit', not {layout!r}")
+    if chosen == "groupedit":
+        _check_metadata(model, path, metadata)
+    plan = _plan(model, path, shapes, metadata, chosen)
+    params = dict(model.named_parameters())
+    meta = [n for n in list(plan.params) + [t.module + ".weight" for t in plan.loras] if params[n].is_meta]
+    if meta:
+        raise ModelNotReady(f"cannot load {path} into a model whose parameters are not materialised "
+                            f"(meta: {_first(meta)}); load the weights before enabling offloading hooks")
+    report = WeightsReport(path=path, layout=chosen, metadata=dict(metadata))
+    with safe_open(str(path), framework="pt", device="cpu") as f, torch.no_grad():
+        for name, key in plan.params.items():
+            target = params[name]
+            target.copy_(f.get_tensor(key).to(device=target.device, dtype=target.dtype))
+            report.replaced.append(name)
+        for lora in plan.loras:
+            target = params[lora.module + ".weight"]
+            scale = float(lora_scale)
+            if lora.key_alpha is not None:
+                scale *= float(f.get_tensor(lora.key_alpha).float().item()) / lora.rank
+            down = f.get_tensor(lora.key_a).to(device=target.device, dtype=torch.float32)
+            up = f.get_tensor(lora.key_b).to(device=target.device, dtype=torch.float32)
+            target.copy_((target.float() + scale * (up @ down)).to(target.dtype))
+            report.merged.append(lora.module)
+    report.ranks = sorted({t.rank for t in plan.loras})
+    logger.info("loaded %s (%s layout): %d tensors replaced, LoRA merged into %d Linear layers (ranks %s, scale %s)",
+                path, chosen, len(report.replaced), len(report.merged), report.ranks or "-", lora_scale)
+    return report
+
+
+def save_groupedit_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    *,
+    names: Iterable[str] = (),
+    covers: Sequence[str] = VACE_PREFIXES,
+    dtype: torch.dtype | None = None,
+    extra_metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Writes our own format: the parameters under the ``covers`` prefixes (all of them; loading checks none is
+    missing) plus ``names``, with their diffusers names, in ``dtype`` (default: as they are), and the metadata
+    ``format``, ``version``, ``covers`` and ``base_config`` (the shape-defining config, checked at load).
+
+    To convert the release file: ``report = load_groupediting_weights(model, release)`` then
+    ``save_groupedit_weights(model, out, names=report.changed)``.
+    """
+    from safetensors.torch import save_file
+
+    params = dict(model.named_parameters())
+    wanted = set(names)
+    unknown = sorted(wanted - set(params))
+    if unknown:
+        raise ValueError(f"not parameters of the model: {_first(unknown)}")
+    wanted |= {n for n in params if n.startswith(tuple(covers))}
+    if not wanted:
+        raise ValueError("nothing to save: no parameter matches names or covers")
+    tensors = {n: params[n].detach().to("cpu", dtype or params[n].dtype).contiguous() for n in sorted(wanted)}
+    metadata = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "covers": ",".join(covers),
+                "base_config": json.dumps(_base_config(model), sort_keys=True)}
+    metadata.update(extra_metadata or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def load_groupediting_transformer(
+    model_dir: str | Path,
+    weights: str | Path | None,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device | None = None,
+    layout: Layout | Literal["auto"] = "auto",
+    lora_scale: float = 1.0,
+    transformer_cls: type[ModelMixin] | None = None,
+) -> tuple[ModelMixin, WeightsReport | None]:
+    """The base transformer with the GroupEditing weights applied (``weights=None``: the base alone), then moved to
+    ``device``. Checks the weights file exists before the (slow) base load."""
+    if weights is not None and not Path(weights).expanduser().is_file():
+        raise ModelNotReady(f"GroupEditing weights {weights} do not exist. {_download_hint('weights')}")
+    model = load_transformer(model_dir, dtype=dtype, transformer_cls=transformer_cls)
+    report = None if weights is None else load_groupediting_weights(model, weights, layout=layout,
+                                                                     lora_scale=lora_scale)
+    if device is not None:
+        model = _loading("transformer", Path(model_dir), lambda: model.to(device))
+    return model, report
