@@ -1,0 +1,40 @@
+"""Fixtures: the tiny GroupEditing components saved with ``save_pretrained`` and loaded back with ``from_pretrained``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
+from transformers import PreTrainedTokenizerFast, UMT5EncoderModel
+
+from backend.groupediting.pipeline import GroupEditingPipeline
+from backend.groupediting.transformer import GroupEditingTransformer
+
+from .tiny import TINY_VAE, tiny_text_encoder, tiny_tokenizer, tiny_transformer
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with transformer/, vae/, text_encoder/, tokenizer/ and scheduler/ saved by ``save_pretrained``."""
+    root = tmp_path_factory.mktemp("groupediting_tiny")
+    tiny_transformer().save_pretrained(root / "transformer")
+    torch.manual_seed(0)
+    AutoencoderKLWan(**TINY_VAE).eval().save_pretrained(root / "vae")
+    tiny_text_encoder().save_pretrained(root / "text_encoder")
+    tiny_tokenizer().save_pretrained(root / "tokenizer")
+    FlowMatchEulerDiscreteScheduler(shift=5.0).save_pretrained(root / "scheduler")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_model_dir: Path) -> GroupEditingPipeline:
+    """The tiny pipeline, every component loaded back from disk."""
+    return GroupEditingPipeline(
+        tokenizer=PreTrainedTokenizerFast.from_pretrained(tiny_model_dir / "tokenizer"),
+        text_encoder=UMT5EncoderModel.from_pretrained(tiny_model_dir / "text_encoder"),
+        vae=AutoencoderKLWan.from_pretrained(tiny_model_dir / "vae"),
+        scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_model_dir / "scheduler"),
+        transformer=GroupEditingTransformer.from_pretrained(tiny_model_dir / "transformer"),
+    )
