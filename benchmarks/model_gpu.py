@@ -123,7 +123,8 @@ def make_inputs(size: str, views: int, side: int, device: torch.device, dtype: t
                 geometry: bool) -> dict[str, torch.Tensor]:
     """Random inputs for one CFG step (batch 2): latents (2, 16, N, side/8, side/8), text (2, 512, text_dim), VACE
     context (2, 96, N, …); with ``geometry``, 4 × 37² geometry tokens of 2048 channels (tiny: 4 × 4² of 64) and
-    their (t, h, w) token coordinates: t = round(linspace(0, N − 1, 4)), h, w = round(linspace(0, side/16 − 1, 37))."""
+    their (t, h, w) token coordinates: t = round(linspace(0, N − 1, 4)),
+    h, w = round(linspace(0, side/16 − 1, 37))."""
     config = {**COMMON, **CONFIGS[size]}
     lat = side // 8
     g = torch.Generator(device=device).manual_seed(1)

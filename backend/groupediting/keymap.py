@@ -10,7 +10,8 @@ attribute they belong to:
   ``q, k, v, o, ffn.0, ffn.2`` of the self- and cross-attention and feed-forward layers by default).
 
 Other prefixes seen in Wan tooling are accepted too (``pipe.``, ``diffusion_model.``, ``model.diffusion_model.``,
-none), as are DiffSynth's VRAM-management wrappers (a ``.module.`` path segment, dropped).
+none), as are DiffSynth's VRAM-management wrappers (a ``.module.`` path segment, dropped) and peft's wrapped
+original weights (a ``.base_layer.`` segment, dropped).
 
 Per block (``blocks.N.`` in the main DiT, ``vace_blocks.N.`` in the VACE branch; N is the list index in both):
 
@@ -135,18 +136,20 @@ class ParsedKey:
 
 
 def strip_release_prefix(key: str) -> str:
-    """``key`` without its pipeline prefix (``vace.``, ``dit.``, ``pipe.…``) and without ``.module.`` wrappers."""
+    """``key`` without its pipeline prefix (``vace.``, ``dit.``, ``pipe.…``) and without ``.module.`` (DiffSynth)
+    or ``.base_layer.`` (peft) wrapper segments."""
     for prefix in RELEASE_PREFIXES:
         if key.startswith(prefix):
             key = key[len(prefix):]
             break
-    return key.replace(".module.", ".")
+    return key.replace(".module.", ".").replace(".base_layer.", ".")
 
 
 def release_module_to_diffusers(path: str) -> str | None:
     """The diffusers name of a release module or bare-parameter path, or ``None`` if it has no counterpart.
 
-    ``path`` has no prefix (see :func:`strip_release_prefix`), e.g. ``blocks.3.self_attn.o`` → ``blocks.3.attn1.to_out.0``,
+    ``path`` has no prefix (see :func:`strip_release_prefix`), e.g.
+    ``blocks.3.self_attn.o`` → ``blocks.3.attn1.to_out.0``,
     ``vace_blocks.0.before_proj`` → ``vace_blocks.0.proj_in``, ``head.modulation`` → ``scale_shift_table``.
     """
     if path in _TOP_LEVEL:
@@ -177,7 +180,7 @@ def release_param_to_diffusers(name: str) -> str | None:
 
 
 def parse_lora_key(key: str) -> tuple[str, LoraPart] | None:
-    """``(module path, part)`` if ``key`` is a LoRA tensor (``….lora_A[.adapter].weight``, ``….alpha``), else None."""
+    """``(module path, part)`` if ``key`` is a LoRA tensor (``….lora_A[.adapter].weight``, ``….alpha``), or None."""
     match = _LORA_RE.match(key)
     if match is not None:
         return match.group(1), _LORA_PART[match.group(2)]
@@ -209,7 +212,7 @@ def parse_diffusers_key(key: str) -> ParsedKey:
 
 
 def diffusers_param_to_release(name: str) -> str | None:
-    """Inverse of :func:`release_param_to_diffusers` (no prefix added), or ``None``; used to write release-style files."""
+    """Inverse of :func:`release_param_to_diffusers` (no prefix added), or ``None``; writes release-style names."""
     inverse_top = {v: k for k, v in {**_TOP_LEVEL, **_TOP_LEVEL_PARAMS}.items()}
     leaf = _LEAF_RE.match(name)
     module, suffix = (leaf.group(1), "." + leaf.group(2)) if leaf else (name, "")
@@ -231,6 +234,7 @@ def count_markers(keys: list[str]) -> tuple[int, int]:
 
     Keys are checked with a leading ``.`` so that fragments anchored on a dot also match at the start.
     """
-    release = sum(1 for k in keys if k.startswith(("vace.", "dit.", "pipe.")) or any(m in "." + k for m in RELEASE_MARKERS))
+    release = sum(1 for k in keys
+                  if k.startswith(("vace.", "dit.", "pipe.")) or any(m in "." + k for m in RELEASE_MARKERS))
     diffusers = sum(1 for k in keys if any(m in "." + k for m in DIFFUSERS_MARKERS))
     return release, diffusers

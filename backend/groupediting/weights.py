@@ -122,36 +122,40 @@ class BaseModelDir:
         return {5120: "14B", 1536: "1.3B"}.get(width, "custom")
 
 
-def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+def _read_json(root: Path, relative: str, problems: list[str]) -> dict[str, Any] | None:
+    """``root / relative`` parsed as a JSON object, or None with a line added to ``problems``."""
+    path = root / relative
     if not path.is_file():
-        problems.append(f"{path.parent.name}/{path.name}" if path.parent.name else path.name)
+        problems.append(relative)
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        problems.append(f"{path.name} (unreadable: {exc})")
+        problems.append(f"{relative} (unreadable: {exc})")
         return None
     if not isinstance(data, dict):
-        problems.append(f"{path.name} (not a JSON object)")
+        problems.append(f"{relative} (not a JSON object)")
         return None
     return data
 
 
-def _check_weights(folder: Path, stem: str, problems: list[str]) -> None:
-    """Checks ``folder`` has ``stem.safetensors`` or ``stem.safetensors.index.json`` with every shard it lists."""
+def _check_weights(root: Path, component: str, stem: str, problems: list[str]) -> None:
+    """Checks ``root/component`` has ``stem.safetensors``, or ``stem.safetensors.index.json`` and every shard it
+    lists."""
+    folder = root / component
     single, index = folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json"
     if single.is_file():
         return
     if not index.is_file():
-        problems.append(f"{folder.name}/{stem}.safetensors (or {stem}.safetensors.index.json and its shards)")
+        problems.append(f"{component}/{stem}.safetensors (or {stem}.safetensors.index.json and its shards)")
         return
-    data = _read_json(index, problems)
+    data = _read_json(root, f"{component}/{index.name}", problems)
     if data is None:
         return
     shards = sorted(set(data.get("weight_map", {}).values()))
     if not shards:
-        problems.append(f"{folder.name}/{index.name} (lists no shards)")
-    problems.extend(f"{folder.name}/{s} (listed in {index.name})" for s in shards if not (folder / s).is_file())
+        problems.append(f"{component}/{index.name} (lists no shards)")
+    problems.extend(f"{component}/{s} (listed in {index.name})" for s in shards if not (folder / s).is_file())
 
 
 def check_model_dir(model_dir: str | Path, components: Sequence[str] = COMPONENTS) -> BaseModelDir:
@@ -165,29 +169,28 @@ def check_model_dir(model_dir: str | Path, components: Sequence[str] = COMPONENT
     if unknown:
         raise ValueError(f"unknown components {unknown}; known: {', '.join(COMPONENTS)}")
     problems: list[str] = []
-    _read_json(root / "model_index.json", problems)
+    _read_json(root, "model_index.json", problems)
     transformer_config: dict[str, Any] = {}
     if "transformer" in components:
-        transformer_config = _read_json(root / "transformer" / "config.json", problems) or {}
+        transformer_config = _read_json(root, "transformer/config.json", problems) or {}
         if transformer_config and "vace_layers" not in transformer_config:
             problems.append(
                 f"transformer/config.json describes {transformer_config.get('_class_name', 'a model')} without "
                 "VACE layers: this is not a Wan2.1-VACE transformer"
             )
-        _check_weights(root / "transformer", "diffusion_pytorch_model", problems)
+        _check_weights(root, "transformer", "diffusion_pytorch_model", problems)
     if "vae" in components:
-        _read_json(root / "vae" / "config.json", problems)
-        _check_weights(root / "vae", "diffusion_pytorch_model", problems)
+        _read_json(root, "vae/config.json", problems)
+        _check_weights(root, "vae", "diffusion_pytorch_model", problems)
     if "text_encoder" in components:
-        _read_json(root / "text_encoder" / "config.json", problems)
-        _check_weights(root / "text_encoder", "model", problems)
+        _read_json(root, "text_encoder/config.json", problems)
+        _check_weights(root, "text_encoder", "model", problems)
     if "tokenizer" in components:
-        tok = root / "tokenizer"
-        _read_json(tok / "tokenizer_config.json", problems)
-        if not ((tok / "tokenizer.json").is_file() or (tok / "spiece.model").is_file()):
+        _read_json(root, "tokenizer/tokenizer_config.json", problems)
+        if not ((root / "tokenizer" / "tokenizer.json").is_file() or (root / "tokenizer" / "spiece.model").is_file()):
             problems.append("tokenizer/tokenizer.json (or tokenizer/spiece.model)")
     if "scheduler" in components:
-        _read_json(root / "scheduler" / "scheduler_config.json", problems)
+        _read_json(root, "scheduler/scheduler_config.json", problems)
     if problems:
         raise ModelNotReady(
             f"model directory {root} is incomplete; missing or bad: {_first(problems)}. {_download_hint('base')}",
@@ -377,7 +380,8 @@ def _open_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
             metadata = dict(f.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types for a bad header
-        raise IncompatibleWeights(f"{path} is not a readable safetensors file: {exc}. {_download_hint('weights')}") from exc
+        raise IncompatibleWeights(
+            f"{path} is not a readable safetensors file: {exc}. {_download_hint('weights')}") from exc
     if not shapes:
         raise IncompatibleWeights(f"{path} holds no tensors. {_download_hint('weights')}")
     return shapes, metadata

@@ -108,6 +108,7 @@ def test_release_names_match_diffusers_own_converter() -> None:
     ("vace.vace_blocks.0.norm3.weight", ("param", "vace_blocks.0.norm2.weight", None)),
     ("vace.vace_blocks.0.cross_attn.norm_q.module.weight", ("param", "vace_blocks.0.attn2.norm_q.weight", None)),
     ("vace.vace_patch_embedding.weight", ("param", "vace_patch_embedding.weight", None)),
+    ("vace.vace_blocks.0.self_attn.q.base_layer.bias", ("param", "vace_blocks.0.attn1.to_q.bias", None)),
     ("dit.blocks.2.self_attn.o.lora_B.default.weight", ("lora", "blocks.2.attn1.to_out.0", "B")),
     ("dit.blocks.0.ffn.0.lora_A.default.weight", ("lora", "blocks.0.ffn.net.0.proj", "A")),
     ("diffusion_model.blocks.0.cross_attn.k.lora_down.weight", ("lora", "blocks.0.attn2.to_k", "A")),
