@@ -14,6 +14,10 @@ from backend.groupediting.transformer import GroupEditingTransformer
 
 from .tiny import TINY_VAE, tiny_text_encoder, tiny_tokenizer, tiny_transformer
 
+# The tiny models do a few MFLOP per call: thread hand-offs cost more than they save, and on a busy machine
+# several intra-op threads per test make the whole folder many times slower.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
