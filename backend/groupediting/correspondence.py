@@ -233,6 +233,7 @@ def ge_rope_displacements(
     sigma: float = 1.0,
     tolerance_px: float = 2.0,
     box_relative: bool = False,
+    offsets: np.ndarray | None = None,
 ) -> list[DisplacementField]:
     """Ge-RoPE displacement of every view to the reference view, on each view's token grid.
 
@@ -244,6 +245,8 @@ def ge_rope_displacements(
         tolerance_px: visibility tolerance, in reference pixel footprints (see :func:`pixel_correspondence`).
         box_relative: measure positions relative to each view's subject box (Identity-RoPE + Ge-RoPE): the
             field becomes ``Δ - (o_r - o_t)`` so that ``grid - o_t + Δ'`` is the reference's box-relative position.
+        offsets: (N, 2) Identity-RoPE offsets ``o`` for ``box_relative`` (default: :func:`identity_offsets` of the
+            views' masks); pass the ones the coordinates will subtract, so that both agree.
 
     Returns:
         N :class:`DisplacementField` in token units, ``(dh, dw)``; 0 outside the subject.
@@ -254,7 +257,12 @@ def ge_rope_displacements(
         raise InvalidInput(f"reference view {reference} out of range for {len(views)} views")
     for i, v in enumerate(views):
         v.check(i)
-    offsets = identity_offsets([v.mask for v in views], token_grids) if box_relative else None
+    if box_relative and offsets is None:
+        offsets = identity_offsets([v.mask for v in views], token_grids)
+    if box_relative and np.shape(offsets) != (len(views), 2):
+        raise InvalidInput(f"offsets must be ({len(views)}, 2), got {np.shape(offsets)}")
+    if not box_relative:
+        offsets = None
     ref = views[reference]
     ref_grid = token_grids[reference]
     fields: list[DisplacementField] = []

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
-from diffusers.utils.torch_utils import randn_tensor
+from diffusers.hooks import apply_group_offloading
+from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
 from ..errors import Cancelled, InvalidInput, ModelNotReady, OutOfMemory
 from .budget import SIDE_MULTIPLE, budget_sizes, resize_image, resize_mask
@@ -139,6 +140,7 @@ class GroupEditingPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     text_cache_size = 8
+    check_inputs = staticmethod(check_inputs)
 
     def __init__(
         self,
@@ -168,7 +170,8 @@ class GroupEditingPipeline(DiffusionPipeline):
         ``attention_backend``: a diffusers attention backend name (e.g. ``"native"``, ``"flash"``, ``"sage"``).
         ``vae_tiling`` / ``vae_slicing``: ``AutoencoderKLWan`` tiled / one-view-at-a-time decoding.
         ``offload``: None, ``"model"`` (whole components to ``device`` in turn), ``"sequential"`` (layer by layer,
-        slowest, least memory) or ``"group"`` (transformer block groups streamed to ``device``).
+        slowest, least memory) or ``"group"`` (transformer blocks, ``group_offload_blocks`` at a time, and the text
+        encoder's layers streamed to ``device`` on a side CUDA stream; the VAE moves to ``device``).
         """
         if attention_backend:
             self.transformer.set_attention_backend(attention_backend)
@@ -181,8 +184,13 @@ class GroupEditingPipeline(DiffusionPipeline):
         elif offload == "sequential":
             self.enable_sequential_cpu_offload(device=device)
         elif offload == "group":
-            self.transformer.enable_group_offload(onload_device=torch.device(device), offload_type="block_level",
-                                                  num_blocks_per_group=group_offload_blocks)
+            onload = torch.device(device)
+            stream = onload.type == "cuda"
+            self.transformer.enable_group_offload(onload_device=onload, offload_type="block_level",
+                                                  num_blocks_per_group=group_offload_blocks, use_stream=stream)
+            apply_group_offloading(self.text_encoder, onload_device=onload, offload_type="leaf_level",
+                                   use_stream=stream)
+            self.vae.to(onload)
         elif offload is not None:
             raise InvalidInput(f"unknown offload mode {offload!r}; use 'model', 'sequential' or 'group'")
         return self
@@ -193,7 +201,7 @@ class GroupEditingPipeline(DiffusionPipeline):
                                 max_length=max_sequence_length, truncation=True, add_special_tokens=True,
                                 return_attention_mask=True, return_tensors="pt")
         ids, mask = tokens.input_ids, tokens.attention_mask
-        encoder_device = next(self.text_encoder.parameters()).device
+        encoder_device = get_module_execution_device(self.text_encoder)
         hidden = self.text_encoder(ids.to(encoder_device), mask.to(encoder_device)).last_hidden_state
         hidden = hidden.to(device)
         lengths = mask.sum(dim=1).tolist()
@@ -241,15 +249,15 @@ class GroupEditingPipeline(DiffusionPipeline):
             return None
         grids = [(h // SIDE_MULTIPLE, w // SIDE_MULTIPLE) for h, w in sizes]
         offsets = None
-        if kind == "ge_identity":
-            offsets = identity_offsets(masks, grids)
+        if kind == "ge_identity":  # the subject box: the geometry's object mask when there is one, else the edit mask
+            offsets = identity_offsets([g.mask for g in geometry] if geometry is not None else masks, grids)
         if geometry is None:
             displacements = None
             if offsets is None:
                 return None
         else:
             fields = ge_rope_displacements(geometry, grids, reference=reference_view, sigma=flow_sigma,
-                                           box_relative=kind == "ge_identity")
+                                           box_relative=kind == "ge_identity", offsets=offsets)
             displacements = []
             for f in fields:  # place each view's field on the common canvas (top-left aligned)
                 d = np.zeros((*grid, 2), np.float32)
@@ -326,6 +334,8 @@ class GroupEditingPipeline(DiffusionPipeline):
             )
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory(f"out of GPU memory: lower the pixel budget or enable offloading ({exc})") from exc
+        finally:
+            self.maybe_free_model_hooks()
 
     def _run(
         self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompt: str, negative_prompt: str,
@@ -430,5 +440,4 @@ class GroupEditingPipeline(DiffusionPipeline):
                 keep = ~dilate_mask(np.asarray(masks[i], bool), int(round(mask_dilation * scale)))
                 edited = np.where(keep[..., None], np.asarray(images[i]), edited)
             out.append(edited)
-        self.maybe_free_model_hooks()
         return GroupEditingOutput(images=out, model_sizes=sizes, latents=latents.cpu())

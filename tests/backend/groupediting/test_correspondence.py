@@ -203,3 +203,19 @@ def test_bad_geometry_is_invalid_input(scene):
     bad = ViewGeometry(src.position[:, :10], src.mask, K, CAM_T)
     with pytest.raises(InvalidInput, match="position"):
         ge_rope_displacements([bad, ref], [(8, 8)] * 2)
+
+
+def test_corresponding_tokens_share_ge_rope_coordinates():
+    """Two views of a fronto-parallel plane, the camera moved so that content shifts one token (16 px) right."""
+    k = intrinsics(64.0, 64, 64)
+    views = []
+    for cam_x in (0.0, -0.5):  # f * 0.5 / depth 2 = 16 px
+        c2w = np.eye(4)
+        c2w[0, 3] = cam_x
+        j, i = np.meshgrid(np.arange(64) + 0.5, np.arange(64) + 0.5)
+        pos = np.stack([(j - 32) * 2 / 64 + cam_x, (i - 32) * 2 / 64, np.full_like(j, 2.0)], -1)
+        views.append(ViewGeometry(pos.astype(np.float32), np.ones((64, 64), bool), k, c2w))
+    fields = ge_rope_displacements(views, [(4, 4)] * 2, reference=0, sigma=1.0)
+    assert np.allclose(fields[1].delta, [0.0, -1.0], atol=1e-5)  # also the unmatched first column, filled by the blur
+    coords = token_coordinates(2, (4, 4), [f.delta for f in fields]).reshape(2, 4, 4, 3)
+    assert np.allclose(coords[1, :, 1:, 1:], coords[0, :, :-1, 1:], atol=1e-5)

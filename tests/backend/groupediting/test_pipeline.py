@@ -147,3 +147,16 @@ def test_guidance_off_runs_one_branch(tiny_pipeline):
     finally:
         hook.remove()
     assert seen == [1, 1, 2]
+
+
+def test_bfloat16_transformer_loaded_with_torch_dtype(tiny_pipeline, tiny_model_dir):
+    from backend.groupediting.transformer import GroupEditingTransformer
+
+    model = GroupEditingTransformer.from_pretrained(tiny_model_dir / "transformer", torch_dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16 and model.blocks[0].scale_shift_table.dtype == torch.float32
+    pipe = GroupEditingPipeline(tiny_pipeline.tokenizer, tiny_pipeline.text_encoder, tiny_pipeline.vae,
+                                tiny_pipeline.scheduler, model)
+    images, masks = synthetic_group(2)
+    out = _edit(pipe, images, masks, geometry=_plane_geometry(2), keep_unmasked=False)
+    assert [o.shape for o in out.images] == [im.shape for im in images]
+    assert torch.isfinite(out.latents).all()
