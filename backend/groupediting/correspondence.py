@@ -73,7 +73,8 @@ class ViewGeometry:
         if np.asarray(self.K).shape != (3, 3):
             raise InvalidInput(f"view {index}: K must be 3x3, got {np.asarray(self.K).shape}")
         if np.asarray(self.camera_to_world).shape != (4, 4):
-            raise InvalidInput(f"view {index}: camera_to_world must be 4x4, got {np.asarray(self.camera_to_world).shape}")
+            raise InvalidInput(f"view {index}: camera_to_world must be 4x4, "
+                               f"got {np.asarray(self.camera_to_world).shape}")
 
 
 @dataclass(frozen=True)

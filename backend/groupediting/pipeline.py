@@ -71,6 +71,26 @@ class GroupEditingOutput:
     latents: torch.Tensor
 
 
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Everything about one edit that is not data or a callback (see :meth:`GroupEditingPipeline.__call__`)."""
+
+    reference_view: int = 0
+    flow_sigma: float = 1.0
+    clamp_coordinates: bool = False
+    num_inference_steps: int = 50
+    guidance_scale: float = 5.0
+    shift: float | None = None
+    seed: int = 0
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET
+    allow_upscale: bool = True
+    mask_dilation: int = 5
+    conditioning_scale: float = 1.0
+    max_sequence_length: int = 512
+    keep_unmasked: bool = True
+    preview_every: int = 1
+
+
 def _clean_prompt(text: str) -> str:
     """Wan's prompt cleaning without the optional ``ftfy``: HTML unescape, collapse whitespace."""
     return re.sub(r"\s+", " ", html.unescape(html.unescape(text))).strip()
@@ -325,13 +345,16 @@ class GroupEditingPipeline(DiffusionPipeline):
         for name in ("tokenizer", "text_encoder", "vae", "scheduler", "transformer"):
             if getattr(self, name, None) is None:
                 raise ModelNotReady(f"the GroupEditing pipeline has no {name} loaded")
+        opts = SamplingOptions(
+            reference_view=reference_view, flow_sigma=flow_sigma, clamp_coordinates=clamp_coordinates,
+            num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale), shift=shift,
+            seed=int(seed), pixel_budget=int(pixel_budget), allow_upscale=allow_upscale, mask_dilation=mask_dilation,
+            conditioning_scale=conditioning_scale, max_sequence_length=max_sequence_length,
+            keep_unmasked=keep_unmasked, preview_every=max(1, int(preview_every)),
+        )
         try:
-            return self._run(
-                images, masks, prompt, negative_prompt, geometry, reference_view, flow_sigma, clamp_coordinates,
-                geometry_tokens, geometry_coords, int(num_inference_steps), float(guidance_scale), shift, seed,
-                pixel_budget, allow_upscale, mask_dilation, conditioning_scale, max_sequence_length, keep_unmasked,
-                progress or (lambda *a: None), cancel or (lambda: False), preview, max(1, int(preview_every)),
-            )
+            return self._run(images, masks, prompt, negative_prompt, opts, geometry, geometry_tokens, geometry_coords,
+                             progress or (lambda *a: None), cancel or (lambda: False), preview)
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory(f"out of GPU memory: lower the pixel budget or enable offloading ({exc})") from exc
         finally:
@@ -339,15 +362,13 @@ class GroupEditingPipeline(DiffusionPipeline):
 
     def _run(
         self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompt: str, negative_prompt: str,
-        geometry: Sequence[ViewGeometry] | None, reference_view: int, flow_sigma: float, clamp: bool,
-        geometry_tokens: torch.Tensor | None, geometry_coords: torch.Tensor | None, steps: int, guidance: float,
-        shift: float | None, seed: int, pixel_budget: int, allow_upscale: bool, mask_dilation: int,
-        conditioning_scale: float, max_sequence_length: int, keep_unmasked: bool, progress: ProgressFn,
-        cancel: CancelFn, preview: PreviewFn | None, preview_every: int,
+        opts: SamplingOptions, geometry: Sequence[ViewGeometry] | None, geometry_tokens: torch.Tensor | None,
+        geometry_coords: torch.Tensor | None, progress: ProgressFn, cancel: CancelFn, preview: PreviewFn | None,
     ) -> GroupEditingOutput:
         device = self._execution_device
         dtype = self.transformer.dtype
         n = len(images)
+        steps, guidance = opts.num_inference_steps, opts.guidance_scale
         cfg = guidance > 1.0
 
         def check_cancel() -> None:
@@ -356,7 +377,7 @@ class GroupEditingPipeline(DiffusionPipeline):
 
         # Text.
         progress("text", 0, 1)
-        positive, negative = self.encode_prompt(prompt, negative_prompt if cfg else None, max_sequence_length,
+        positive, negative = self.encode_prompt(prompt, negative_prompt if cfg else None, opts.max_sequence_length,
                                                 device, dtype)
         text = torch.cat([negative, positive]) if cfg else positive
         progress("text", 1, 1)
@@ -364,7 +385,7 @@ class GroupEditingPipeline(DiffusionPipeline):
 
         # Views at model resolution on one canvas.
         orig_sizes = [tuple(im.shape[:2]) for im in images]
-        sizes = budget_sizes(orig_sizes, pixel_budget, allow_upscale=allow_upscale)
+        sizes = budget_sizes(orig_sizes, opts.pixel_budget, allow_upscale=opts.allow_upscale)
         canvas = (max(h for h, _ in sizes), max(w for _, w in sizes))
         model_images, model_masks, edit_masks = [], [], []
         for im, m, s in zip(images, masks, sizes):
@@ -378,7 +399,7 @@ class GroupEditingPipeline(DiffusionPipeline):
         logger.info("group of %d views at %s (canvas %s), %d steps, guidance %.2f", n, sizes, canvas, steps, guidance)
 
         progress("encode", 0, 1)
-        video, vmask = prepare_frames(model_images, model_masks, dilation=mask_dilation)
+        video, vmask = prepare_frames(model_images, model_masks, dilation=opts.mask_dilation)
         video, vmask = video.to(device), vmask.to(device)
         context, inactive = vace_context(self.vae, video, vmask)
         context = context.to(dtype)
@@ -389,8 +410,8 @@ class GroupEditingPipeline(DiffusionPipeline):
         # RoPE coordinates per branch.
         grid = (canvas[0] // SIDE_MULTIPLE, canvas[1] // SIDE_MULTIPLE)
         plan = self.transformer.rope_plan
-        coords = {kind: self._rope_coordinates(kind, n, grid, sizes, geometry, edit_masks, reference_view,
-                                               flow_sigma, clamp)
+        coords = {kind: self._rope_coordinates(kind, n, grid, sizes, geometry, edit_masks, opts.reference_view,
+                                               opts.flow_sigma, opts.clamp_coordinates)
                   for kind in {plan.main, plan.vace}}
         main_coords = coords[plan.main].to(device) if coords[plan.main] is not None else None
         vace_coords = coords[plan.vace].to(device) if coords[plan.vace] is not None else None
@@ -398,16 +419,16 @@ class GroupEditingPipeline(DiffusionPipeline):
             geometry_tokens, geometry_coords = geometry_tokens.to(device), geometry_coords.to(device)
 
         # Sampling.
-        scheduler = self._scheduler(shift)
+        scheduler = self._scheduler(opts.shift)
         scheduler.set_timesteps(steps, device=device)
         timesteps = scheduler.timesteps
         num_train = float(scheduler.config.num_train_timesteps)
         shape = (1, self.transformer.config.in_channels, n, canvas[0] // 8, canvas[1] // 8)
-        latents = randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(int(seed)),
+        latents = randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(opts.seed),
                                device=torch.device("cpu"), dtype=torch.float32).to(device)
         batch = 2 if cfg else 1
         control = context.expand(batch, -1, -1, -1, -1)
-        scales = torch.full((len(self.transformer.config.vace_layers),), float(conditioning_scale),
+        scales = torch.full((len(self.transformer.config.vace_layers),), float(opts.conditioning_scale),
                             device=device, dtype=dtype)
         for i, t in enumerate(timesteps):
             check_cancel()
@@ -421,7 +442,7 @@ class GroupEditingPipeline(DiffusionPipeline):
             if cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance * (cond - uncond)
-            if preview is not None and ((i + 1) % preview_every == 0 or i + 1 == len(timesteps)):
+            if preview is not None and ((i + 1) % opts.preview_every == 0 or i + 1 == len(timesteps)):
                 x0 = latents - (float(t) / num_train) * pred  # flow matching: x_t = (1-σ) x0 + σ ε, v = ε - x0
                 preview(i + 1, latent_preview(x0, rgb_map))
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
@@ -435,9 +456,9 @@ class GroupEditingPipeline(DiffusionPipeline):
         out = []
         for i, (frame, s, o) in enumerate(zip(frames, sizes, orig_sizes)):
             edited = resize_image(np.ascontiguousarray(frame[: s[0], : s[1]]), o)
-            if keep_unmasked:
+            if opts.keep_unmasked:
                 scale = o[0] / s[0]
-                keep = ~dilate_mask(np.asarray(masks[i], bool), int(round(mask_dilation * scale)))
+                keep = ~dilate_mask(np.asarray(masks[i], bool), int(round(opts.mask_dilation * scale)))
                 edited = np.where(keep[..., None], np.asarray(images[i]), edited)
             out.append(edited)
         return GroupEditingOutput(images=out, model_sizes=sizes, latents=latents.cpu())

@@ -1,4 +1,4 @@
-"""Fixtures: the tiny GroupEditing components saved with ``save_pretrained`` and loaded back with ``from_pretrained``."""
+"""Fixtures: tiny GroupEditing components saved with ``save_pretrained``, loaded back with ``from_pretrained``."""
 
 from __future__ import annotations
 

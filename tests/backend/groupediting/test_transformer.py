@@ -63,7 +63,8 @@ def test_grid_and_zero_displacement_coordinates_equal_stock(models):
 def test_branch_coordinates_act_separately_and_only_relatively(models):
     ours, _ = models
     base = _run(ours)
-    warped = grid_coordinates(F_, H_ // 2, W_ // 2) + 0.3 * torch.randn(1, F_ * 20, 3, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(1, F_ * 20, 3, generator=torch.Generator().manual_seed(0))
+    warped = grid_coordinates(F_, H_ // 2, W_ // 2) + 0.3 * noise
     vace_only = _run(ours, vace_rope_coords=warped)
     main_only = _run(ours, rope_coords=warped, vace_rope_coords=grid_coordinates(F_, H_ // 2, W_ // 2))
     assert not torch.allclose(vace_only, base) and not torch.allclose(main_only, base)

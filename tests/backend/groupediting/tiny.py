@@ -46,7 +46,9 @@ def tiny_text_encoder(seed: int = 0) -> UMT5EncoderModel:
     return UMT5EncoderModel(config).eval()
 
 
-def synthetic_group(n: int = 2, size: tuple[int, int] = (64, 64), seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def synthetic_group(
+    n: int = 2, size: tuple[int, int] = (64, 64), seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """N smooth random views with a square subject mask that moves a little from view to view."""
     rng = np.random.default_rng(seed)
     h, w = size
