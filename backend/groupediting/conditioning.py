@@ -121,8 +121,9 @@ def vace_context(vae: AutoencoderKLWan, video: torch.Tensor, mask: torch.Tensor)
     ``video`` (1, 3, N, H, W) in [-1, 1] (edit region already grey), ``mask`` (1, 1, N, H, W) in {0, 1}.
     """
     m = (mask > 0.5).to(video.dtype)
-    inactive = encode_views(vae, video * (1.0 - m))
-    reactive = encode_views(vae, video * m)
+    n = video.shape[2]
+    both = encode_views(vae, torch.cat([video * (1.0 - m), video * m], dim=2))  # one batch of 2N one-frame videos
+    inactive, reactive = both[:, :, :n], both[:, :, n:]
     context = torch.cat([inactive, reactive, unshuffle_mask(m)], dim=1)
     return context, inactive
 

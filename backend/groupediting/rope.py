@@ -65,8 +65,6 @@ def rope_from_coordinates(
         raise ValueError(f"coords must have shape (B, S, 3), got {tuple(coords.shape)}")
     if mode not in ROPE_MODES:
         raise ValueError(f"unknown RoPE mode {mode!r}; expected one of {ROPE_MODES}")
-    if not torch.is_floating_point(coords):
-        coords = coords.to(torch.float64)
     pos = coords.to(torch.float64)
     if mode == "floor":
         pos = torch.floor(pos)

@@ -160,3 +160,21 @@ def test_bfloat16_transformer_loaded_with_torch_dtype(tiny_pipeline, tiny_model_
     out = _edit(pipe, images, masks, geometry=_plane_geometry(2), keep_unmasked=False)
     assert [o.shape for o in out.images] == [im.shape for im in images]
     assert torch.isfinite(out.latents).all()
+
+
+def test_configure_passes_options_through(tiny_model_dir, tiny_pipeline):
+    from backend.groupediting.transformer import GroupEditingTransformer
+
+    images, masks = synthetic_group(2)
+    before = _edit(tiny_pipeline, images, masks)
+    model = GroupEditingTransformer.from_pretrained(tiny_model_dir / "transformer")
+    pipe = GroupEditingPipeline(tiny_pipeline.tokenizer, tiny_pipeline.text_encoder, tiny_pipeline.vae,
+                                tiny_pipeline.scheduler, model)
+    pipe.configure(attention_backend="native", vae_slicing=True)
+    try:
+        after = _edit(pipe, images, masks)
+    finally:
+        tiny_pipeline.vae.disable_slicing()
+    assert torch.allclose(before.latents, after.latents, atol=1e-5)
+    with pytest.raises(InvalidInput, match="offload"):
+        pipe.configure(offload="everything")
