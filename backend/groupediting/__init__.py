@@ -10,4 +10,6 @@ Modules (import them directly; this package imports nothing heavy on its own):
 * :mod:`.transformer` - :class:`~.transformer.GroupEditingTransformer`, a ``WanVACETransformer3DModel`` with
   per-branch RoPE coordinates and geometry tokens as extra keys/values.
 * :mod:`.pipeline` - :class:`~.pipeline.GroupEditingPipeline`, the sampler that ties them together.
+
+Weight checks, loading and downloads have their own modules in this package.
 """

@@ -322,7 +322,8 @@ class GroupEditingPipeline(DiffusionPipeline):
             images: N uint8 (H_i, W_i, 3) sRGB views (sizes may differ).
             masks: N bool (H_i, W_i), True where the edit applies.
             prompt / negative_prompt: the instruction and what to avoid (guidance).
-            geometry: optional N :class:`ViewGeometry` (world positions, subject masks, cameras) for Ge-RoPE.
+            geometry: optional N :class:`ViewGeometry` (world positions, subject masks, cameras) for Ge-RoPE;
+                without it, Ge-RoPE coordinates fall back to the grid (Identity-RoPE then uses the edit masks).
             reference_view: the view every displacement points to.
             flow_sigma: Ge-RoPE blur in tokens.
             clamp_coordinates: clip warped coordinates to the grid (the release does).

@@ -46,7 +46,10 @@ class RopePlan(NamedTuple):
 
 
 #: ``"release"``: the public release (Ge-RoPE on the VACE branch only, the main blocks keep the grid).
-#: ``"paper"``: Ge-RoPE and Identity-RoPE on both branches, as the paper describes them.
+#: ``"paper"``: Ge-RoPE and Identity-RoPE on both branches. The paper gives no formula for combining them; here a
+#: token's coordinates are ``grid - o_t + Δ'`` with ``o_t`` its view's subject-box corner and ``Δ'`` the displacement
+#: between box-relative positions, so a token with a visible correspondence gets its point's box-relative position
+#: in the reference view, and any other token its box-relative position in its own view.
 #: ``"grid"``: the stock model (no warped coordinates anywhere).
 ROPE_PRESETS: dict[str, RopePlan] = {
     "release": RopePlan(main="grid", vace="ge"),
