@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,6 +22,7 @@ from .config import ServerConfig
 from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
 from .jobfiles import decode_image, result_path, stage_inputs
 from .store import TERMINAL, JobStore
+from .viewdata import GEOMETRY_PASSES, Camera, all_or_none, decode_pass, parse_camera
 from .worker import Supervisor
 
 
@@ -79,6 +81,23 @@ class GuardMiddleware:
         await self.app(scope, counted, send)
 
 
+async def _view_geometry(form: Any, view: dict[str, Any], what: str,
+                         size: tuple[int, int]) -> tuple[Camera | None, dict[str, np.ndarray]]:
+    """One manifest view's optional ``camera`` (K, camera_to_world) and ``geometry`` passes (name -> float32
+    (H, W, C) at ``size`` = (H, W)), checked; see :mod:`.viewdata`."""
+    camera = parse_camera(view["camera"], f"{what} camera") if view.get("camera") is not None else None
+    fields = view.get("geometry") or {}
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"{what}: 'geometry' must map pass names to file fields, like {{\"position\": \"position_0\"}}")
+    passes: dict[str, np.ndarray] = {}
+    for pass_name, field_name in fields.items():
+        part = form.get(str(field_name))
+        if part is None or isinstance(part, str):
+            raise InvalidInput(f"{what}: geometry file field {field_name!r} must be uploaded")
+        passes[str(pass_name)] = decode_pass(await part.read(), str(pass_name), f"{what} {pass_name}", size)
+    return camera, passes
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI application for ``config`` (starts the supervisor and worker on startup)."""
     config.validate()
@@ -126,7 +145,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         if key and (known := store.by_key(key)) is not None:  # a retried submit: the same job, once
             return JSONResponse(known.to_dict(store.position(known)), status_code=202)
         try:
-            form = await request.form(max_files=2 * limits.max_views + 1, max_fields=8)
+            form = await request.form(max_files=(2 + len(GEOMETRY_PASSES)) * limits.max_views + 1, max_fields=8)
         except PayloadTooLarge:
             raise
         except Exception as exc:  # noqa: BLE001 - malformed multipart
@@ -146,6 +165,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         if not 1 <= len(views) <= limits.max_views:
             raise InvalidInput(f"a job takes 1 to {limits.max_views} views, got {len(views)}")
         image_bytes, mask_bytes, names = [], [], []
+        cameras: list[Camera | None] = []
+        geometry_per_view: list[dict[str, np.ndarray]] = []
         for i, v in enumerate(views):
             try:
                 name, image_field, mask_field = str(v["name"]), str(v["image"]), str(v["mask"])
@@ -163,6 +184,12 @@ def create_app(config: ServerConfig) -> FastAPI:
             image_bytes.append(img_data)
             mask_bytes.append(mask_data)
             names.append(name)
+            camera, passes = await _view_geometry(form, v, f"view {i} ({name})", img.shape[:2])
+            cameras.append(camera)
+            geometry_per_view.append(passes)
+        staged_cameras = cameras if all_or_none([c is not None for c in cameras], "a camera") else None
+        geometry = {p: [g[p] for g in geometry_per_view] for p in GEOMETRY_PASSES
+                    if all_or_none([p in g for g in geometry_per_view], f"the {p} pass")}
         reference = None
         ref_field = manifest.get("reference")
         if ref_field:
@@ -172,7 +199,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             reference = await part.read()
             decode_image(reference, "reference image", limits.max_pixels, "RGB")
         job, _created = await asyncio.to_thread(
-            store.create, instruction, options, names, key, lambda folder: stage_inputs(folder, image_bytes, mask_bytes, reference),
+            store.create, instruction, options, names, key, 
+            lambda folder: stage_inputs(folder, image_bytes, mask_bytes, reference, staged_cameras, geometry),
             limits.max_queue,
         )
         return JSONResponse(job.to_dict(store.position(job)), status_code=202)

@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import Limits, ServerConfig
 from .errors import BackendError
@@ -37,13 +38,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="jobs database, inputs and results")
-    p.add_argument("--editor", default="classical", help="classical, identity, or package.module:Class")
+    p.add_argument("--editor", default="classical",
+                   help="classical, identity, groupediting (needs --model-dir), or package.module:Class")
     p.add_argument("--token-file", type=Path, help="require this Bearer token (created if missing, mode 600)")
     p.add_argument("--max-queue", type=int, default=Limits.max_queue)
     p.add_argument("--max-views", type=int, default=Limits.max_views)
     p.add_argument("--max-body-mb", type=int, default=Limits.max_body_bytes >> 20)
     p.add_argument("--result-ttl-hours", type=float, default=24 * 7)
+    add_groupediting_arguments(p)
     return p
+
+
+#: Flags (argparse ``dest``) passed to :class:`backend.editors.groupediting.GroupEditingEditor` under the same
+#: keyword when given (every one defaults to None = unset, so the editor's own defaults apply).
+GROUPEDITING_FLAGS: tuple[str, ...] = (
+    "model_dir", "weights", "dtype", "offload", "device", "rope_preset", "attention_backend", "threads",
+    "weights_layout", "lora_scale", "steps", "guidance", "seed", "pixel_budget", "mask_dilation", "flow_sigma",
+    "negative_prompt", "vram_check", "vae_tiling", "vae_slicing",
+)
+
+
+def add_groupediting_arguments(p: argparse.ArgumentParser) -> None:
+    """The groupediting editor's model, device and sampling-default flags (see docs/models.md)."""
+    g = p.add_argument_group("groupediting editor (see docs/models.md)")
+    g.add_argument("--model-dir", type=Path, help="the diffusers Wan2.1-VACE directory (required for groupediting)")
+    g.add_argument("--weights", type=Path, help="GroupEditing weights (.safetensors: the release file or our format); "
+                                                "without it the base model runs alone")
+    g.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
+                   help="transformer and text encoder type (default: bf16 on CUDA, fp32 on the CPU)")
+    g.add_argument("--offload", choices=["none", "model", "sequential", "group"],
+                   help="keep everything on the GPU (none, default) or move parts in turn to save GPU memory")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when torch sees a GPU")
+    g.add_argument("--rope-preset", choices=["release", "paper", "grid"], help="RoPE coordinates (default release)")
+    g.add_argument("--attention-backend", help="a diffusers attention backend (e.g. native, flash, sage)")
+    g.add_argument("--threads", type=int, help="torch CPU threads of the worker")
+    g.add_argument("--weights-layout", choices=["auto", "release", "groupedit"], help="default auto (from the keys)")
+    g.add_argument("--lora-scale", type=float, help="scale of the weights' LoRA (default 1)")
+    g.add_argument("--steps", type=int, help="default denoising steps (50); a job's options.steps overrides it")
+    g.add_argument("--guidance", type=float, help="default guidance scale (5.0)")
+    g.add_argument("--seed", type=int, help="default noise seed (0)")
+    g.add_argument("--pixel-budget", type=int, help="default total pixels of a group at model resolution "
+                                                   "(4 x 528 x 528)")
+    g.add_argument("--mask-dilation", type=int, help="default pixels the edit region grows by (5)")
+    g.add_argument("--flow-sigma", type=float, help="default Ge-RoPE blur in tokens (1.0)")
+    g.add_argument("--negative-prompt", help="default negative prompt (empty)")
+    g.add_argument("--no-vram-check", dest="vram_check", action="store_const", const=False,
+                   help="load even when the free GPU memory looks too small")
+    g.add_argument("--vae-tiling", action="store_const", const=True, help="decode in tiles (less GPU memory)")
+    g.add_argument("--vae-slicing", action="store_const", const=True, help="decode one view at a time")
+
+
+def editor_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The editor's keyword arguments from the flags; groupediting flags with another editor are an error."""
+    given = {flag: getattr(args, flag) for flag in GROUPEDITING_FLAGS if getattr(args, flag) is not None}
+    if args.editor != "groupediting":
+        if given:
+            names = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise BackendError(f"{names} only apply to --editor groupediting (the {args.editor} editor has no model)")
+        return {}
+    if "model_dir" not in given:
+        raise BackendError("--editor groupediting needs --model-dir DIR (the diffusers Wan2.1-VACE directory): "
+                           "see docs/models.md, or `groupedit-server download --to DIR`")
+    return {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         token = read_token(args.token_file, create=True) if args.token_file else None
         config = ServerConfig(
             data_dir=args.data_dir, host=args.host, port=args.port, token=token, editor=args.editor,
+            editor_config=editor_config(args),
             limits=Limits(max_body_bytes=args.max_body_mb << 20, max_views=args.max_views, max_queue=args.max_queue),
             result_ttl_s=args.result_ttl_hours * 3600,
         )

@@ -3,12 +3,15 @@
 Layout under the job folder (the server generates every name; none comes from a client)::
 
     inputs/000_image.png  inputs/000_mask.png  ...  [inputs/reference.png]   (PNG or JPEG bytes as uploaded)
+    [inputs/cameras.json]                  {"K": [N x 3x3], "camera_to_world": [N x 4x4]} (checked, float64)
+    [inputs/000_<pass>.npy ...]            geometry passes (checked, float32 (H, W, C); see :mod:`.viewdata`)
     results/000.png ...   (written to results.part/ first, renamed when complete)
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -18,6 +21,7 @@ from PIL import Image
 
 from .editors.base import EditInput
 from .errors import InvalidInput
+from .viewdata import GEOMETRY_PASSES, Camera
 
 
 def decode_image(data: bytes, what: str, max_pixels: int, mode: str) -> np.ndarray:
@@ -37,8 +41,10 @@ def decode_image(data: bytes, what: str, max_pixels: int, mode: str) -> np.ndarr
     return np.asarray(img.convert(mode))
 
 
-def stage_inputs(folder: Path, images: list[bytes], masks: list[bytes], reference: bytes | None) -> None:
-    """Store the uploaded files as they came (already decoded once to validate them)."""
+def stage_inputs(folder: Path, images: list[bytes], masks: list[bytes], reference: bytes | None,
+                 cameras: list[Camera] | None = None, geometry: dict[str, list[np.ndarray]] | None = None) -> None:
+    """Store the uploaded files as they came (already decoded once to validate them), and the checked cameras
+    (N pairs of K (3, 3), camera_to_world (4, 4)) and geometry passes (name -> N float32 (H, W, C))."""
     inputs = folder / "inputs"
     inputs.mkdir(parents=True)
     for i, (img, m) in enumerate(zip(images, masks)):
@@ -46,15 +52,32 @@ def stage_inputs(folder: Path, images: list[bytes], masks: list[bytes], referenc
         (inputs / f"{i:03d}_mask.png").write_bytes(m)
     if reference is not None:
         (inputs / "reference.png").write_bytes(reference)
+    if cameras:
+        doc = {"K": [k.tolist() for k, _ in cameras], "camera_to_world": [c.tolist() for _, c in cameras]}
+        (inputs / "cameras.json").write_text(json.dumps(doc))
+    for name, arrays in (geometry or {}).items():
+        if name not in GEOMETRY_PASSES:  # names come from a fixed list, never from a client
+            raise InvalidInput(f"unknown geometry pass {name!r}")
+        for i, array in enumerate(arrays):
+            np.save(inputs / f"{i:03d}_{name}.npy", np.asarray(array, np.float32), allow_pickle=False)
 
 
 def read_inputs(folder: Path) -> EditInput:
+    """The staged job as an :class:`EditInput` (cameras and geometry passes when the job has them)."""
     inputs = folder / "inputs"
     n = len(list(inputs.glob("*_image.png")))
     images = [np.asarray(Image.open(inputs / f"{i:03d}_image.png").convert("RGB")) for i in range(n)]
     masks = [np.asarray(Image.open(inputs / f"{i:03d}_mask.png").convert("L")) > 127 for i in range(n)]
     ref = inputs / "reference.png"
-    return EditInput(images, masks, np.asarray(Image.open(ref).convert("RGB")) if ref.exists() else None)
+    cameras = None
+    if (inputs / "cameras.json").is_file():
+        doc = json.loads((inputs / "cameras.json").read_text())
+        cameras = [(np.asarray(k, np.float64), np.asarray(c, np.float64))
+                   for k, c in zip(doc["K"], doc["camera_to_world"])]
+    geometry = {name: [np.load(inputs / f"{i:03d}_{name}.npy", allow_pickle=False) for i in range(n)]
+                for name in GEOMETRY_PASSES if (inputs / f"000_{name}.npy").is_file()}
+    return EditInput(images, masks, np.asarray(Image.open(ref).convert("RGB")) if ref.exists() else None,
+                     geometry, cameras)
 
 
 def write_results(folder: Path, images: list[np.ndarray]) -> None:

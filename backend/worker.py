@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ServerConfig
-from .errors import BackendError, Cancelled
+from .errors import BackendError, Cancelled, ModelNotReady
 from .store import JobStore
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,13 @@ def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, even
     try:
         editor = load_editor(editor_name, editor_config)
     except Exception as exc:  # noqa: BLE001 - reported to the server, which shows it in /v1/health
-        events.put(("load_failed", None, {"message": f"{type(exc).__name__}: {exc}"}))
+        if isinstance(exc, BackendError):
+            message = exc.message
+            log.error("the %s editor could not be loaded: %s", editor_name, message)
+        else:
+            message = str(exc)
+            log.error("the %s editor could not be loaded:\n%s", editor_name, traceback.format_exc())
+        events.put(("load_failed", None, {"message": f"{type(exc).__name__}: {message}"}))
         return
     events.put(("ready", None, {"editor": editor.info(), "pid": os.getpid()}))
     while True:
@@ -138,6 +144,10 @@ class Supervisor:
 
     def _tick(self) -> None:
         if not self._proc.is_alive() and self.status != "failed":
+            self._drain()  # a worker that reported a load failure and exited must not be restarted
+        if self.status == "failed":
+            self._fail_queued()
+        if not self._proc.is_alive() and self.status != "failed":
             if self.current:
                 self.store.finish(self.current, "failed", "worker_crashed",
                                   "the worker process died during the job; it has been restarted")
@@ -160,6 +170,22 @@ class Supervisor:
         except queue.Empty:
             return
         self._handle(kind, job_id, data)
+
+    def _drain(self) -> None:
+        """Handle every event the worker has already sent."""
+        while True:
+            try:
+                kind, job_id, data = self._events.get(timeout=0.2)
+            except queue.Empty:
+                return
+            self._handle(kind, job_id, data)
+
+    def _fail_queued(self) -> None:
+        """With no editor loaded, queued jobs fail at once with ``model_not_ready`` and the load error."""
+        for job in self.store.queued():
+            self.store.finish(job.id, "failed", ModelNotReady.code,
+                              f"the server's {self.config.editor} editor could not be loaded: {self.load_error}. "
+                              "Fix that and restart the server")
 
     def _handle(self, kind: str, job_id: str | None, data: dict[str, Any]) -> None:
         if kind == "ready":

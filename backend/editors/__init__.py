@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from .base import CancelCheck, EditInput, Editor, Progress
 from .classical import ClassicalEditor
+from .groupediting import GroupEditingEditor
 from .identity import IdentityEditor
 
-#: Editors the server can load by name without extra configuration.
-EDITORS: dict[str, type[Editor]] = {"classical": ClassicalEditor, "identity": IdentityEditor}
+#: Editors the server can load by name.
+#: (``groupediting`` needs its model settings, see :class:`GroupEditingEditor`; its module imports torch lazily.)
+EDITORS: dict[str, type[Editor]] = {
+    "classical": ClassicalEditor, "groupediting": GroupEditingEditor, "identity": IdentityEditor,
+}
 
 
 def get_editor(name: str, **config: object) -> Editor:

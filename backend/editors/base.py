@@ -23,13 +23,17 @@ class EditInput:
 
     ``images``: N uint8 arrays (H_i, W_i, 3), sRGB. ``masks``: N bool arrays (H_i, W_i), True where the
     edit applies. ``reference``: an optional uint8 (H, W, 3) style/colour reference image.
-    ``geometry``: optional per-view arrays from the ViewSet (for example ``position``), by pass name.
+    ``geometry``: optional per-view arrays from the ViewSet by pass name, each a list of N arrays at the views'
+    sizes (``position``: float32 (H_i, W_i, 3) world point at each pixel centre, 0 outside the object).
+    ``cameras``: optional N pairs ``(K, camera_to_world)``: K float64 (3, 3) intrinsics in pixels of the image
+    (origin at the top-left corner, v down), camera_to_world float64 (4, 4) rigid OpenCV pose (+Z forward).
     """
 
     images: list[np.ndarray]
     masks: list[np.ndarray]
     reference: np.ndarray | None = None
     geometry: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    cameras: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def check(self) -> None:
         """Raise :class:`InvalidInput` unless images and masks are a consistent group."""
@@ -42,6 +46,20 @@ class EditInput:
                 raise InvalidInput(f"view {i}: image must be RGB 8-bit, got {img.dtype} {img.shape}")
             if m.shape != img.shape[:2]:
                 raise InvalidInput(f"view {i}: mask is {m.shape[1]}x{m.shape[0]} but the image is {img.shape[1]}x{img.shape[0]}")
+        for name, arrays in self.geometry.items():
+            if len(arrays) != len(self.images):
+                raise InvalidInput(f"{len(arrays)} {name} arrays for {len(self.images)} views: send one per view")
+            for i, (a, img) in enumerate(zip(arrays, self.images)):
+                if a.shape[:2] != img.shape[:2]:
+                    raise InvalidInput(f"view {i}: {name} is {a.shape[1]}x{a.shape[0]} but the image is "
+                                       f"{img.shape[1]}x{img.shape[0]}")
+        if self.cameras is not None:
+            if len(self.cameras) != len(self.images):
+                raise InvalidInput(f"{len(self.cameras)} cameras for {len(self.images)} views: send one per view")
+            for i, (k, c2w) in enumerate(self.cameras):
+                if np.shape(k) != (3, 3) or np.shape(c2w) != (4, 4):
+                    raise InvalidInput(f"view {i}: camera K must be 3x3 and camera_to_world 4x4, got "
+                                       f"{np.shape(k)} and {np.shape(c2w)}")
 
 
 class Editor(ABC):

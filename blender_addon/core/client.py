@@ -40,7 +40,7 @@ ADVICE = {
     "worker_crashed": "the server's worker crashed; it restarted: try again",
     "queue_full": "the server is busy: try again when a job has finished",
     "unauthorized": "set the token from the server's token file in the GroupEdit preferences",
-    "model_not_ready": "the server is still loading its model: try again in a moment",
+    "model_not_ready": "the server's model is not loaded: see its health message and docs/models.md",
     "payload_too_large": "send fewer or smaller views",
 }
 
@@ -64,6 +64,7 @@ class BackendClient:
         self.url = url.rstrip("/")
         self.timeout, self.upload_timeout, self.start_hint = timeout, upload_timeout, start_hint
         self.session = requests.Session()
+        self._geometry_passes: list[str] | None = None
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
@@ -88,16 +89,39 @@ class BackendClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/v1/health").json()
 
+    def geometry_passes(self) -> list[str]:
+        """The ViewSet passes the server's editor uses (its health's ``editor.geometry_passes``), asked once."""
+        if self._geometry_passes is None:
+            editor = self.health().get("editor") or {}
+            self._geometry_passes = [str(p) for p in editor.get("geometry_passes") or []]
+        return self._geometry_passes
+
     def submit(self, viewset: ViewSet, instruction: str, options: dict[str, Any] | None = None,
-               reference: np.ndarray | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
-        """Upload the ViewSet's colour images and masks with the instruction; returns the job."""
+               reference: np.ndarray | None = None, idempotency_key: str | None = None,
+               geometry: list[str] | None = None) -> dict[str, Any]:
+        """Upload the ViewSet's colour images, masks and cameras with the instruction; returns the job.
+
+        Every view's camera goes along (``K`` 3x3 and OpenCV ``camera_to_world`` 4x4, see docs/protocol.md).
+        ``geometry``: ViewSet passes to upload as well (``.npy`` as stored); None asks the server which its editor
+        uses. A pass is sent only when every view has it.
+        """
+        passes = self.geometry_passes() if geometry is None else geometry
+        passes = [p for p in passes if all(p in v.files for v in viewset.views)]
         files: dict[str, tuple[str, bytes, str]] = {}
         views = []
         for i, v in enumerate(viewset.views):
             mask = viewset.load(v, "mask").astype(np.uint8) * 255
             files[f"image_{i}"] = (f"{v.name}.png", viewset.path(v, "colour").read_bytes(), "image/png")
             files[f"mask_{i}"] = (f"{v.name}_mask.png", encode_png(mask, compression=1), "image/png")
-            views.append({"name": v.name, "image": f"image_{i}", "mask": f"mask_{i}"})
+            camera = {"K": v.camera.intrinsics.matrix.tolist(), "camera_to_world": v.camera.camera_to_world.tolist()}
+            entry: dict[str, Any] = {"name": v.name, "image": f"image_{i}", "mask": f"mask_{i}", "camera": camera}
+            if passes:
+                entry["geometry"] = {}
+                for p in passes:
+                    data = viewset.path(v, p).read_bytes()
+                    files[f"{p}_{i}"] = (f"{v.name}_{p}.npy", data, "application/octet-stream")
+                    entry["geometry"][p] = f"{p}_{i}"
+            views.append(entry)
         manifest: dict[str, Any] = {"instruction": instruction, "options": options or {}, "views": views}
         if reference is not None:
             files["reference"] = ("reference.png", encode_png(reference), "image/png")

@@ -94,7 +94,7 @@ def test_errors_and_cancel():
     group = _group()
     with pytest.raises(InvalidInput, match="needs a colour"):
         get_editor("classical").edit(group, "make it nicer", {}, _noop, lambda: False)
-    with pytest.raises(InvalidInput, match="available: classical, identity"):
+    with pytest.raises(InvalidInput, match="available: classical, groupediting, identity"):
         get_editor("magic")
     with pytest.raises(InvalidInput, match="2 masks"):
         EditInput(group.images, group.masks[:2]).check()

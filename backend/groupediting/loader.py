@@ -1,0 +1,185 @@
+"""A ready GroupEditingPipeline from local files: settings, a GPU memory check before loading, and a cache.
+
+Order of work in :func:`load_pipeline` (every failure is a :class:`~backend.errors.BackendError` that says what to
+change): settings checked → model directory layout checked (:func:`.weights.check_model_dir`) → weights file
+checked → on CUDA, the free GPU memory compared with :func:`estimate_vram` → transformer (+ GroupEditing weights),
+VAE, text encoder, tokenizer and scheduler loaded → placed on the device or offloaded (:meth:`.configure`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import InvalidInput, OutOfMemory
+from .pipeline import GroupEditingPipeline
+from .transformer import ROPE_PRESETS
+from .weights import DOCS, check_model_dir, load_base_components, load_groupediting_transformer
+
+logger = logging.getLogger(__name__)
+
+#: Accepted ``dtype`` names (short and long) -> torch dtype of the transformer and text encoder.
+DTYPES: dict[str, torch.dtype] = {
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+    "fp32": torch.float32, "float32": torch.float32,
+}
+OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential", "group")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: Working memory on top of the resident weights (activations of a 4-view group, CUDA context, allocator slack).
+ACTIVATION_MARGIN = 3 << 30
+GIB = float(1 << 30)
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How to load: ``model_dir`` (diffusers Wan2.1-VACE directory), ``weights`` (GroupEditing safetensors or
+    None for the base alone), ``dtype`` (a :data:`DTYPES` name; None: bf16 on CUDA, fp32 on the CPU), ``offload``
+    (:data:`OFFLOAD_MODES`), ``device`` (:data:`DEVICES`), ``rope_preset`` (None: the model's own, else a
+    :data:`~.transformer.ROPE_PRESETS` name), and memory/speed switches passed to :meth:`.configure`."""
+
+    model_dir: Path
+    weights: Path | None = None
+    dtype: str | None = None
+    offload: str = "none"
+    device: str = "auto"
+    rope_preset: str | None = None
+    attention_backend: str | None = None
+    weights_layout: str = "auto"
+    lora_scale: float = 1.0
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    vram_check: bool = True
+
+    def resolved_device(self) -> str:
+        """``"cuda"`` or ``"cpu"`` (``"auto"``: CUDA when torch sees a GPU)."""
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def resolved_dtype(self) -> torch.dtype:
+        if self.dtype is None:
+            return torch.bfloat16 if self.resolved_device() == "cuda" else torch.float32
+        return DTYPES[self.dtype]
+
+    def check(self) -> None:
+        """Raise :class:`InvalidInput` for settings that cannot work, saying which flag to change."""
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise InvalidInput(f"unknown --dtype {self.dtype!r}; use bf16, fp16 or fp32")
+        if self.offload not in OFFLOAD_MODES:
+            raise InvalidInput(f"unknown --offload {self.offload!r}; use one of {', '.join(OFFLOAD_MODES)}")
+        if self.device not in DEVICES:
+            raise InvalidInput(f"unknown --device {self.device!r}; use auto, cpu or cuda")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise InvalidInput("--device cuda was asked for but torch sees no CUDA GPU: check the driver and the "
+                               "torch build (torch.cuda.is_available()), or use --device cpu")
+        if self.offload != "none" and self.resolved_device() != "cuda":
+            raise InvalidInput(f"--offload {self.offload} moves weights between CPU and GPU and needs a CUDA GPU; "
+                               "on the CPU use --offload none")
+        if self.rope_preset is not None and self.rope_preset not in ROPE_PRESETS:
+            raise InvalidInput(f"unknown --rope-preset {self.rope_preset!r}; use one of {', '.join(ROPE_PRESETS)}")
+        if self.weights_layout not in ("auto", "release", "groupedit"):
+            raise InvalidInput(f"unknown weights layout {self.weights_layout!r}; use auto, release or groupedit")
+
+
+# ------------------------------------------------------------------------------------------------- GPU memory
+def _parameter_count(folder: Path) -> int:
+    """Parameters in the safetensors files of ``folder``, from their headers (no tensor is read)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                n = 1
+                for side in f.get_slice(key).get_shape():
+                    n *= int(side)
+                total += n
+    return total
+
+
+def estimate_vram(model_dir: str | Path, dtype: torch.dtype, offload: str) -> dict[str, int]:
+    """Bytes of GPU memory an edit needs, per offload mode, from the parameter counts of ``model_dir``.
+
+    Returns ``{"none": …, "model": …, "group": …, "sequential": …}``: ``none`` holds transformer + text encoder
+    (``dtype``) + VAE (float32); ``model`` the largest of them plus the VAE; ``group`` / ``sequential`` the VAE and
+    a share of one block. Each adds :data:`ACTIVATION_MARGIN`. ``offload`` is only checked for validity.
+    """
+    if offload not in OFFLOAD_MODES:
+        raise InvalidInput(f"unknown offload mode {offload!r}")
+    root = Path(model_dir).expanduser()
+    size = torch.finfo(dtype).bits // 8
+    transformer = _parameter_count(root / "transformer") * size
+    encoder = _parameter_count(root / "text_encoder") * size
+    vae = _parameter_count(root / "vae") * 4
+    return {
+        "none": transformer + encoder + vae + ACTIVATION_MARGIN,
+        "model": max(transformer, encoder) + vae + ACTIVATION_MARGIN,
+        "group": vae + transformer // 20 + ACTIVATION_MARGIN,
+        "sequential": vae + ACTIVATION_MARGIN,
+    }
+
+
+def check_vram(needed: dict[str, int], offload: str, free: int, device_name: str) -> None:
+    """Raise :class:`OutOfMemory` when ``free`` bytes are fewer than ``needed[offload]``, naming what fits."""
+    if free >= needed[offload]:
+        return
+    fits = [m for m in OFFLOAD_MODES if needed[m] <= free]
+    advice = (f"start the server with --offload {fits[0]} (needs about {needed[fits[0]] / GIB:.0f} GiB)" if fits
+              else "use the 1.3B base model (--model-dir of Wan2.1-VACE-1.3B-diffusers)")
+    raise OutOfMemory(
+        f"not enough GPU memory on {device_name}: the model needs about {needed[offload] / GIB:.0f} GiB with "
+        f"--offload {offload} but {free / GIB:.1f} GiB are free. {advice.capitalize()}, close other programs that "
+        f"use the GPU, or pass --no-vram-check to try anyway (see {DOCS})",
+        {"needed": needed[offload], "free": free, "offload": offload},
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+def load_pipeline(settings: LoadSettings) -> GroupEditingPipeline:
+    """Load and place a GroupEditingPipeline as ``settings`` say (see the module docstring for the order)."""
+    settings.check()
+    device, dtype = settings.resolved_device(), settings.resolved_dtype()
+    base = check_model_dir(settings.model_dir)
+    if settings.vram_check and device == "cuda":
+        free, _total = torch.cuda.mem_get_info()
+        check_vram(estimate_vram(base.root, dtype, settings.offload), settings.offload, free,
+                   torch.cuda.get_device_name(0))
+    resident = device if settings.offload == "none" else None
+    logger.info("loading GroupEditing (%s base) from %s, weights %s, %s on %s, offload %s", base.size, base.root,
+                settings.weights or "none (base only)", dtype, device, settings.offload)
+    try:
+        transformer, report = load_groupediting_transformer(
+            base.root, settings.weights, dtype=dtype, device=resident, layout=settings.weights_layout,  # type: ignore[arg-type]
+            lora_scale=settings.lora_scale)
+        parts = load_base_components(base.root, components=("vae", "text_encoder", "tokenizer", "scheduler"),
+                                     dtype=dtype, device=resident)
+    except torch.OutOfMemoryError as exc:
+        raise OutOfMemory(f"out of GPU memory while loading the model: use --offload model or group (see {DOCS})") \
+            from exc
+    if settings.rope_preset is not None:
+        transformer.register_to_config(rope_preset=settings.rope_preset)
+    if report is not None:
+        logger.info("GroupEditing weights: %d tensors replaced, LoRA merged into %d layers",
+                    len(report.replaced), len(report.merged))
+    pipe = GroupEditingPipeline(tokenizer=parts.tokenizer, text_encoder=parts.text_encoder, vae=parts.vae,
+                                scheduler=parts.scheduler, transformer=transformer)
+    pipe.configure(attention_backend=settings.attention_backend, vae_tiling=settings.vae_tiling,
+                   vae_slicing=settings.vae_slicing, offload=None if settings.offload == "none" else settings.offload,
+                   device=device)
+    return pipe
+
+
+_CACHE: dict[LoadSettings, GroupEditingPipeline] = {}
+
+
+def cached_pipeline(settings: LoadSettings) -> GroupEditingPipeline:
+    """:func:`load_pipeline`, once per process for the same settings (a different setting frees the old one)."""
+    if settings not in _CACHE:
+        _CACHE.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        _CACHE[settings] = load_pipeline(settings)
+    return _CACHE[settings]
