@@ -27,6 +27,8 @@ DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32, "float32": torch.float32,
 }
 OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential", "group")
+#: Offload modes from the fastest to the one that needs the least GPU memory.
+FASTEST_FIRST: tuple[str, ...] = ("none", "model", "group", "sequential")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Working memory on top of the resident weights (activations of a 4-view group, CUDA context, allocator slack).
 ACTIVATION_MARGIN = 3 << 30
@@ -126,12 +128,12 @@ def check_vram(needed: dict[str, int], offload: str, free: int, device_name: str
     """Raise :class:`OutOfMemory` when ``free`` bytes are fewer than ``needed[offload]``, naming what fits."""
     if free >= needed[offload]:
         return
-    fits = [m for m in OFFLOAD_MODES if needed[m] <= free]
-    advice = (f"start the server with --offload {fits[0]} (needs about {needed[fits[0]] / GIB:.0f} GiB)" if fits
-              else "use the 1.3B base model (--model-dir of Wan2.1-VACE-1.3B-diffusers)")
+    fits = [m for m in FASTEST_FIRST if needed[m] <= free]
+    advice = (f"Start the server with --offload {fits[0]} (needs about {needed[fits[0]] / GIB:.0f} GiB)" if fits
+              else "Use the 1.3B base model (--model-dir of Wan2.1-VACE-1.3B-diffusers)")
     raise OutOfMemory(
         f"not enough GPU memory on {device_name}: the model needs about {needed[offload] / GIB:.0f} GiB with "
-        f"--offload {offload} but {free / GIB:.1f} GiB are free. {advice.capitalize()}, close other programs that "
+        f"--offload {offload} but {free / GIB:.1f} GiB are free. {advice}, close other programs that "
         f"use the GPU, or pass --no-vram-check to try anyway (see {DOCS})",
         {"needed": needed[offload], "free": free, "offload": offload},
     )

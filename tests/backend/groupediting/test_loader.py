@@ -1,0 +1,76 @@
+"""Loader settings, the GPU memory estimate and check, and the server's groupediting flags (no GPU needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKLWan
+
+from backend.cli import build_parser, editor_config
+from backend.errors import BackendError, InvalidInput, ModelNotReady, OutOfMemory
+from backend.editors.groupediting import GroupEditingEditor, Sampling
+from backend.groupediting.loader import ACTIVATION_MARGIN, GIB, LoadSettings, check_vram, estimate_vram
+
+from .tiny import TINY_VAE, tiny_text_encoder, tiny_transformer
+
+
+def test_estimate_counts_parameters_per_offload_mode(tiny_model_dir: Path) -> None:
+    bf16 = estimate_vram(tiny_model_dir, torch.bfloat16, "none")
+    fp32 = estimate_vram(tiny_model_dir, torch.float32, "none")
+    count = {name: sum(p.numel() for p in m.parameters()) for name, m in [
+        ("transformer", tiny_transformer()), ("encoder", tiny_text_encoder()), ("vae", AutoencoderKLWan(**TINY_VAE))]}
+    assert bf16["none"] == 2 * (count["transformer"] + count["encoder"]) + 4 * count["vae"] + ACTIVATION_MARGIN
+    assert fp32["none"] > bf16["none"] > bf16["model"] > bf16["group"] >= bf16["sequential"] > 0
+    with pytest.raises(InvalidInput):
+        estimate_vram(tiny_model_dir, torch.bfloat16, "everything")
+
+
+def test_check_vram_names_the_mode_that_fits() -> None:
+    needed = {"none": 50 * int(GIB), "model": 40 * int(GIB), "group": 13 * int(GIB), "sequential": 4 * int(GIB)}
+    check_vram(needed, "none", 60 * int(GIB), "GPU")
+    with pytest.raises(OutOfMemory, match=r"about 50 GiB with --offload none but 20.0 GiB are free.*--offload group"):
+        check_vram(needed, "none", 20 * int(GIB), "GPU")
+    with pytest.raises(OutOfMemory, match="1.3B base model"):
+        check_vram(needed, "model", 2 * int(GIB), "GPU")
+
+
+def test_settings_errors_say_which_flag_to_change(tmp_path: Path) -> None:
+    for settings, message in [
+        (LoadSettings(tmp_path, dtype="int8"), "--dtype"),
+        (LoadSettings(tmp_path, offload="disk"), "--offload"),
+        (LoadSettings(tmp_path, device="cpu", offload="model"), "needs a CUDA GPU"),
+        (LoadSettings(tmp_path, rope_preset="spiral"), "--rope-preset"),
+    ]:
+        with pytest.raises(InvalidInput, match=message):
+            settings.check()
+    assert LoadSettings(tmp_path, device="cpu").resolved_dtype() == torch.float32
+    with pytest.raises(ModelNotReady, match="docs/models.md"):
+        GroupEditingEditor(model_dir=tmp_path / "missing", device="cpu")
+    with pytest.raises(ModelNotReady, match="--model-dir"):
+        GroupEditingEditor()
+
+
+def test_sampling_options() -> None:
+    s = Sampling(steps=2).with_options({"steps": 4, "guidance": "3.5", "seed": 7.0, "shift": None})
+    assert (s.steps, s.guidance, s.seed, s.shift) == (4, 3.5, 7, None)
+    for bad in ({"steps": 0}, {"steps": 2.5}, {"guidance": "a lot"}, {"flow_sigma": -1}, {"seed": True},
+                {"guidance": float("nan")}):
+        with pytest.raises(InvalidInput):
+            Sampling().with_options(bad)
+
+
+def test_cli_flags_become_the_editor_config(tmp_path: Path) -> None:
+    args = build_parser().parse_args([
+        "--editor", "groupediting", "--model-dir", str(tmp_path), "--weights", str(tmp_path / "w.safetensors"),
+        "--dtype", "bf16", "--offload", "group", "--device", "cuda", "--steps", "30", "--guidance", "4",
+        "--no-vram-check", "--rope-preset", "paper"])
+    assert editor_config(args) == {
+        "model_dir": str(tmp_path), "weights": str(tmp_path / "w.safetensors"), "dtype": "bf16", "offload": "group",
+        "device": "cuda", "steps": 30, "guidance": 4.0, "vram_check": False, "rope_preset": "paper"}
+    assert editor_config(build_parser().parse_args([])) == {}
+    with pytest.raises(BackendError, match="--model-dir, --steps only apply to --editor groupediting"):
+        editor_config(build_parser().parse_args(["--model-dir", "x", "--steps", "3"]))
+    with pytest.raises(BackendError, match="needs --model-dir"):
+        editor_config(build_parser().parse_args(["--editor", "groupediting"]))

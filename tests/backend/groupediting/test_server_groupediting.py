@@ -1,0 +1,271 @@
+"""The groupediting editor end to end: the real server over HTTP, loading a tiny model directory from disk.
+
+The model directory is laid out like ``Wan2.1-VACE-*-diffusers`` (tiny random components saved with
+``save_pretrained``) and the GroupEditing weights are a file in our own format; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
+from PIL import Image
+
+from backend.editors.base import EditInput
+from backend.editors.groupediting import GroupEditingEditor
+from backend.errors import InvalidInput
+from backend.groupediting.weights import save_groupedit_weights
+
+from ..server import Server, png
+from .scene import SceneViews, sphere_views
+from .tiny import TINY_VAE, tiny_text_encoder, tiny_tokenizer, tiny_transformer
+
+SIZE, VIEWS = 64, 3
+BUDGET = VIEWS * SIZE * SIZE
+INSTRUCTION = "make the object red"
+
+
+def save_tiny_model_dir(root: Path) -> Path:
+    """A complete tiny diffusers Wan2.1-VACE directory under ``root`` (model_index.json and five components)."""
+    tiny_transformer().save_pretrained(root / "transformer")
+    torch.manual_seed(0)
+    AutoencoderKLWan(**TINY_VAE).eval().save_pretrained(root / "vae")
+    tiny_text_encoder().save_pretrained(root / "text_encoder")
+    tiny_tokenizer().save_pretrained(root / "tokenizer")
+    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0).save_pretrained(
+        root / "scheduler")
+    (root / "model_index.json").write_text(json.dumps({
+        "_class_name": "WanVACEPipeline", "scheduler": ["diffusers", "UniPCMultistepScheduler"],
+        "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+        "transformer": ["diffusers", "WanVACETransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(model_dir, weights): the tiny directory and a GroupEditing weights file (our format, other VACE weights)."""
+    root = save_tiny_model_dir(tmp_path_factory.mktemp("Wan2.1-VACE-tiny-diffusers"))
+    weights = save_groupedit_weights(tiny_transformer(seed=3), root.parent / "groupedit-tiny.safetensors")
+    return root, weights
+
+
+@pytest.fixture(scope="module")
+def server(model_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Server:
+    model_dir, weights = model_files
+    s = Server(tmp_path_factory.mktemp("data"), "groupediting", "--model-dir", str(model_dir), "--weights",
+               str(weights), "--device", "cpu", "--threads", "1", "--steps", "2", "--pixel-budget", str(BUDGET))
+    s.start()
+    s.wait_ready(timeout=120)
+    s.health()
+    yield s
+    s.kill()
+
+
+def geometry_job(scene: SceneViews, options: dict | None = None, cameras: bool = True,
+                 positions: bool = True) -> tuple[dict, dict]:
+    """(data, files) for requests.post: the scene's views with cameras and position passes (as .npy)."""
+    files, views = {}, []
+    for i, (img, m, pos, (k, c2w)) in enumerate(zip(scene.images, scene.masks, scene.positions, scene.cameras)):
+        files[f"image_{i}"] = (f"{i}.png", png(img), "image/png")
+        files[f"mask_{i}"] = (f"{i}m.png", png(m.astype(np.uint8) * 255), "image/png")
+        view = {"name": f"view_{i:03d}", "image": f"image_{i}", "mask": f"mask_{i}"}
+        if cameras:
+            view["camera"] = {"K": k.tolist(), "camera_to_world": c2w.tolist()}
+        if positions:
+            buf = io.BytesIO()
+            np.save(buf, pos)
+            files[f"position_{i}"] = (f"{i}.npy", buf.getvalue(), "application/octet-stream")
+            view["geometry"] = {"position": f"position_{i}"}
+        views.append(view)
+    manifest = {"instruction": INSTRUCTION, "options": options or {}, "views": views}
+    return {"manifest": json.dumps(manifest)}, files
+
+
+def dilate_square(mask: np.ndarray, r: int) -> np.ndarray:
+    """``mask`` grown by a (2r+1)^2 square (a superset of the editor's disk of radius r)."""
+    out = mask.copy()
+    h, w = mask.shape
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] |= \
+                mask[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def test_http_job_with_cameras_and_positions_gives_edited_views(server: Server) -> None:
+    health = server.health()
+    assert health["status"] == "ready"
+    editor = health["editor"]
+    assert editor["name"] == "groupediting" and editor["weights"].endswith("groupedit-tiny.safetensors")
+    assert editor["device"] == "cpu" and editor["dtype"] == "float32" and editor["geometry_passes"] == ["position"]
+    scene = sphere_views(VIEWS, SIZE)
+    data, files = geometry_job(scene)
+    r = requests.post(server.url + "/v1/jobs", data=data, files=files, timeout=30)
+    assert r.status_code == 202, r.text
+    job = server.wait_state(r.json()["id"], ("succeeded", "failed"), timeout=120)
+    assert job["state"] == "succeeded", job
+    staged = server.data_dir / "jobs" / job["id"] / "inputs"
+    assert (staged / "cameras.json").is_file() and (staged / "002_position.npy").is_file()
+    stream = requests.get(f"{server.url}/v1/jobs/{job['id']}/events", timeout=30).text
+    steps = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: ")]
+    assert [(d["step"], d["total"]) for d in steps if d.get("stage") == "denoise"] == [(1, 2), (2, 2)]
+    for i in range(VIEWS):
+        res = requests.get(f"{server.url}/v1/jobs/{job['id']}/results/{i}", timeout=30)
+        assert res.status_code == 200 and res.headers["content-type"] == "image/png"
+        out = np.asarray(Image.open(io.BytesIO(res.content)))
+        assert out.shape == (SIZE, SIZE, 3) and out.dtype == np.uint8
+        keep = ~dilate_square(scene.masks[i], 6)
+        assert keep.sum() > SIZE * SIZE // 4
+        assert np.array_equal(out[keep], scene.images[i][keep]), "pixels outside the dilated mask are unchanged"
+        assert not np.array_equal(out[scene.masks[i]], scene.images[i][scene.masks[i]]), "the masked region changed"
+    assert requests.get(f"{server.url}/v1/jobs/{job['id']}/results/{VIEWS}", timeout=5).status_code == 404
+
+
+def test_cancel_mid_denoise_over_http(server: Server) -> None:
+    data, files = geometry_job(sphere_views(2, SIZE), options={"steps": 1000})
+    job_id = requests.post(server.url + "/v1/jobs", data=data, files=files, timeout=30).json()["id"]
+    end = time.time() + 60
+    while time.time() < end:
+        progress = server.job(job_id).get("progress") or {}
+        if progress.get("stage") == "denoise" and progress["step"] >= 2:
+            break
+        time.sleep(0.02)
+    assert progress.get("stage") == "denoise" and progress["total"] == 1000
+    assert requests.post(f"{server.url}/v1/jobs/{job_id}/cancel", timeout=5).status_code == 200
+    job = server.wait_state(job_id, ("cancelled", "succeeded", "failed"), timeout=60)
+    assert job["state"] == "cancelled" and job["progress"]["step"] < 1000
+    assert requests.get(f"{server.url}/v1/jobs/{job_id}/results/0", timeout=5).status_code == 404
+    assert not (server.data_dir / "jobs" / job_id / "results").exists()
+    assert server.health()["status"] == "ready"
+
+
+def _mutations() -> list[tuple[str, object]]:
+    def view(i: int, key: str, value: object):  # sets manifest views[i][key]
+        return lambda m, f: m["views"][i].__setitem__(key, value)
+
+    k, c2w = sphere_views(1, SIZE).cameras[0]
+    bad_rot = c2w.copy()
+    bad_rot[:3, :3] *= 2.0
+    nan_k = k.copy()
+    nan_k[0, 2] = np.nan
+    return [
+        ("K must be 3x3", view(0, "camera", {"K": [[1, 0], [0, 1]], "camera_to_world": c2w.tolist()})),
+        ("non-finite", view(0, "camera", {"K": nan_k.tolist(), "camera_to_world": c2w.tolist()})),
+        ("rigid transform", view(1, "camera", {"K": k.tolist(), "camera_to_world": bad_rot.tolist()})),
+        ("'K' (3x3) and 'camera_to_world'", view(0, "camera", {"K": k.tolist()})),
+        ("for some views but not for views [1]", lambda m, f: m["views"][1].pop("camera")),
+        ("unknown geometry pass 'depth'", view(0, "geometry", {"depth": "position_0"})),
+        ("must be uploaded", view(0, "geometry", {"position": "nowhere"})),
+        ("must have shape", lambda m, f: f.update(position_1=("p.npy", _npy(np.zeros((8, 8, 3), np.float32)), "x"))),
+        ("not a readable .npy", lambda m, f: f.update(position_1=("p.npy", b"junk", "x"))),
+        ("non-finite values", lambda m, f: f.update(position_0=("p.npy", _npy(np.full((SIZE, SIZE, 3), np.inf,
+                                                                                        np.float32)), "x"))),
+    ]
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("message,mutate", _mutations(), ids=[m for m, _ in _mutations()])
+def test_bad_cameras_and_passes_are_400(server: Server, message: str, mutate) -> None:
+    data, files = geometry_job(sphere_views(2, SIZE))
+    manifest = json.loads(data["manifest"])
+    mutate(manifest, files)
+    r = requests.post(server.url + "/v1/jobs", data={"manifest": json.dumps(manifest)}, files=files, timeout=30)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_input" and message in err["message"], err
+
+
+def test_job_without_cameras_still_runs(server: Server) -> None:
+    data, files = geometry_job(sphere_views(2, SIZE), cameras=False, positions=False)
+    job_id = requests.post(server.url + "/v1/jobs", data=data, files=files, timeout=30).json()["id"]
+    assert server.wait_state(job_id, ("succeeded", "failed"), timeout=120)["state"] == "succeeded"
+
+
+def test_missing_model_dir_fails_load_and_jobs(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    s = Server(tmp_path / "data", "groupediting", "--model-dir", str(missing), "--device", "cpu")
+    s.start(wait=False)
+    try:
+        end = time.time() + 90
+        health: dict = {}
+        while time.time() < end:
+            try:
+                health = s.health()
+                if health["status"] == "failed":
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        assert health["status"] == "failed", health
+        assert str(missing) in health["load_error"] and "docs/models.md" in health["load_error"]
+        assert health["load_error"].startswith("ModelNotReady")
+        data, files = geometry_job(sphere_views(1, SIZE))
+        r = requests.post(s.url + "/v1/jobs", data=data, files=files, timeout=30)
+        assert r.status_code == 202
+        job = s.wait_state(r.json()["id"], ("failed", "succeeded"), timeout=30)
+        assert job["state"] == "failed" and job["error"]["code"] == "model_not_ready"
+        assert "docs/models.md" in job["error"]["message"] and "restart" in job["error"]["message"]
+        assert s.health()["status"] == "failed", "the server still answers"
+    finally:
+        s.kill()
+
+
+def test_editor_is_deterministic_and_uses_geometry(model_files: tuple[Path, Path]) -> None:
+    model_dir, weights = model_files
+    editor = GroupEditingEditor(model_dir=model_dir, weights=weights, device="cpu", steps=2, pixel_budget=BUDGET)
+    assert GroupEditingEditor(model_dir=model_dir, weights=weights, device="cpu").pipeline is editor.pipeline, "cached"
+    scene = sphere_views(VIEWS, SIZE)
+    group = EditInput(scene.images, scene.masks, geometry={"position": scene.positions}, cameras=scene.cameras)
+    seen: list[tuple[str, int, int]] = []
+
+    def run(g: EditInput, **options: object) -> list[np.ndarray]:
+        return editor.edit(g, INSTRUCTION, dict(options), lambda *a: seen.append(a), lambda: False)
+
+    a, b = run(group, seed=5), run(group, seed=5)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert [s for s in seen if s[0] == "denoise"] == [("denoise", 1, 2), ("denoise", 2, 2)] * 2
+    c = run(group, seed=6)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, c)), "another seed, another edit"
+    grid = run(EditInput(scene.images, scene.masks), seed=5)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, grid)), "Ge-RoPE from the geometry changes the edit"
+    with pytest.raises(InvalidInput, match="unknown option"):
+        run(group, stepz=3)
+
+
+def test_addon_client_sends_cameras_and_positions(server: Server, tmp_path: Path) -> None:
+    from blender_addon.core.cameras import Camera, Intrinsics
+    from blender_addon.core.client import BackendClient, JobPoller
+    from blender_addon.core.viewset import View, ViewSet, write_view_files
+
+    scene = sphere_views(2, SIZE)
+    views = []
+    for i, (img, m, pos, (k, c2w)) in enumerate(zip(scene.images, scene.masks, scene.positions, scene.cameras)):
+        files = write_view_files(tmp_path, f"view_{i:03d}", {"colour": img, "mask": m, "position": pos})
+        intrinsics = Intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2], SIZE, SIZE)
+        views.append(View(f"view_{i:03d}", Camera(intrinsics, c2w), files))
+    viewset = ViewSet(root=tmp_path, object_name="Sphere", views=views)
+    viewset.write_manifest()
+    client = BackendClient(server.url)
+    assert client.geometry_passes() == ["position"]
+    poller = JobPoller(client, viewset, INSTRUCTION)
+    end = time.time() + 120
+    while not poller.step().finished and time.time() < end:
+        time.sleep(0.05)
+    assert poller.status.state == "done", poller.status
+    staged = server.data_dir / "jobs" / poller.status.job_id / "inputs"
+    assert np.array_equal(np.load(staged / "001_position.npy"), scene.positions[1])
+    cameras = json.loads((staged / "cameras.json").read_text())
+    assert np.allclose(cameras["camera_to_world"][1], scene.cameras[1][1]) and np.allclose(cameras["K"][0], scene.cameras[0][0])
+    assert (tmp_path / "edited" / "view_001.png").is_file()
