@@ -6,6 +6,8 @@ Subcommands:
 
   check INPUT               capture the unlit base colour, bake it back, compare with the texture (JSON report)
   edit --views DIR         send a ViewSet to the edit server, wait, download the edited views
+  bake --views DIR --out F  bake the edited views into the object's texture(s), optionally apply and export
+  run INPUT --instruction   capture, edit and bake in one go; writes textures, a .blend and a .glb
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments or input, 3 a file or folder problem,
 4 the edit server is unreachable or failed the job, 130 cancelled (see :mod:`.core.errors`).
@@ -26,9 +28,12 @@ from .core.errors import GroupEditError, InvalidInputError
 
 if TYPE_CHECKING:
     from .core.client import PollStatus
+    from .core.restyle import TextureBake
+    from .core.server_process import LocalServer
 from .core.rigs import PRESETS, RigSpec
 
 
+log = logging.getLogger(__name__)
 DEFAULT_SERVER = "http://127.0.0.1:8765"
 SAMPLE_ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -68,6 +73,17 @@ def _add_capture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder for the ViewSet (new or empty)")
 
 
+def _add_bake_args(p: argparse.ArgumentParser) -> None:
+    if not any(a.dest == "object" for a in p._actions):
+        p.add_argument("--object", help="object to bake into (default: the ViewSet's object)")
+    p.add_argument("--texture-size", type=int, default=1024, help="texture side in texels, 512 to 4096")
+    p.add_argument("--format", choices=["png8", "png16", "exr"], help="texture format (default: from the file "
+                   "name: .exr as EXR, else 8-bit PNG)")
+    p.add_argument("--edited", default="edited", help="subfolder of the ViewSet with the edited views")
+    p.add_argument("--keep-lighting", action="store_true", help="the edited views are albedo already: "
+                   "do not remove the renders' shading")
+
+
 def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groupedit", description="GroupEdit for Blender: capture, edit and bake views")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
@@ -85,6 +101,8 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     check.add_argument("--rig", choices=list(PRESETS), default="orbit-poles")
     check.add_argument("--view-size", type=int, default=1024)
     check.add_argument("--texture-size", type=int, default=1024)
+    check.add_argument("--oracle", action="store_true", help="also bake a known recolour from lit renders "
+                       "(shows what lighting removal costs)")
     check.add_argument("--json", type=Path, help="write the report here (default <out>/check.json)")
     check.add_argument("--out", type=Path, help="folder for the ViewSet, baked texture and error map "
                        "(default: a new temporary folder, kept)")
@@ -94,7 +112,25 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     edit.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
     edit.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
     edit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job")
-    demo = sub.add_parser("demo", help="capture a sample asset, edit it on a local server, write before/after")
+    bake = sub.add_parser("bake", help="bake edited views into the object's texture(s)")
+    bake.add_argument("--views", type=Path, required=True, help="ViewSet folder with edited views")
+    bake.add_argument("--input", type=Path, help="asset or .blend holding the object (default: the open file)")
+    _add_bake_args(bake)
+    bake.add_argument("--out", type=Path, required=True, help="texture file (.png or .exr); with several "
+                      "materials, one file per material named <stem>_<material>")
+    bake.add_argument("--apply", action="store_true", help="hook the texture into copies of the object's materials")
+    bake.add_argument("--save-blend", type=Path, help="with --apply: save the scene to this new .blend")
+    bake.add_argument("--export", type=Path, help="with --apply: export the restyled object to this .glb")
+    run = sub.add_parser("run", help="capture, edit and bake an asset in one go")
+    run.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
+    run.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
+    run.add_argument("--server", help="edit server URL (default: start a local one for this run)")
+    run.add_argument("--editor", default="classical", help="editor of the local server (default classical)")
+    run.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
+    run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the edit")
+    _add_capture_args(run)
+    _add_bake_args(run)
+    demo = sub.add_parser("demo", help="capture, edit and bake a sample asset on a local server; write before/after")
     demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
     demo.add_argument("--views", type=int, default=8)
     demo.add_argument("--view-size", type=int, default=256)
@@ -142,38 +178,155 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Start a local server, capture a sample, edit it with the classical editor, write a before/after sheet."""
+def _local_server(data_dir: Path, editor: str) -> tuple[LocalServer, str, str]:
+    """A local edit server on a free port: (server, url, start command)."""
     import socket
 
-    from .core.contact_sheet import contact_sheet
-    from .core.images import read_png, write_png
     from .core.server_process import LocalServer
-    from .core.viewset import ViewSet
 
-    out = args.out.absolute()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    server = LocalServer()
-    command = (f"{shlex.quote(sys.executable)} -m backend.cli --port {port} --editor classical "
-               f"--data-dir {shlex.quote(str(out / 'server'))}")
+    command = (f"{shlex.quote(sys.executable)} -m backend.cli --port {port} --editor {shlex.quote(editor)} "
+               f"--data-dir {shlex.quote(str(data_dir))}")
+    return LocalServer(), url, command
+
+
+def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: str | None, edited: str,
+                 delight: bool, apply: bool = False) -> tuple[list["TextureBake"], list[Path]]:
+    """Bake a ViewSet's edited views into texture files (and apply them to the object when asked)."""
+    import bpy
+
+    from .blender.apply_texture import apply_textures, texture_targets, write_texture_file
+    from .core.edit_bake import EditBakeSettings
+    from .core.restyle import TextureTarget, bake_edit_into_targets, default_texture_path, load_edited
+    from .core.viewset import ViewSet
+
+    if not 512 <= size <= 4096:
+        raise InvalidInputError(f"texture size must be between 512 and 4096, got {size}")
+    fmt = fmt or ("exr" if out.suffix.lower() == ".exr" else "png8")
+    vs = ViewSet.read(views)
+    edited_views = load_edited(vs, edited)
+    name = obj_name or vs.object_name
+    obj = bpy.context.scene.objects.get(name)
+    if obj is not None:
+        targets = texture_targets(obj)
+    elif apply or obj_name:
+        raise InvalidInputError(f"no object {name!r} in the scene: open the .blend or asset it came from (--input)")
+    else:
+        log.info("%r is not in the scene: the original appearance comes from the capture's albedo", name)
+        targets = [TextureTarget(m or f"material {i}", [i]) for i, m in enumerate(vs.materials or [""])]
+    t0 = time.perf_counter()
+    bakes = bake_edit_into_targets(vs, edited_views, targets, size, EditBakeSettings(delight=delight))
+    for tb in bakes:
+        changed = tb.result.changed[tb.result.covered].mean() if tb.result.covered.any() else 0.0
+        print(f"{tb.target.name}: {changed:.1%} of the texels changed; {tb.layout.message()}")
+    print(f"baked {len(bakes)} texture(s) in {time.perf_counter() - t0:.1f} s")
+    if apply:
+        applied = apply_textures(obj, bakes, out.parent, fmt, pack=True, uv_map=vs.uv_map)
+        return bakes, applied.files
+    files = []
+    for tb in bakes:
+        path = default_texture_path(out, tb.target, len(bakes))
+        data = tb.result.srgb if fmt != "png8" else tb.result.texture / 255.0
+        files.append(write_texture_file(path, data, fmt))
+    return bakes, files
+
+
+def _save_outputs(save_blend: Path | None, export: Path | None, obj_name: str) -> None:
+    import bpy
+
+    from .core.errors import OutputNotWritableError
+
+    for path in (save_blend, export):
+        if path is not None and path.exists():
+            raise OutputNotWritableError(f"{path} exists: choose a new file name")
+    if save_blend is not None:
+        save_blend.parent.mkdir(parents=True, exist_ok=True)
+        bpy.ops.wm.save_as_mainfile(filepath=str(save_blend.absolute()), copy=True)
+        print(f"restyled scene: {save_blend}")
+    if export is not None:
+        export.parent.mkdir(parents=True, exist_ok=True)
+        obj = bpy.context.scene.objects[obj_name]
+        for o in bpy.context.scene.objects:
+            o.select_set(o == obj)
+        bpy.ops.export_scene.gltf(filepath=str(export.absolute()), use_selection=True, export_format="GLB")
+        print(f"restyled asset: {export}")
+
+
+def cmd_bake(args: argparse.Namespace) -> int:
+    from .blender.loading import open_input
+
+    if (args.save_blend or args.export) and not args.apply:
+        raise InvalidInputError("--save-blend and --export need --apply")
+    if args.input is not None:
+        open_input(args.input)
+    _, files = bake_viewset(args.views, args.out, args.object, args.texture_size, args.format, args.edited,
+                            not args.keep_lighting, args.apply)
+    for f in files:
+        print(f"texture: {f}")
+    if args.apply:
+        from .core.viewset import ViewSet
+        _save_outputs(args.save_blend, args.export, args.object or ViewSet.read(args.views).object_name)
+    return 0
+
+
+def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
+    """capture -> edit -> bake -> apply -> .blend + .glb into ``out``; returns the ViewSet folder."""
+    from .blender.loading import open_input
+    from .blender.mesh import find_object
+
     views = out / "views"
-    cap = build_parser(False).parse_args(
-        ["capture", str(args.asset), "--views", str(args.views), "--view-size", str(args.view_size),
-         "--samples", str(args.samples), "--out", str(views), "--overwrite"]
-    )
+    cap = argparse.Namespace(**vars(args))
+    cap.out = views
     rig_from_args(cap)  # a bad setting fails here, before a server is started
-    print(f"starting the edit server at {url}", flush=True)
-    server.start(command, url)
+    server = None
+    url = args.server
+    if url is None:
+        server, url, command = _local_server(out / "server", args.editor)
+        print(f"starting the edit server at {url}", flush=True)
+        server.start(command, url)
     try:
+        if args.input is not None:
+            open_input(args.input)
+            cap.input = None
         cmd_capture(cap)
-        status = edit_viewset(views, args.instruction, url)
+        status = edit_viewset(views, args.instruction, url, args.token, args.timeout)
         if status.state != "done":
             raise GroupEditError(f"the edit {status.state}: {status.message}")
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+    obj_name = find_object(args.object).name
+    fmt = args.format or "png8"
+    bake_viewset(views, out / "textures" / "texture.png", obj_name, args.texture_size, fmt, args.edited,
+                 not args.keep_lighting, apply=True)
+    stem = (args.input.stem if args.input is not None else obj_name) + "_restyled"
+    for path in (out / f"{stem}.blend", out / f"{stem}.glb"):
+        if path.exists() and args.overwrite:
+            path.unlink()
+    _save_outputs(out / f"{stem}.blend", out / f"{stem}.glb", obj_name)
+    return views
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    run_pipeline(args, args.out.absolute())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Capture, edit (classical editor on a local server) and bake a sample; write the restyled asset and a sheet."""
+    from .core.contact_sheet import contact_sheet
+    from .core.images import read_png, write_png
+    from .core.viewset import ViewSet
+
+    out = args.out.absolute()
+    run_args = build_parser(False).parse_args(
+        ["run", str(args.asset), "--instruction", args.instruction, "--views", str(args.views),
+         "--view-size", str(args.view_size), "--samples", str(args.samples), "--texture-size", "1024",
+         "--out", str(out), "--overwrite"])
+    views = run_pipeline(run_args, out)
     vs = ViewSet.read(views)
     before = [vs.load(v, "colour") for v in vs.views]
     after = [read_png(views / "edited" / f"{v.name}.png")[..., :3] for v in vs.views]
@@ -190,58 +343,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    import numpy as np
-
-    from .blender.capture import CaptureSettings, capture
+    from .blender.check import run_check
     from .blender.loading import open_input
     from .blender.mesh import find_object
-    from .blender.textures import base_colour_image, image_pixels
-    from .core.bake import bake, sample_texture, views_from_viewset
-    from .core.images import to_uint8, write_png
-    from .core.metrics import erode, psnr, ssim
-    from .core.uv_raster import rasterise_uv
 
-    if not 256 <= args.texture_size <= 8192:
-        raise InvalidInputError(f"texture size must be between 256 and 8192, got {args.texture_size}")
     if args.input is not None:
         open_input(args.input)
     obj = find_object(args.object)
-    image = base_colour_image(obj)
-    if image is None:
-        raise InvalidInputError(f"{obj.name!r} has no base-colour image texture to compare with")
     out = (args.out or Path(tempfile.mkdtemp(prefix="groupedit-check-"))).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    spec = RigSpec(kind=args.rig, count=args.views)
-    t0 = time.perf_counter()
-    vs = capture(obj, spec, CaptureSettings(view_size=args.view_size, samples=1, overwrite=True), out / "views",
-                 progress=_print_progress)
-    capture_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    surface = rasterise_uv(vs.mesh(), args.texture_size)
-    result = bake(surface, views_from_viewset(vs, "albedo"))
-    bake_s = time.perf_counter() - t0
-    size = args.texture_size
-    reference = np.zeros((size, size, 3), np.uint8)
-    reference[surface.rows, surface.cols] = to_uint8(sample_texture(image_pixels(image), surface.uv))
-    seen = result.seen
-    weight = np.zeros((size, size))
-    weight[surface.rows, surface.cols] = 1.0 / np.maximum(surface.uv_per_length, 1e-12) ** 2  # world area per texel
-    err = np.abs(result.texture.astype(np.int16) - reference.astype(np.int16)).max(axis=2)
-    err_map = np.where(seen, np.clip(err * 8, 0, 255), 0).astype(np.uint8)
-    write_png(out / "error_map.png", err_map)
-    write_png(out / "baked.png", result.texture)
-    report = {
-        "object": obj.name, "views": len(vs.views), "view_size": args.view_size, "texture_size": size,
-        "coverage": float((weight * seen).sum() / max(weight.sum(), 1e-30)),
-        "psnr_db": psnr(result.texture, reference, seen),
-        "psnr_interior_db": psnr(result.texture, reference, seen & erode(result.covered, 4)),
-        "ssim": ssim(result.texture, reference, seen),
-        "capture_s": capture_s, "bake_s": bake_s,
-        "error_map": str(out / "error_map.png"), "baked": str(out / "baked.png"), "viewset": str(vs.root),
-    }
+    report = run_check(obj, RigSpec(kind=args.rig, count=args.views), args.view_size, args.texture_size, out,
+                       oracle=args.oracle, progress=_print_progress)
     json_path = args.json or out / "check.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    for key in ("coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "bake_s"):
+    keys = ["coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "bake_s"]
+    keys += ["oracle_psnr_db", "oracle_drop_db"] if args.oracle else []
+    for key in keys:
         print(f"{key}: {report[key]:.4f}")
     print(f"report: {json_path}")
     return 0
@@ -284,7 +401,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 130 if st.state == "cancelled" else 4
 
 
-COMMANDS = {"capture": cmd_capture, "check": cmd_check, "edit": cmd_edit, "demo": cmd_demo}
+COMMANDS = {"capture": cmd_capture, "check": cmd_check, "edit": cmd_edit, "bake": cmd_bake, "run": cmd_run,
+            "demo": cmd_demo}
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -32,7 +32,7 @@ from ..core.errors import CaptureCancelled, InvalidInputError, OutputNotWritable
 from ..core.images import linear_to_srgb, read_exr, to_uint8
 from ..core.rigs import RigSpec, RigView, build_rig, direction_vector
 from ..core.viewset import MESH_FILE, View, ViewSet, write_view_files
-from .data_materials import UV_AOV, data_material
+from .data_materials import UV_AOV, data_material, flat_base_material
 from .mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
 
@@ -50,6 +50,12 @@ class CaptureSettings:
     ``lighting``: 'SCENE' uses the scene's lights and world; 'STUDIO' adds a neutral light rig for the
     capture only; 'AUTO' chooses STUDIO when the scene has neither lights nor a world.
     ``background`` is the linear RGB the colour render is composited over outside the object.
+    ``response_passes``: two more lit renders, with the base colour black and white, so that the bake
+    can remove the lighting from edited views (the ``black`` and ``white`` passes).
+    ``inter_reflections``: light bouncing off the object onto itself (diffuse and glossy bounces) in the
+    colour render. Off by default: then the colour is the albedo times direct light (plus highlights),
+    so the bake can remove the lighting from edited views without the bounce light of the *old* colours
+    staying in the texture.
     """
 
     view_size: int = 512
@@ -60,6 +66,8 @@ class CaptureSettings:
     background: tuple[float, float, float] = (0.5, 0.5, 0.5)
     add_uv: bool = False
     overwrite: bool = False
+    inter_reflections: bool = False
+    response_passes: bool = True
 
     def validate(self) -> None:
         if not 16 <= self.view_size <= 8192:
@@ -277,6 +285,8 @@ def capture_steps(
         slots = list(obj.material_slots)
         originals = [s.material for s in slots]
         data_mats = [data_material(m, uv_map, changes) for m in originals] or [data_material(None, uv_map, changes)]
+        flat_mats = {v: [flat_base_material(m, v, changes) for m in originals] or [flat_base_material(None, v, changes)]
+                     for v in ((0.0, 1.0) if settings.response_passes else ())}
         for i, s in enumerate(slots):
             changes.set(s, "material", originals[i])
 
@@ -284,6 +294,9 @@ def capture_steps(
         cam_obj = changes.new_object("GroupEdit camera", cam_data, scene.collection)
         changes.set(scene, "camera", cam_obj)
         user_filter = cycles.filter_width
+        if not settings.inter_reflections:
+            changes.set(cycles, "diffuse_bounces", 0)
+            changes.set(cycles, "glossy_bounces", 0)
         for attr in ("samples", "filter_width", "use_denoising"):
             changes.set(cycles, attr, getattr(cycles, attr))
         changes.set(render, "filepath", render.filepath)
@@ -321,7 +334,18 @@ def capture_steps(
             bg = np.asarray(settings.background, np.float32)
             colour = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
 
-            # 2) data
+            # 2) the same light on a black and on a white base colour: how the colour responds to the base colour
+            response: dict[str, np.ndarray] = {}
+            for value, mats in flat_mats.items():
+                for s, m in zip(slots, mats):
+                    s.material = m
+                if not slots:
+                    view_layer.material_override = mats[0]
+                frgba = _channels(_render(scene, tmp / "flat.exr"), "Combined", "RGBA")
+                response["white" if value else "black"] = frgba[..., :3] / np.maximum(frgba[..., 3:4], 1e-6)
+            t_resp = time.perf_counter()
+
+            # 3) data
             for s, m in zip(slots, data_mats):
                 s.material = m
             if not slots:
@@ -349,12 +373,14 @@ def capture_steps(
                     "normal": normal,
                     "uv": uv,
                     "position": position,
+                    **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()},
                 },
             )
             written.append(View(rv.name, cam, files, rv.azimuth_deg, rv.elevation_deg, rv.label))
             depth_maps.append((cam, depth))
             t5 = time.perf_counter()
-            stages = {"colour render": t2 - t1, "data render": t4 - t3, "passes to files": t5 - t4}
+            stages = {"colour render": t2 - t1, "response renders": t_resp - t2, "data render": t4 - t3,
+                      "passes to files": t5 - t4}
             yield CaptureProgress(n + 1, len(rig), rv.name, t5 - t0, stages)
 
         mesh.save(out_dir / MESH_FILE)

@@ -81,3 +81,30 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
     aov.aov_name = UV_AOV
     links.new(uv.outputs["UV"], aov.inputs["Color"])
     return mat
+
+
+def flat_base_material(source: Any | None, value: float, changes: SceneChanges) -> Any:
+    """A temporary copy of ``source`` whose base colour is the grey ``value`` (0 black, 1 white).
+
+    Rendered lit like the colour render, a black and a white copy show how each pixel's colour responds
+    to the base colour (with the original colour in between: three points of that response).
+    """
+    if source is not None and source.use_nodes:
+        mat = source.copy()
+        changes.adopt(bpy.data.materials, mat)
+    else:
+        mat = changes.new_id(bpy.data.materials, "GroupEdit flat")
+        mat.use_nodes = True
+        bsdf = find_bsdf(mat.node_tree)
+        if source is not None and bsdf is not None:
+            for name in ("Metallic", "Roughness"):
+                if name in bsdf.inputs:
+                    bsdf.inputs[name].default_value = getattr(source, name.lower())
+    mat.name = "GroupEdit flat"
+    bsdf = find_bsdf(mat.node_tree)
+    if bsdf is not None:
+        socket = next(bsdf.inputs[n] for n in _COLOUR_INPUTS if n in bsdf.inputs)
+        for link in list(socket.links):
+            mat.node_tree.links.remove(link)
+        socket.default_value = (value, value, value, 1.0)
+    return mat

@@ -3,8 +3,14 @@
 The edited views are lit renders (the capture's ``colour`` pass, restyled by an editor). For every
 view, :func:`edit_delta` turns the edit into the change of *albedo* it implies, in linear light:
 
-    shading s = lit / albedo               (per channel, from the original capture's colour and albedo passes)
-    delta     = (edited - lit) / s         (= edited / s - albedo: the edited view's albedo minus the original's)
+    response  colour = black + (white - black) * g(albedo): the capture renders every view again with the
+                base colour black and white (``black``, ``white`` passes); g, one increasing curve per
+                capture, is fitted on all pixels (:class:`ResponseCurve`; metals respond non-linearly)
+    delta     = g^-1(r(edited)) - g^-1(r(lit)),  r(c) = (c - black) / (white - black)
+                (the albedo pass stands in for g^-1(r(lit)) where the 8-bit colour render clipped)
+
+Without response passes (``response_passes`` off at capture) a linear response through black is
+assumed: delta = (edited - lit) / s with the shading s = lit / albedo.
 
 and marks the pixels that changed (more than ``tolerance`` 8-bit levels in any channel). Where a pixel
 did not change, delta is exactly 0. :func:`bake_edit` gathers the deltas like any bake, adds them to
@@ -12,10 +18,13 @@ the original texture and writes only the texels some view changed (plus unseen t
 next to changes, filled along the surface and in UV space). Every other texel keeps the original's
 value exactly, so repeated edits do not degrade a texture.
 
-Limits of the shading removal: the ratio assumes the edit keeps the lighting (same light, same
-shadows); inter-reflections that change with the new colour, specular highlights and shadows that the
-editor moves end up in the albedo. Where the original albedo is near black in a channel, the
-luminance ratio of the pixel stands in for that channel's ratio.
+Limits of the shading removal: it assumes the edit keeps the lighting (same lights, same shadows, same
+reflections). Shadows or highlights that the editor moves or invents end up in the albedo; so does the
+bounce light of the old colours when the capture rendered inter-reflections (off by default). Colours
+no base colour can produce under that light are clipped to albedo 0..1. Pixels that hardly respond to
+the base colour (deep shadow) tell nothing and are left to other views. The linear fallback counts
+highlights as light and is noisy on dark albedo; where the original albedo is near black in a channel,
+the luminance ratio of the pixel stands in for it.
 """
 
 from __future__ import annotations
@@ -58,12 +67,89 @@ def shading(lit: np.ndarray, albedo: np.ndarray) -> np.ndarray:
     return np.clip(ratio, 0.02, 50.0).astype(np.float32)
 
 
+@dataclass
+class ResponseCurve:
+    """How a pixel's colour rises with the base colour, normalised: colour = black + (white - black) * g(albedo).
+
+    ``x`` (K,) linear albedo from 0 to 1 and ``y`` (K,) = g(x), increasing from 0 to 1. One curve serves
+    a whole capture: its shape depends on the material (a rough metal's is strongly convex), hardly on
+    the light or the view, so it is fitted on all pixels of all views (:meth:`fit`).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def fit(cls, albedo: np.ndarray, ratio: np.ndarray, bins: int = 32, min_count: int = 20) -> "ResponseCurve":
+        """Binned medians of ``ratio`` (M,) = (colour - black) / (white - black) against ``albedo`` (M,), made
+        increasing and pinned to g(0) = 0, g(1) = 1; bins with fewer than ``min_count`` pixels are left out."""
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        which = np.clip(np.searchsorted(edges, albedo, side="right") - 1, 0, bins - 1)
+        xs, ys = [0.0], [0.0]
+        order = np.argsort(which, kind="stable")
+        sw, sr, sa = which[order], ratio[order], albedo[order]
+        starts = np.searchsorted(sw, np.arange(bins))
+        stops = np.searchsorted(sw, np.arange(bins), side="right")
+        for lo, hi in zip(starts, stops):
+            if hi - lo >= min_count and 0.0 < float(np.median(sa[lo:hi])) < 1.0:
+                xs.append(float(np.median(sa[lo:hi])))
+                ys.append(float(np.clip(np.median(sr[lo:hi]), 0.0, 1.0)))
+        xs.append(1.0)
+        ys.append(1.0)
+        y = np.maximum.accumulate(np.asarray(ys))
+        y = y + np.arange(len(y)) * 1e-6  # strictly increasing, so that it can be inverted
+        return cls(np.asarray(xs), y / y[-1])
+
+    def inverse(self, g: np.ndarray) -> np.ndarray:
+        """The albedo whose normalised response is ``g`` (clipped to 0..1)."""
+        return np.interp(g, self.y, self.x).astype(np.float32)
+
+    def solve(self, target: np.ndarray, x0: np.ndarray, r0: np.ndarray, steps: int = 64) -> np.ndarray:
+        """Per element, the albedo whose response reaches ``target``, on the curve bent to pass through the
+        pixel's own known point (``x0``, ``r0``): g_p(x) = g(x) + (r0 - g(x0)) x (1 - x) / (x0 (1 - x0)).
+
+        All arrays have one shape (..., C); the bend is shared by a pixel's channels (weighted towards
+        mid-range albedo, where it is measured best); ``r0`` NaN uses the shared curve. Returns albedo in 0..1.
+        """
+        xs = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
+        g = np.interp(xs, self.x, self.y).astype(np.float32)
+        a, r = x0.reshape(-1, x0.shape[-1]), r0.reshape(-1, x0.shape[-1])
+        inner = (a > 0.02) & (a < 0.98) & np.isfinite(r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k_c = np.where(inner, (r - np.interp(a, self.x, self.y)) / (a * (1.0 - a)), 0.0)
+        # the bend comes from the view's geometry, not the channel: share it, trusting mid-range albedo most
+        wt = np.where(inner, (a * (1.0 - a)) ** 2, 0.0)
+        k = (k_c * wt).sum(axis=1) / np.maximum(wt.sum(axis=1), 1e-12)
+        k = np.repeat(k, x0.shape[-1]).astype(np.float32)
+        t = target.ravel()
+        curves = g[None, :] + k[:, None] * (xs * (1.0 - xs))[None, :]
+        curves = np.maximum.accumulate(curves, axis=1)
+        i = np.clip((curves < t[:, None]).sum(axis=1), 1, steps)
+        rows = np.arange(len(t))
+        lo, hi = curves[rows, i - 1], curves[rows, i]
+        frac = np.clip((t - lo) / np.maximum(hi - lo, 1e-9), 0.0, 1.0)
+        return np.clip(xs[i - 1] + frac * (xs[i] - xs[i - 1]), 0.0, 1.0).reshape(target.shape).astype(np.float32)
+
+
+def response_ratio(colour: np.ndarray, black: np.ndarray, white: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((colour - black) / (white - black) clipped to 0..1, usable) for linear (..., 3) arrays; pixels whose
+    colour barely responds to the base colour (deep shadow) are not usable."""
+    span = white - black
+    usable = span.min(axis=-1) > 0.01
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(span > 1e-4, (colour - black) / span, 0.0)
+    return np.clip(r, 0.0, 1.0), usable
+
+
 def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np.ndarray,
-               settings: EditBakeSettings | None = None) -> np.ndarray:
+               settings: EditBakeSettings | None = None,
+               response: tuple[np.ndarray, np.ndarray, ResponseCurve] | None = None) -> np.ndarray:
     """float32 (H, W, 4): the linear albedo change an edit implies (RGB) and 1.0 where the pixel changed.
 
     ``edited``, ``lit``: uint8 (H, W, 3) sRGB, the edited view and the original colour render;
-    ``albedo``: uint8 (H, W, 3) sRGB, the original albedo pass; ``mask``: bool (H, W), the object.
+    ``albedo``: uint8 (H, W, 3) sRGB, the original albedo pass; ``mask``: bool (H, W), the object;
+    ``response``: optional (black, white, curve): float (H, W, 3) linear renders with a black / white base
+    colour and the capture's :class:`ResponseCurve`.
     Pixels that did not change (or lie outside ``mask``) get exactly 0 in all four channels.
     """
     settings = settings or EditBakeSettings()
@@ -75,7 +161,16 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
     out = np.zeros(mask.shape + (4,), np.float32)
     e, l = _linear(edited[changed]), _linear(lit[changed])
     diff = e - l
-    if settings.delight:
+    if settings.delight and response is not None:
+        black, white, curve = response
+        b, w = black[changed].astype(np.float32), white[changed].astype(np.float32)
+        r_e, usable = response_ratio(e, b, w)
+        r_l, _ = response_ratio(l, b, w)
+        x0 = _linear(albedo[changed])
+        clipped = lit[changed].max(axis=1) >= 254  # the 8-bit render lost the top: the shared curve only
+        diff = (curve.solve(r_e, x0, np.where(clipped[:, None], np.nan, r_l)) - x0)[usable]
+        changed[changed] = usable
+    elif settings.delight:
         diff /= shading(l, _linear(albedo[changed]))
     out[changed, :3] = diff
     out[changed, 3] = 1.0
@@ -97,9 +192,13 @@ def bake_edit(surface: TexelSurface, views: list[BakeView], base: np.ndarray,
     if any(v.image.dtype != np.float32 or v.image.shape[2] != 4 for v in views):
         raise InvalidInputError("edit views must carry edit_delta() arrays (float32, 4 channels)")
     g = gather(surface, views, settings.bake)
-    changed_texel = g.seen & (g.value[:, 3] > 0)
+    share = g.value[:, 3]  # weight share of the samples that changed
+    changed_texel = g.seen & (share > 0)
+    # the change is averaged over the samples that show one: a view where the texel lies in deep shadow may
+    # show a large albedo change as a change below the tolerance, which is no evidence of "unchanged"
+    change = np.where(changed_texel[:, None], g.value[:, :3] / np.maximum(share, 1e-12)[:, None], 0.0)
     # deltas of unseen texels and gutters come from their neighbours (seen-but-unchanged texels count as 0)
-    delta = fill_texture(surface, g.value[:, :3], g.seen)
+    delta = fill_texture(surface, change, g.seen)
     changed = np.zeros(surface.size, bool)
     changed[surface.rows[changed_texel], surface.cols[changed_texel]] = True
     seen = np.zeros(surface.size, bool)

@@ -13,7 +13,7 @@ from backend.errors import BackendError, InvalidInput, ModelNotReady, OutOfMemor
 from backend.editors.groupediting import GroupEditingEditor, Sampling
 from backend.groupediting.loader import ACTIVATION_MARGIN, GIB, LoadSettings, check_vram, estimate_vram
 
-from .tiny import TINY_VAE, tiny_text_encoder, tiny_transformer
+from .tiny import TINY_VAE, save_tiny_model_dir, tiny_text_encoder, tiny_transformer
 
 
 def test_estimate_counts_parameters_per_offload_mode(tiny_model_dir: Path) -> None:
@@ -74,3 +74,13 @@ def test_cli_flags_become_the_editor_config(tmp_path: Path) -> None:
         editor_config(build_parser().parse_args(["--model-dir", "x", "--steps", "3"]))
     with pytest.raises(BackendError, match="needs --model-dir"):
         editor_config(build_parser().parse_args(["--editor", "groupediting"]))
+
+
+def test_rope_preset_and_dtype_reach_the_loaded_model(tmp_path: Path) -> None:
+    model_dir = save_tiny_model_dir(tmp_path / "model")
+    editor = GroupEditingEditor(model_dir=model_dir, device="cpu", dtype="bf16", rope_preset="paper", steps=1)
+    info = editor.info()
+    assert (info["rope_preset"], info["dtype"], info["weights"]) == ("paper", "bfloat16", None)
+    assert editor.pipeline.transformer.dtype == torch.bfloat16 and editor.pipeline.vae.dtype == torch.float32
+    with pytest.raises(ModelNotReady, match="weights .* do not exist"):
+        GroupEditingEditor(model_dir=model_dir, weights=tmp_path / "none.safetensors", device="cpu")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 import torch
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
 from PIL import Image
 
 from backend.editors.base import EditInput
@@ -25,27 +25,11 @@ from backend.groupediting.weights import save_groupedit_weights
 
 from ..server import Server, png
 from .scene import SceneViews, sphere_views
-from .tiny import TINY_VAE, tiny_text_encoder, tiny_tokenizer, tiny_transformer
+from .tiny import save_tiny_model_dir, tiny_transformer
 
 SIZE, VIEWS = 64, 3
 BUDGET = VIEWS * SIZE * SIZE
 INSTRUCTION = "make the object red"
-
-
-def save_tiny_model_dir(root: Path) -> Path:
-    """A complete tiny diffusers Wan2.1-VACE directory under ``root`` (model_index.json and five components)."""
-    tiny_transformer().save_pretrained(root / "transformer")
-    torch.manual_seed(0)
-    AutoencoderKLWan(**TINY_VAE).eval().save_pretrained(root / "vae")
-    tiny_text_encoder().save_pretrained(root / "text_encoder")
-    tiny_tokenizer().save_pretrained(root / "tokenizer")
-    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0).save_pretrained(
-        root / "scheduler")
-    (root / "model_index.json").write_text(json.dumps({
-        "_class_name": "WanVACEPipeline", "scheduler": ["diffusers", "UniPCMultistepScheduler"],
-        "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
-        "transformer": ["diffusers", "WanVACETransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +41,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(model_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Server:
+def server(model_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     model_dir, weights = model_files
     s = Server(tmp_path_factory.mktemp("data"), "groupediting", "--model-dir", str(model_dir), "--weights",
                str(weights), "--device", "cpu", "--threads", "1", "--steps", "2", "--pixel-budget", str(BUDGET))
@@ -146,8 +130,11 @@ def test_cancel_mid_denoise_over_http(server: Server) -> None:
     assert server.health()["status"] == "ready"
 
 
-def _mutations() -> list[tuple[str, object]]:
-    def view(i: int, key: str, value: object):  # sets manifest views[i][key]
+Mutation = Callable[[dict, dict], None]
+
+
+def _mutations() -> list[tuple[str, Mutation]]:
+    def view(i: int, key: str, value: object) -> Mutation:  # sets manifest views[i][key]
         return lambda m, f: m["views"][i].__setitem__(key, value)
 
     k, c2w = sphere_views(1, SIZE).cameras[0]
@@ -177,7 +164,7 @@ def _npy(a: np.ndarray) -> bytes:
 
 
 @pytest.mark.parametrize("message,mutate", _mutations(), ids=[m for m, _ in _mutations()])
-def test_bad_cameras_and_passes_are_400(server: Server, message: str, mutate) -> None:
+def test_bad_cameras_and_passes_are_400(server: Server, message: str, mutate: Mutation) -> None:
     data, files = geometry_job(sphere_views(2, SIZE))
     manifest = json.loads(data["manifest"])
     mutate(manifest, files)
@@ -267,5 +254,6 @@ def test_addon_client_sends_cameras_and_positions(server: Server, tmp_path: Path
     staged = server.data_dir / "jobs" / poller.status.job_id / "inputs"
     assert np.array_equal(np.load(staged / "001_position.npy"), scene.positions[1])
     cameras = json.loads((staged / "cameras.json").read_text())
-    assert np.allclose(cameras["camera_to_world"][1], scene.cameras[1][1]) and np.allclose(cameras["K"][0], scene.cameras[0][0])
+    assert np.allclose(cameras["camera_to_world"][1], scene.cameras[1][1])
+    assert np.allclose(cameras["K"][0], scene.cameras[0][0])
     assert (tmp_path / "edited" / "view_001.png").is_file()

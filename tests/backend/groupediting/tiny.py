@@ -6,8 +6,12 @@ milliseconds on a CPU and exercise the same code paths as the 1.3B / 14B checkpo
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
@@ -61,3 +65,19 @@ def synthetic_group(
         m[h // 4 + 2 * i : h // 2 + 2 * i, w // 4 : w // 2 + 4] = True
         masks.append(m)
     return images, masks
+
+
+def save_tiny_model_dir(root: Path) -> Path:
+    """A complete tiny diffusers Wan2.1-VACE directory under ``root`` (model_index.json and five components)."""
+    tiny_transformer().save_pretrained(root / "transformer")
+    torch.manual_seed(0)
+    AutoencoderKLWan(**TINY_VAE).eval().save_pretrained(root / "vae")
+    tiny_text_encoder().save_pretrained(root / "text_encoder")
+    tiny_tokenizer().save_pretrained(root / "tokenizer")
+    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0).save_pretrained(
+        root / "scheduler")
+    (root / "model_index.json").write_text(json.dumps({
+        "_class_name": "WanVACEPipeline", "scheduler": ["diffusers", "UniPCMultistepScheduler"],
+        "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+        "transformer": ["diffusers", "WanVACETransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}))
+    return root

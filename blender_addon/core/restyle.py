@@ -1,0 +1,150 @@
+"""Bake a ViewSet's edited views into the object's textures: one texture per material group (bpy-free).
+
+A *target* is one texture to write: the material slots whose triangles it covers (materials that
+share one base-colour image share a target) and, when that image feeds the base colour directly, its
+pixels, which the edit is added to (texels the edit did not change keep them exactly). Without such
+an image (a flat colour, a procedural or mixed base colour, no material) the original appearance is
+first baked from the capture's albedo pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bake import BakeResult, BakeView, bake, sample_texture, views_from_viewset
+from .edit_bake import EditBakeSettings, ResponseCurve, bake_edit, edit_delta, response_ratio
+from .errors import InvalidInputError, ViewSetFormatError
+from .images import read_png, srgb_to_linear
+from .uv_raster import UVLayoutReport, rasterise_uv, uv_layout_report
+from .viewset import ViewSet
+
+log = logging.getLogger(__name__)
+
+#: ``progress(done, total, what)`` after each texture.
+BakeProgress = Callable[[int, int, str], None]
+
+
+@dataclass
+class TextureTarget:
+    """``name``: what the texture is for (an image or material name); ``slots``: material indices whose
+    triangles it covers; ``base``: float32 (H, W, 3) sRGB-encoded values in [0, 1], top row first, of the
+    image that feeds these slots' base colour directly (None: bake the original from the albedo pass)."""
+
+    name: str
+    slots: list[int]
+    base: np.ndarray | None = None
+
+
+@dataclass
+class TextureBake:
+    """The baked texture of one target and the report on its UV layout."""
+
+    target: TextureTarget
+    result: BakeResult
+    layout: UVLayoutReport
+
+
+def resample(image: np.ndarray, size: int) -> np.ndarray:
+    """``image`` (H, W, C) resampled bilinearly (repeat wrap) to (size, size, C); returned as is at that size."""
+    if image.shape[:2] == (size, size):
+        return image
+    centres = (np.arange(size) + 0.5) / size
+    uu, vv = np.meshgrid(centres, 1.0 - centres)
+    uv = np.stack([uu.ravel(), vv.ravel()], axis=1)
+    return sample_texture(image, uv).reshape(size, size, -1).astype(image.dtype)
+
+
+def load_edited(viewset: ViewSet, folder: str = "edited") -> list[np.ndarray]:
+    """The edited views (uint8 (H, W, 3)) in ``<viewset>/<folder>/<view>.png``, in the ViewSet's order."""
+    root = viewset.root / folder
+    if not root.is_dir():
+        raise ViewSetFormatError(f"{root} does not exist: edit the views first (groupedit edit --views {viewset.root})")
+    out = []
+    for v in viewset.views:
+        path = root / f"{v.name}.png"
+        if not path.is_file():
+            raise ViewSetFormatError(f"{path} is missing: the edit did not return every view; edit again")
+        out.append(read_png(path)[..., :3])
+    return out
+
+
+def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve | None:
+    """The capture's :class:`ResponseCurve` from every view's colour, albedo, black and white passes
+    (None when the capture has no response passes)."""
+    if not viewset.views or any("white" not in v.files for v in viewset.views):
+        return None
+    rng = np.random.default_rng(0)
+    per_view = max(samples // len(viewset.views), 1)
+    xs, rs = [], []
+    for v in viewset.views:
+        mask = viewset.load(v, "mask")
+        colour = srgb_to_linear(viewset.load(v, "colour")[mask] / np.float32(255.0))
+        albedo = srgb_to_linear(viewset.load(v, "albedo")[mask] / np.float32(255.0))
+        r, usable = response_ratio(colour, viewset.load(v, "black")[mask].astype(np.float32),
+                                   viewset.load(v, "white")[mask].astype(np.float32))
+        x, r = albedo[usable].ravel(), r[usable].ravel()
+        pick = rng.choice(len(x), size=min(per_view, len(x)), replace=False) if len(x) else np.zeros(0, int)
+        xs.append(x[pick])
+        rs.append(r[pick])
+    return ResponseCurve.fit(np.concatenate(xs), np.concatenate(rs))
+
+
+def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSettings) -> list[BakeView]:
+    """BakeViews carrying each view's :func:`edit_delta` against the original capture."""
+    if len(edited) != len(viewset.views):
+        raise InvalidInputError(f"{len(edited)} edited views for a ViewSet of {len(viewset.views)}")
+    curve = fit_response(viewset) if settings.delight else None
+    out = []
+    for v, image in zip(viewset.views, edited):
+        mask = viewset.load(v, "mask")
+        response = (viewset.load(v, "black"), viewset.load(v, "white"), curve) if curve is not None else None
+        delta = edit_delta(image, viewset.load(v, "colour"), viewset.load(v, "albedo"), mask, settings, response)
+        out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv")))
+    return out
+
+
+def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: list[TextureTarget], size: int,
+                           settings: EditBakeSettings | None = None,
+                           progress: BakeProgress | None = None) -> list[TextureBake]:
+    """Bake ``edited`` (uint8 views in the ViewSet's order) into a ``size``² texture per target.
+
+    Targets whose slots own no triangle are skipped. Each bake reports its UV layout (overlaps).
+    """
+    if not 64 <= size <= 8192:
+        raise InvalidInputError(f"texture size must be between 64 and 8192, got {size}")
+    settings = settings or EditBakeSettings()
+    mesh = viewset.mesh()
+    views = edit_views(viewset, edited, settings)
+    albedo: list[BakeView] | None = None
+    out = []
+    for i, target in enumerate(targets):
+        tris = np.flatnonzero(np.isin(mesh.material_index, target.slots))
+        if not len(tris):
+            log.info("no triangle uses %s: skipped", target.name)
+            continue
+        surface = rasterise_uv(mesh, size, tris)
+        layout = uv_layout_report(mesh, surface, tris)
+        if layout.overlapping:
+            log.warning("%s: %s", target.name, layout.message())
+        if target.base is not None:
+            base = resample(np.asarray(target.base, np.float32)[..., :3], size)
+        else:
+            albedo = albedo or views_from_viewset(viewset, "albedo")
+            base = bake(surface, albedo, settings.bake).srgb
+        out.append(TextureBake(target, bake_edit(surface, views, base, settings), layout))
+        if progress is not None:
+            progress(i + 1, len(targets), target.name)
+    return out
+
+
+def default_texture_path(out: Path, target: TextureTarget, count: int) -> Path:
+    """``out`` itself for a single texture, else ``<stem>_<target name>.<suffix>`` beside it."""
+    if count == 1:
+        return out
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in target.name)
+    return out.with_name(f"{out.stem}_{safe}{out.suffix}")
