@@ -88,7 +88,8 @@ async def _view_geometry(form: Any, view: dict[str, Any], what: str,
     camera = parse_camera(view["camera"], f"{what} camera") if view.get("camera") is not None else None
     fields = view.get("geometry") or {}
     if not isinstance(fields, dict):
-        raise InvalidInput(f"{what}: 'geometry' must map pass names to file fields, like {{\"position\": \"position_0\"}}")
+        raise InvalidInput(f"{what}: 'geometry' must map pass names to file fields, "
+                           'like {"position": "position_0"}')
     passes: dict[str, np.ndarray] = {}
     for pass_name, field_name in fields.items():
         part = form.get(str(field_name))

@@ -154,8 +154,8 @@ def load_pipeline(settings: LoadSettings) -> GroupEditingPipeline:
                 settings.weights or "none (base only)", dtype, device, settings.offload)
     try:
         transformer, report = load_groupediting_transformer(
-            base.root, settings.weights, dtype=dtype, device=resident, layout=settings.weights_layout,  # type: ignore[arg-type]
-            lora_scale=settings.lora_scale)
+            base.root, settings.weights, dtype=dtype, device=resident,
+            layout=settings.weights_layout, lora_scale=settings.lora_scale)  # type: ignore[arg-type]
         parts = load_base_components(base.root, components=("vae", "text_encoder", "tokenizer", "scheduler"),
                                      dtype=dtype, device=resident)
     except torch.OutOfMemoryError as exc:
