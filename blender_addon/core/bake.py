@@ -26,7 +26,7 @@ import numpy as np
 from .cameras import Camera
 from .errors import InvalidInputError
 from .images import linear_to_srgb, srgb_to_linear, to_uint8
-from .fill import fill_along_surface, push_pull
+from .fill import dilate, fill_along_surface, push_pull
 from .metrics import erode
 from .uv_raster import TexelSurface
 from .viewset import ViewSet
@@ -259,16 +259,21 @@ def texel_world_size(surface: TexelSurface) -> float:
     return float(np.median(1.0 / np.maximum(surface.uv_per_length, 1e-12))) / max(surface.size)
 
 
+#: Gutter texels around every island filled by dilation (texture filtering at borders reads these).
+GUTTER_RINGS = 8
+
+
 def fill_texture(surface: TexelSurface, value: np.ndarray, known: np.ndarray) -> np.ndarray:
     """A full (rows, cols, C) image from per-texel ``value`` (N, C): unknown covered texels filled along the
-    surface, gutters from their UV neighbours."""
+    surface, then :data:`GUTTER_RINGS` rings of gutter grown from the islands, the rest from UV neighbours."""
     filled = fill_along_surface(surface.position, value, known, texel_world_size(surface))
     h, w = surface.size
     img = np.zeros((h, w, value.shape[1]), np.float64)
     wt = np.zeros((h, w), np.float64)
     img[surface.rows, surface.cols] = filled
     wt[surface.rows, surface.cols] = 1.0
-    return push_pull(img, wt)
+    grown, known_img = dilate(img, wt > 0, GUTTER_RINGS)
+    return push_pull(grown.astype(np.float64), known_img.astype(np.float64))
 
 
 @dataclass

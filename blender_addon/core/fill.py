@@ -7,8 +7,10 @@ Two fills, both vectorised and multi-scale:
   average of the finest voxel around it that holds a known texel. Neighbours are 3D neighbours, so a
   hidden texel next to a UV seam takes its colour from the surface it touches, not from whatever
   island happens to lie next to it in the texture.
-* :func:`push_pull` works on the texture image: it fills empty texels (gutters between islands) from
-  their UV neighbours at ever coarser scales, so that mip-mapping shows no seams.
+* :func:`dilate` grows the islands into the gutters ring by ring (each new texel the mean of its filled
+  8-neighbours), so that texture filtering at an island's border reads the border's own colours;
+* :func:`push_pull` fills what is left of the gutters from their UV neighbours at ever coarser scales,
+  so that mip-mapping shows no seams.
 """
 
 from __future__ import annotations
@@ -58,6 +60,30 @@ def fill_along_surface(position: np.ndarray, values: np.ndarray, known: np.ndarr
         cells = cells >> 1
         keys, cells, sums, counts = _group(_voxel_keys(cells), cells, sums, counts)
     return out
+
+
+def dilate(colour: np.ndarray, known: np.ndarray, rings: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grow ``known`` texels of ``colour`` (H, W, C) outwards by ``rings`` texels; returns (colour, known)."""
+    colour = colour.astype(np.float32, copy=True)
+    known = known.copy()
+    h, w = known.shape
+    for _ in range(rings):
+        if known.all():
+            break
+        acc = np.zeros((h + 2, w + 2, colour.shape[2]), np.float32)
+        cnt = np.zeros((h + 2, w + 2), np.float32)
+        src = colour * known[..., None]
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                if dy == dx == 1:
+                    continue
+                acc[dy:dy + h, dx:dx + w] += src
+                cnt[dy:dy + h, dx:dx + w] += known
+        acc, cnt = acc[1:-1, 1:-1], cnt[1:-1, 1:-1]
+        grow = ~known & (cnt > 0)
+        colour[grow] = acc[grow] / cnt[grow, None]
+        known |= grow
+    return colour, known
 
 
 def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:

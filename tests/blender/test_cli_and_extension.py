@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,6 +147,9 @@ def test_demo_runs_the_whole_flow(tmp_path):
     assert "before/after contact sheet" in r.stdout
     assert (tmp_path / "demo" / "before_after.png").is_file()
     assert len(list((tmp_path / "demo" / "views" / "edited").glob("*.png"))) == 3
+    assert (tmp_path / "demo" / "Suzanne_restyled.glb").stat().st_size > 10_000
+    assert (tmp_path / "demo" / "Suzanne_restyled.blend").is_file()
+    assert "restyled asset:" in r.stdout
     # the server the demo started is gone
     import requests
 
@@ -173,3 +177,26 @@ def test_check_round_trip_report(tmp_path, asset):
     baked = read_png(tmp_path / "out" / "baked.png")
     assert baked.shape[:2] == (256, 256)
     assert (tmp_path / "out" / "error_map.png").is_file()
+
+
+def test_cli_bake_writes_textures_and_says_what_is_missing(tmp_path):
+    r = _groupedit("capture", str(ASSETS / "Suzanne.glb"), "--views", "3", "--rig", "orbit", "--view-size", "64",
+                   "--samples", "1", "--out", str(tmp_path / "vs"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = _groupedit("bake", "--views", str(tmp_path / "vs"), "--out", str(tmp_path / "t.png"), cwd=tmp_path)
+    assert r.returncode == 3 and "edit the views first" in r.stderr
+    (tmp_path / "vs" / "edited").mkdir()
+    from blender_addon.core.images import read_png, write_png
+
+    for png in (tmp_path / "vs" / "colour").glob("*.png"):
+        img = read_png(png)[..., :3].copy()
+        img[..., 0] = 255 - img[..., 0]
+        write_png(tmp_path / "vs" / "edited" / png.name, img)
+    r = _groupedit("bake", "--views", str(tmp_path / "vs"), "--input", str(ASSETS / "Suzanne.glb"), "--texture-size",
+                   "512", "--format", "png16", "--out", str(tmp_path / "t.png"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    tex = read_png(tmp_path / "t.png")
+    assert tex.shape == (512, 512, 3) and tex.dtype == np.uint16
+    r = _groupedit("bake", "--views", str(tmp_path / "vs"), "--out", str(tmp_path / "u.png"), "--save-blend",
+                   str(tmp_path / "x.blend"), cwd=tmp_path)
+    assert r.returncode == 2 and "--apply" in r.stderr
