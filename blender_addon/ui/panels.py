@@ -79,4 +79,20 @@ class GROUPEDIT_PT_edit(_GroupEditTab, bpy.types.Panel):
         op.restart = True
 
 
-register, unregister = bpy.utils.register_classes_factory((GROUPEDIT_PT_capture, GROUPEDIT_PT_edit))
+class GROUPEDIT_PT_texture(_GroupEditTab, bpy.types.Panel):
+    bl_label = "Texture"
+    bl_idname = "GROUPEDIT_PT_texture"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        s = context.scene.groupedit
+        layout = self.layout
+        col = layout.column(align=True)
+        col.prop(s, "texture_size")
+        col.prop(s, "texture_format")
+        col.prop(s, "texture_storage", text="")
+        col.prop(s, "remove_lighting")
+        layout.operator("groupedit.apply_texture", icon="TEXTURE")
+        layout.operator("groupedit.switch_materials", icon="MATERIAL")
+
+
+register, unregister = bpy.utils.register_classes_factory((GROUPEDIT_PT_capture, GROUPEDIT_PT_edit, GROUPEDIT_PT_texture))

@@ -59,6 +59,20 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     last_views: bpy.props.IntProperty(default=0)  # type: ignore[valid-type]
     last_coverage: bpy.props.FloatProperty(default=0.0, subtype="FACTOR")  # type: ignore[valid-type]
     last_folder: bpy.props.StringProperty(default="", subtype="DIR_PATH")  # type: ignore[valid-type]
+    # applying the edited views to the object's texture
+    texture_size: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Texture size", items=[(str(n), str(n), f"{n} x {n} texels") for n in (512, 1024, 2048, 4096)],
+        default="1024")
+    texture_format: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Format", default="png8", items=[("png8", "PNG 8-bit", ""), ("png16", "PNG 16-bit", ""),
+                                              ("exr", "OpenEXR (linear)", "")])
+    texture_storage: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Store", default="PACK", items=[
+            ("PACK", "Pack into .blend", "the new image travels inside the .blend"),
+            ("FILES", "Save next to .blend", "write textures/ beside the saved .blend (packed while unsaved)")])
+    remove_lighting: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Remove lighting", default=True,
+        description="The edited views are lit renders: bake albedo by removing the capture's lighting")
 
     def rig_spec(self) -> RigSpec:
         spec = RigSpec(

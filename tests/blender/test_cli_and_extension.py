@@ -120,7 +120,14 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
             assert bpy.ops.groupedit.capture_views() == {{"FINISHED"}}
             s.instruction = "make it #2a6f3c"
             assert bpy.ops.groupedit.edit_views() == {{"FINISHED"}}, s.edit_status
-            print("RESULT", json.dumps({{"folder": s.last_folder, "status": s.edit_status}}))
+            original = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
+            s.texture_size = "512"
+            assert bpy.ops.groupedit.apply_texture() == {{"FINISHED"}}
+            restyled = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
+            assert bpy.ops.groupedit.switch_materials() == {{"FINISHED"}}
+            switched = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
+            print("RESULT", json.dumps({{"folder": s.last_folder, "status": s.edit_status, "original": original,
+                                         "restyled": restyled, "switched": switched}}))
             prefs.server_url = "http://127.0.0.1:9"  # nothing listens there
             try:
                 bpy.ops.groupedit.edit_views()
@@ -134,6 +141,7 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
         edited = sorted((Path(result["folder"]) / "edited").glob("*.png"))
         assert [p.name for p in edited] == ["view_000.png", "view_001.png"]
         assert "2 edited views" in result["status"]
+        assert result["restyled"] == result["original"] + "_GroupEdit" and result["switched"] == result["original"]
         dead = next(line for line in r.stdout.splitlines() if line.startswith("DEAD"))
         assert "backend not running" in dead
     finally:

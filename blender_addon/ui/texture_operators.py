@@ -1,0 +1,86 @@
+"""Operators that put edited views back into the object: Apply to texture, and switching original/restyled."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import bpy
+
+from ..core.edit_bake import EditBakeSettings
+from ..core.errors import GroupEditError
+from ..core.restyle import bake_edit_into_targets, load_edited
+from ..core.viewset import ViewSet
+
+
+def _object_of(context: bpy.types.Context, viewset: ViewSet) -> bpy.types.Object:
+    obj = context.scene.objects.get(viewset.object_name)
+    if obj is None:
+        raise GroupEditError(f"the views were captured from {viewset.object_name!r}, which is not in this scene")
+    return obj
+
+
+class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
+    """Bake the edited views into a new texture on the object's UV map, used by copies of its materials
+    (the original images and materials are kept; Switch brings them back)"""
+
+    bl_idname = "groupedit.apply_texture"
+    bl_label = "Apply to texture"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        s = context.scene.groupedit
+        return bool(s.last_folder) and not s.edit_running and not s.running
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from ..blender.apply_texture import apply_textures, texture_targets
+
+        s = context.scene.groupedit
+        try:
+            vs = ViewSet.read(Path(bpy.path.abspath(s.last_folder)))
+            obj = _object_of(context, vs)
+            context.window_manager.progress_begin(0, 1)
+            bakes = bake_edit_into_targets(
+                vs, load_edited(vs), texture_targets(obj), int(s.texture_size),
+                EditBakeSettings(delight=s.remove_lighting),
+                progress=lambda done, total, _: context.window_manager.progress_update(done / max(total, 1)))
+            files_here = s.texture_storage == "FILES" and bool(bpy.data.filepath)
+            folder = (Path(bpy.path.abspath("//textures")) if files_here
+                      else Path(tempfile.mkdtemp(prefix="groupedit-texture-")))
+            applied = apply_textures(obj, bakes, folder, s.texture_format, pack=not files_here, uv_map=vs.uv_map)
+        except GroupEditError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        finally:
+            context.window_manager.progress_end()
+        for tb in bakes:
+            if tb.layout.overlapping:
+                self.report({"WARNING"}, f"{tb.target.name}: {tb.layout.message()}")
+        self.report({"INFO"}, f"applied {len(applied.images)} texture(s) to {obj.name}")
+        return {"FINISHED"}
+
+
+class GROUPEDIT_OT_switch_materials(bpy.types.Operator):
+    """Switch the object between its original materials and the restyled copies"""
+
+    bl_idname = "groupedit.switch_materials"
+    bl_label = "Switch original / restyled"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        from ..blender.apply_texture import showing_restyled
+
+        obj = context.active_object
+        return obj is not None and showing_restyled(obj) is not None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from ..blender.apply_texture import showing_restyled, switch_materials
+
+        obj = context.active_object
+        switch_materials(obj, restyled=not showing_restyled(obj))
+        return {"FINISHED"}
+
+
+register, unregister = bpy.utils.register_classes_factory((GROUPEDIT_OT_apply_texture, GROUPEDIT_OT_switch_materials))
