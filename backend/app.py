@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .config import ServerConfig
 from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
-from .jobfiles import decode_image, result_path, stage_inputs
+from .jobfiles import decode_image, preview_path, result_path, stage_inputs
 from .store import TERMINAL, JobStore
 from .viewdata import GEOMETRY_PASSES, Camera, all_or_none, decode_pass, parse_camera
 from .worker import Supervisor
@@ -127,7 +127,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     def job_view(job_id: str) -> dict[str, Any]:
         job = store.get(job_id)
-        return {**job.to_dict(store.position(job)), "progress": store.last_progress(job_id)}
+        preview = store.last_preview(job_id) if job.state in ("running", "succeeded") else None
+        return {**job.to_dict(store.position(job)), "progress": store.last_progress(job_id), "preview": preview}
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
@@ -227,6 +228,17 @@ def create_app(config: ServerConfig) -> FastAPI:
         if not 0 <= index < len(job.views):
             raise NotFound(f"job {job_id} has views 0 to {len(job.views) - 1}")
         return FileResponse(result_path(store.folder(job.id), index), media_type="image/png")
+
+    @app.get("/v1/jobs/{job_id}/preview")
+    def preview(job_id: str) -> Response:
+        job = store.get(job_id)  # an unknown id is 404 before any path is made; the folder name is the store's
+        try:
+            # read whole (a few hundred kB at most): the worker may replace the file at any moment, and a
+            # streamed file could change between its size and its bytes
+            data = preview_path(store.folder(job.id)).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"job {job_id} has no preview yet (it is {job.state})") from None
+        return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.get("/v1/jobs/{job_id}/events")
     async def events(job_id: str, request: Request, after: int = 0) -> StreamingResponse:

@@ -6,12 +6,15 @@ Layout under the job folder (the server generates every name; none comes from a 
     [inputs/cameras.json]                  {"K": [N x 3x3], "camera_to_world": [N x 4x4]} (checked, float64)
     [inputs/000_<pass>.npy ...]            geometry passes (checked, float32 (H, W, C); see :mod:`.viewdata`)
     results/000.png ...   (written to results.part/ first, renamed when complete)
+    [preview.png]         the latest live preview of a running job: one contact sheet of all views
+                          (written to preview.png.part first, renamed; removed with the results on fail/cancel)
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -91,3 +94,55 @@ def write_results(folder: Path, images: list[np.ndarray]) -> None:
 
 def result_path(folder: Path, index: int) -> Path:
     return folder / "results" / f"{int(index):03d}.png"
+
+
+#: Widest live preview contact sheet, in pixels.
+PREVIEW_MAX_WIDTH = 512
+PREVIEW_FILE = "preview.png"
+
+
+def contact_sheet(images: list[np.ndarray], max_width: int = PREVIEW_MAX_WIDTH) -> np.ndarray:
+    """All views on one uint8 (H, W, 3) sheet no wider than ``max_width``, for a live preview.
+
+    Grid: ``cols = ceil(sqrt(N))`` columns, ``ceil(N / cols)`` rows, row-major in view order. Every cell is
+    ``cell_w = min(widest view, max_width // cols)`` wide and ``ceil(cell_w * tallest aspect h/w)`` high;
+    each view is scaled to fit its cell keeping its aspect (never enlarged), centred, on black.
+    """
+    if not images:
+        raise InvalidInput("a preview needs at least one image")
+    n = len(images)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    cell_w = max(1, min(max(a.shape[1] for a in images), max_width // cols))
+    cell_h = max(1, math.ceil(cell_w * max(a.shape[0] / a.shape[1] for a in images)))
+    sheet = np.zeros((rows * cell_h, cols * cell_w, 3), np.uint8)
+    for i, a in enumerate(images):
+        img = Image.fromarray(np.ascontiguousarray(np.asarray(a, np.uint8)[..., :3]))
+        scale = min(1.0, cell_w / img.width, cell_h / img.height)
+        w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+        if (w, h) != img.size:
+            img = img.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        r, c = divmod(i, cols)
+        y, x = r * cell_h + (cell_h - h) // 2, c * cell_w + (cell_w - w) // 2
+        sheet[y:y + h, x:x + w] = np.asarray(img)
+    return sheet
+
+
+def write_preview(folder: Path, images: list[np.ndarray]) -> tuple[int, int]:
+    """Write the contact sheet of ``images`` as the job's ``preview.png`` atomically; returns its (width, height)."""
+    sheet = contact_sheet(images)
+    part = folder / (PREVIEW_FILE + ".part")
+    Image.fromarray(sheet).save(part, format="PNG", compress_level=1)
+    os.replace(part, folder / PREVIEW_FILE)
+    return sheet.shape[1], sheet.shape[0]
+
+
+def preview_path(folder: Path) -> Path:
+    """The job's latest live preview (it may not exist)."""
+    return folder / PREVIEW_FILE
+
+
+def remove_preview(folder: Path) -> None:
+    """Delete the job's live preview and any half-written one."""
+    for name in (PREVIEW_FILE, PREVIEW_FILE + ".part"):
+        (folder / name).unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Conflict, NotFound, QueueFull
+from .jobfiles import remove_preview
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -164,11 +165,12 @@ class JobStore:
         self.add_event(job_id, "started", {"state": "running"})
 
     def finish(self, job_id: str, state: str, code: str | None = None, message: str | None = None) -> None:
-        """Move a job to a terminal state (results of a failed or cancelled job are removed)."""
+        """Move a job to a terminal state (results and live preview of a failed or cancelled job are removed)."""
         if state not in TERMINAL:
             raise ValueError(state)
         if state != "succeeded":
             shutil.rmtree(self.folder(job_id) / "results", ignore_errors=True)
+            remove_preview(self.folder(job_id))
         self._set(job_id, state, finished=time.time(), error_code=code, error_message=message)
         self.add_event(job_id, state, {"state": state, "error": {"code": code, "message": message} if code else None})
 
@@ -229,6 +231,13 @@ class JobStore:
             row = self._db.execute("SELECT data FROM events WHERE job_id=? AND type='progress' ORDER BY id DESC LIMIT 1",
                                    (job_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def last_preview(self, job_id: str) -> dict[str, Any] | None:
+        """The newest preview event of a job: its data (step, width, height, url) and ``event_id``, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT id, data FROM events WHERE job_id=? AND type='preview' ORDER BY id DESC "
+                                   "LIMIT 1", (job_id,)).fetchone()
+        return {**json.loads(row[1]), "event_id": int(row[0])} if row else None
 
     def events(self, job_id: str, after: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
         """Events of one job with id > ``after``, oldest first: (event id, type, data)."""

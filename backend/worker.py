@@ -1,7 +1,7 @@
 """One GPU worker process, and the supervisor thread that feeds it jobs and restarts it when it dies.
 
 The worker loads the editor once and runs one job at a time: it reads the job's inputs from the
-job folder, edits, and writes ``results/<index>.png``. It talks to the supervisor through two
+job folder, edits, and writes ``results/<index>.png`` (and, while it runs, live previews as ``preview.png``). It talks to the supervisor through two
 queues; cancel is a shared flag it checks at every step. An exception fails the job with a typed
 error; a dead worker (killed, crashed) fails its job with ``worker_crashed`` and is restarted.
 """
@@ -43,6 +43,35 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
+#: Least seconds between two live previews of a job (editors may offer them more often; extra ones are dropped).
+PREVIEW_MIN_INTERVAL_S = 0.25
+
+
+def _preview_writer(job_id: str, folder: Path, events: Any) -> Any:
+    """The ``preview(step, images)`` callback of one job: writes the contact sheet into the job folder
+    atomically, then reports a ``preview`` event. At most one every :data:`PREVIEW_MIN_INTERVAL_S`; a preview
+    that cannot be written is logged and dropped, never failing the job."""
+    from .jobfiles import write_preview
+
+    last = -float("inf")
+
+    def preview(step: int, images: list[Any]) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PREVIEW_MIN_INTERVAL_S:
+            return
+        last = now
+        try:
+            width, height = write_preview(folder, images)
+        except Exception:  # noqa: BLE001 - a preview is a courtesy: the edit goes on without it
+            log.warning("job %s: the preview of step %s could not be written:\n%s", job_id, step,
+                        traceback.format_exc())
+            return
+        events.put(("preview", job_id, {"step": int(step), "width": width, "height": height}))
+
+    return preview
+
+
 def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, events: Any, cancel_flag: Any) -> None:
     """Entry point of the worker process."""
     from .jobfiles import read_inputs, write_results
@@ -72,6 +101,7 @@ def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, even
             eta = elapsed / step * (total - step) if step else None
             events.put(("progress", job_id, {"stage": stage, "step": step, "total": total, "eta": eta}))
 
+        editor.preview = _preview_writer(job_id, folder, events)
         try:
             group = read_inputs(folder)
             images = editor.edit(group, instruction, options, progress, lambda: bool(cancel_flag.value))
@@ -89,6 +119,8 @@ def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, even
             else:
                 log.error("job %s failed:\n%s", job_id, traceback.format_exc())
                 events.put(("failed", job_id, {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}))
+        finally:
+            editor.preview = None
 
 
 class Supervisor:
@@ -196,6 +228,8 @@ class Supervisor:
             log.error("the editor could not be loaded: %s", data["message"])
         elif kind == "progress" and job_id == self.current:
             self.store.add_event(job_id, "progress", data)
+        elif kind == "preview" and job_id == self.current:
+            self.store.add_event(job_id, "preview", {**data, "url": f"/v1/jobs/{job_id}/preview"})
         elif kind in ("succeeded", "failed", "cancelled") and job_id == self.current:
             self.store.finish(job_id, kind, data.get("code"), data.get("message"))
             self.current = None

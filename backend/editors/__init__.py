@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import CancelCheck, EditInput, Editor, Progress
+from .base import CancelCheck, EditInput, Editor, Preview, Progress
 from .classical import ClassicalEditor
 from .groupediting import GroupEditingEditor
 from .identity import IdentityEditor
@@ -23,4 +23,4 @@ def get_editor(name: str, **config: object) -> Editor:
     return EDITORS[name](**config)
 
 
-__all__ = ["EDITORS", "CancelCheck", "EditInput", "Editor", "Progress", "get_editor"]
+__all__ = ["EDITORS", "CancelCheck", "EditInput", "Editor", "Preview", "Progress", "get_editor"]

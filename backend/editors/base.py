@@ -15,6 +15,9 @@ from ..errors import Cancelled, InvalidInput
 Progress = Callable[[str, int, int], None]
 #: Returns True when the job should stop; editors check it between steps.
 CancelCheck = Callable[[], bool]
+#: ``preview(step, images)``: N uint8 (h_i, w_i, 3) sRGB images, a cheap look at the edit so far (any size:
+#: latent resolution is fine). ``step`` counts like progress's. May be throttled or dropped by the receiver.
+Preview = Callable[[int, list[np.ndarray]], None]
 
 
 @dataclass
@@ -63,9 +66,20 @@ class EditInput:
 
 
 class Editor(ABC):
-    """Edits a group of views consistently. Subclasses set ``name`` and implement :meth:`edit`."""
+    """Edits a group of views consistently. Subclasses set ``name`` and implement :meth:`edit`.
+
+    ``preview``: set by the server's worker for the duration of a job (None otherwise, and for callers that do
+    not want previews). Editors that can show intermediate results call :meth:`send_preview`; the others need
+    nothing, so the :meth:`edit` signature is unchanged.
+    """
 
     name: str = ""
+    preview: Preview | None = None
+
+    def send_preview(self, step: int, images: list[np.ndarray]) -> None:
+        """Hand ``images`` (N uint8 (h, w, 3)) to :attr:`preview` when one is set; a no-op otherwise."""
+        if self.preview is not None:
+            self.preview(step, images)
 
     def info(self) -> dict[str, Any]:
         """What the health endpoint reports about this editor (model, weights, device)."""

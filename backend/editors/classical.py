@@ -86,4 +86,5 @@ class ClassicalEditor(Editor):
             edited[m] = oklab_to_srgb(new)
             out.append(edited)
             progress("edit", i + 1, len(group.images))
+        self.send_preview(len(group.images), out)  # one look at the finished edit while the results are written
         return out

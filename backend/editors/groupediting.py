@@ -10,7 +10,9 @@ A job maps onto one :class:`~backend.groupediting.pipeline.GroupEditingPipeline`
 * Ge-RoPE from exact ViewSet correspondences when the job carries the ``position`` pass *and* the cameras
   (:func:`view_geometry`); otherwise grid coordinates (Identity-RoPE, where the preset uses it, from the masks);
 * progress ``("text" | "encode" | "denoise" | "decode", step, total)``, one ``"denoise"`` call per step;
-  cancellation is checked between steps.
+  cancellation is checked between steps;
+* live previews (when the worker sets :attr:`Editor.preview`): the pipeline's cheap latent previews, N uint8
+  images at latent resolution, about every tenth denoising step (:func:`preview_every`).
 
 This module imports no torch until an editor is built, so the editor registry stays cheap to import.
 """
@@ -113,6 +115,11 @@ def view_geometry(group: EditInput) -> list[ViewGeometry] | None:
             for p, (k, c2w) in zip(positions, group.cameras)]
 
 
+def preview_every(steps: int) -> int:
+    """Denoising steps between two live previews: about ten previews a job (and always the last step)."""
+    return max(1, steps // 10)
+
+
 class GroupEditingEditor(Editor):
     """Edits a group of views with the GroupEditing model (see the module docstring).
 
@@ -194,5 +201,6 @@ class GroupEditingEditor(Editor):
             num_inference_steps=opts.steps, guidance_scale=opts.guidance, shift=opts.shift, seed=opts.seed,
             pixel_budget=opts.pixel_budget, mask_dilation=opts.mask_dilation,
             conditioning_scale=opts.conditioning_scale, keep_unmasked=True, progress=progress, cancel=cancel,
+            preview=self.preview, preview_every=preview_every(opts.steps),
         )
         return out.images

@@ -1,4 +1,6 @@
-"""A test editor that sleeps at every step, so tests can cancel, kill and restart mid-job."""
+"""A test editor that sleeps at every step, so tests can cancel, kill and restart mid-job.
+
+With the job option ``"preview": true`` it also sends a live preview at every step."""
 
 from __future__ import annotations
 
@@ -20,8 +22,13 @@ class SlowEditor(Editor):
              cancel: CancelCheck) -> list[np.ndarray]:
         group.check()
         steps = int(options.get("steps", self.steps))
+        previews = bool(options.get("preview", False))
         for i in range(steps):
             check_cancel(cancel)
             time.sleep(self.delay)
             progress("denoise", i + 1, steps)
+            if previews:  # the views fading to the result, at full size (the worker makes the contact sheet)
+                t = (i + 1) / steps
+                self.send_preview(i + 1, [np.rint(img * (1 - t) + (255 - img) * t).astype(np.uint8)
+                                          for img in group.images])
         return [255 - img for img in group.images]
