@@ -7,10 +7,12 @@ operator (one step per timer tick) and the headless command (a loop) drive the s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,12 @@ from .errors import GroupEditError
 from .images import decode_png, encode_png, write_png
 from .viewset import ViewSet
 
+log = logging.getLogger(__name__)
+
 EDITED_DIR = "edited"
+#: Where the poller keeps the running job's latest live preview, inside the ViewSet folder.
+PREVIEW_FILE = ".preview.png"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class BackendError(GroupEditError):
@@ -136,6 +143,15 @@ class BackendClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
 
+    def preview(self, job_id: str) -> bytes:
+        """The job's latest live preview: PNG bytes of one contact sheet of all views (at most 512 px wide).
+
+        Raises :class:`BackendError` with code ``not_found`` when the job has none (yet, or any more)."""
+        data = self._call("GET", f"/v1/jobs/{job_id}/preview").content
+        if not data.startswith(_PNG_SIGNATURE):
+            raise BackendError(f"the server's preview of job {job_id} is not a PNG", "bad_preview")
+        return data
+
     def result(self, job_id: str, index: int) -> np.ndarray:
         data = self._call("GET", f"/v1/jobs/{job_id}/results/{index}", timeout=self.upload_timeout).content
         img = decode_png(data)
@@ -153,6 +169,12 @@ class PollStatus:
     message: str = ""
     job_id: str | None = None
     files: list[str] = field(default_factory=list)
+    #: The latest live preview on disk (``<viewset>/.preview.png``, a PNG contact sheet of all views), if any.
+    preview_path: Path | None = None
+    #: How many previews have been downloaded for this job: a UI reloads its image when this changes.
+    preview_count: int = 0
+    #: The denoising step the latest preview shows.
+    preview_step: int = 0
 
     @property
     def finished(self) -> bool:
@@ -164,7 +186,13 @@ class PollStatus:
 
 
 class JobPoller:
-    """One edit job from submit to the edited views in ``<viewset>/edited/``; drive it with :meth:`step`."""
+    """One edit job from submit to the edited views in ``<viewset>/edited/``; drive it with :meth:`step`.
+
+    Live previews: the job status the poller reads anyway carries the latest ``preview`` (its ``event_id``
+    changes with every new one). When it changes, the next :meth:`step` downloads it instead of polling, into
+    ``<viewset>/.preview.png`` (written whole, then renamed), and raises ``status.preview_count``. A preview
+    that is gone by then (the job finished or was cancelled) is skipped; previews never fail a job.
+    """
 
     def __init__(self, client: BackendClient, viewset: ViewSet, instruction: str,
                  options: dict[str, Any] | None = None, reference: np.ndarray | None = None) -> None:
@@ -173,16 +201,59 @@ class JobPoller:
         self.key = uuid.uuid4().hex  # the same key on a retried submit gives the same job
         self.status = PollStatus("submitting")
         self._download_index = 0
+        self._preview_seen: int | None = None  # event id of the preview last downloaded
+        self._preview_wanted: dict[str, Any] | None = None  # the job's newer preview, fetched at the next step
+        self._preview_path: Path | None = None
+        self._preview_count = 0
+        self._preview_step = 0
+
+    @property
+    def preview_file(self) -> Path:
+        """Where live previews go: ``<viewset>/.preview.png``."""
+        return self.viewset.root / PREVIEW_FILE
 
     def step(self) -> PollStatus:
         """Advance by at most one request; errors end the job with state 'failed' and a message."""
         if self.status.finished:
             return self.status
         try:
-            self._advance()
+            if self._preview_wanted is not None and self.status.state in ("queued", "running"):
+                self._fetch_preview()
+            else:
+                self._advance()
         except BackendError as exc:
             self.status = PollStatus("failed", message=str(exc), job_id=self.status.job_id)
+        self._carry_preview()
         return self.status
+
+    def _carry_preview(self) -> None:
+        st = self.status
+        st.preview_path, st.preview_count, st.preview_step = self._preview_path, self._preview_count, self._preview_step
+
+    def _note_preview(self, job: dict[str, Any]) -> None:
+        """Remember the job's newest preview when it is one not downloaded yet."""
+        preview = job.get("preview")
+        if preview and preview.get("event_id") != self._preview_seen:
+            self._preview_wanted = preview
+
+    def _fetch_preview(self) -> None:
+        wanted, self._preview_wanted = self._preview_wanted, None
+        assert wanted is not None and self.status.job_id is not None
+        try:
+            data = self.client.preview(self.status.job_id)
+        except BackendError as exc:
+            if exc.code not in ("not_found", "bad_preview"):
+                raise
+            log.info("preview of job %s skipped: %s", self.status.job_id, exc)
+            return
+        target = self.preview_file
+        part = target.with_name(target.name + ".part")
+        part.write_bytes(data)
+        os.replace(part, target)
+        self._preview_seen = wanted.get("event_id")
+        self._preview_path = target
+        self._preview_count += 1
+        self._preview_step = int(wanted.get("step", 0))
 
     def cancel(self) -> PollStatus:
         if self.status.job_id and not self.status.finished:
@@ -192,6 +263,7 @@ class JobPoller:
                 if exc.code != "conflict":
                     raise
         self.status = PollStatus("cancelled", message="cancelled", job_id=self.status.job_id)
+        self._carry_preview()
         return self.status
 
     def _advance(self) -> None:
@@ -203,6 +275,7 @@ class JobPoller:
             job = self.client.job(st.job_id)
             p = job.get("progress") or {}
             if job["state"] in ("queued", "running"):
+                self._note_preview(job)
                 msg = f"queued (position {job['queue_position']})" if job["state"] == "queued" else p.get("stage", "running")
                 self.status = PollStatus(job["state"], p.get("stage", ""), p.get("step", 0), p.get("total", 0), msg, st.job_id)
             elif job["state"] == "succeeded":

@@ -77,6 +77,28 @@ def test_poller_cancel_mid_job(tmp_path, slow_server):
     assert not (tmp_path / "edited").exists()
 
 
+def test_poller_downloads_live_previews(tmp_path, slow_server):
+    vs = make_viewset(tmp_path, n=3, size=32)
+    poller = JobPoller(BackendClient(slow_server.url), vs, "anything", options={"preview": True, "steps": 15})
+    counts, end = [], time.time() + 60
+    while not poller.step().finished and time.time() < end:
+        st = poller.status
+        if st.preview_count and (not counts or counts[-1] != st.preview_count):
+            counts.append(st.preview_count)
+            assert st.preview_path == tmp_path / ".preview.png" and st.preview_path.is_file()
+            sheet = read_png(st.preview_path)
+            assert sheet.shape[:2] == (64, 64), "3 views of 32 px: 2 x 2 cells of 32"
+            assert 1 <= st.preview_step <= 15
+        time.sleep(0.05)
+    assert poller.status.state == "done", poller.status
+    assert len(counts) >= 2 and counts == sorted(counts), "the counter goes up with every new preview"
+    assert poller.status.preview_count == counts[-1] and not (tmp_path / ".preview.png.part").exists()
+    # a job without previews leaves the counter at 0
+    plain = JobPoller(BackendClient(slow_server.url), vs, "anything", options={"steps": 3})
+    drive(plain)
+    assert plain.status.state == "done" and plain.status.preview_count == 0 and plain.status.preview_path is None
+
+
 def test_error_mapping(tmp_path):
     vs = make_viewset(tmp_path, n=1)
     dead = JobPoller(BackendClient(f"http://127.0.0.1:{free_port()}", start_hint="groupedit-server --port X"), vs, "red")
