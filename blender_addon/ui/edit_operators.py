@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,42 @@ from ..core.server_process import LocalServer
 from ..core.viewset import ViewSet
 from .modal import redraw, start_modal, stop_modal
 
+log = logging.getLogger(__name__)
+
 #: The server process this Blender session started (if any).
 LOCAL_SERVER = LocalServer()
+
+#: The image datablock that shows the running edit's live preview (a contact sheet of all views).
+PREVIEW_IMAGE = "GroupEdit preview"
+#: Whether :data:`PREVIEW_IMAGE` holds the preview of the edit running now (the panel shows it only then).
+_live_preview = {"shown": False}
+
+
+def show_preview(path: Path) -> bpy.types.Image:
+    """Load or reload ``path`` (a PNG) into the :data:`PREVIEW_IMAGE` datablock and its icon; returns the image.
+
+    Raises RuntimeError when Blender cannot read the file."""
+    img = bpy.data.images.get(PREVIEW_IMAGE)
+    if img is None:
+        img = bpy.data.images.load(str(path), check_existing=False)
+        img.name = PREVIEW_IMAGE
+    else:
+        if img.filepath != str(path):
+            img.filepath = str(path)
+        img.reload()
+    img.preview_ensure().reload()  # the icon the panel draws is cached separately from the pixels
+    _live_preview["shown"] = True
+    return img
+
+
+def hide_preview() -> None:
+    """The running edit has ended: the panel stops showing the preview (the datablock stays, unused)."""
+    _live_preview["shown"] = False
+
+
+def live_preview_image() -> bpy.types.Image | None:
+    """The running edit's live preview image, or None when it has none (yet)."""
+    return bpy.data.images.get(PREVIEW_IMAGE) if _live_preview["shown"] else None
 
 
 def _prefs(context: bpy.types.Context) -> Any:
@@ -46,6 +81,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
 
     _poller: JobPoller | None = None
     _timer: Any = None
+    _preview_count = 0
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -74,6 +110,8 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
             return {"CANCELLED"}
         s = context.scene.groupedit
         s.edit_running, s.edit_progress, s.edit_status = True, 0.0, "Submitting…"
+        self._preview_count = 0
+        hide_preview()
         self._timer = start_modal(self, context, 0.25)
         return {"RUNNING_MODAL"}
 
@@ -90,6 +128,12 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
         st = self._poller.step()
         s.edit_progress = st.fraction
         s.edit_status = f"{st.state} {st.stage} {st.step}/{st.total}" if st.total else st.message
+        if st.preview_path is not None and st.preview_count != self._preview_count:
+            self._preview_count = st.preview_count
+            try:
+                show_preview(st.preview_path)
+            except RuntimeError as exc:  # an unreadable preview is skipped; the edit goes on
+                log.warning("the live preview %s could not be loaded: %s", st.preview_path, exc)
         redraw(context)
         if st.finished:
             self._stop(context, set())
@@ -98,6 +142,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
 
     def _stop(self, context: bpy.types.Context, result: set[str]) -> set[str]:
         stop_modal(context, self._timer)
+        hide_preview()
         context.scene.groupedit.edit_running = False
         return result
 

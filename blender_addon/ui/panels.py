@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from .edit_operators import live_preview_image
+
 
 class _GroupEditTab:
     """Where every GroupEdit panel lives: the GroupEdit tab of the 3D viewport's sidebar."""
@@ -68,6 +70,9 @@ class GROUPEDIT_PT_edit(_GroupEditTab, bpy.types.Panel):
         layout.prop(s, "instruction", text="")
         if s.edit_running:
             layout.progress(factor=s.edit_progress, type="BAR", text=s.edit_status)
+            preview = live_preview_image()
+            if preview is not None:  # the running job's latest live preview, all views on one sheet
+                layout.template_icon(icon_value=preview.preview_ensure().icon_id, scale=8.0)
             layout.operator("groupedit.cancel_edit", icon="CANCEL")
         else:
             layout.operator("groupedit.edit_views", icon="BRUSH_DATA")
