@@ -100,6 +100,11 @@ def test_http_job_with_cameras_and_positions_gives_edited_views(server: Server) 
     stream = requests.get(f"{server.url}/v1/jobs/{job['id']}/events", timeout=30).text
     steps = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: ")]
     assert [(d["step"], d["total"]) for d in steps if d.get("stage") == "denoise"] == [(1, 2), (2, 2)]
+    previews = [d for d in steps if "url" in d]
+    assert previews and all(1 <= d["step"] <= 2 for d in previews), "live latent previews were sent"
+    sheet = requests.get(server.url + previews[-1]["url"], timeout=30)
+    assert sheet.status_code == 200 and sheet.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(sheet.content)).size == (previews[-1]["width"], previews[-1]["height"])
     for i in range(VIEWS):
         res = requests.get(f"{server.url}/v1/jobs/{job['id']}/results/{i}", timeout=30)
         assert res.status_code == 200 and res.headers["content-type"] == "image/png"
