@@ -50,6 +50,9 @@ def test_job_runs_and_results_are_served(tmp_path):
             inp = np.asarray(Image.open(io.BytesIO(files[src["views"][i]["image"]][1])))
             assert np.array_equal(out[:4], inp[:4]) and not np.array_equal(out[10:20], inp[10:20])
         assert requests.get(f"{s.url}/v1/jobs/{job['id']}/results/3").status_code == 404
+        pv = requests.get(f"{s.url}/v1/jobs/{job['id']}/preview")  # the classical editor's one preview
+        assert pv.status_code == 200 and Image.open(io.BytesIO(pv.content)).size == (64, 64)  # 2 x 2 cells of 32
+        assert job["preview"]["step"] == 3 and job["preview"]["url"].endswith("/preview")
     finally:
         s.kill()
 
