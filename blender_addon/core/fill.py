@@ -63,27 +63,41 @@ def fill_along_surface(position: np.ndarray, values: np.ndarray, known: np.ndarr
 
 
 def dilate(colour: np.ndarray, known: np.ndarray, rings: int) -> tuple[np.ndarray, np.ndarray]:
-    """Grow ``known`` texels of ``colour`` (H, W, C) outwards by ``rings`` texels; returns (colour, known)."""
-    colour = colour.astype(np.float32, copy=True)
-    known = known.copy()
+    """Grow ``known`` texels of ``colour`` (H, W, C) outwards by ``rings`` texels; returns (colour, known).
+
+    Works on the frontier only (unknown texels next to known ones), so the cost follows the islands'
+    perimeter, not the texture's area.
+    """
     h, w = known.shape
+    ww = w + 2  # one texel of padding all round: neighbours never leave the array
+    col = np.zeros(((h + 2) * ww, colour.shape[2]), np.float32)
+    kn = np.zeros((h + 2) * ww, bool)
+    inside = np.zeros((h + 2, ww), bool)
+    inside[1:-1, 1:-1] = True
+    inside = inside.ravel()
+    col.reshape(h + 2, ww, -1)[1:-1, 1:-1] = colour
+    kn.reshape(h + 2, ww)[1:-1, 1:-1] = known
+    offsets = np.array([-ww - 1, -ww, -ww + 1, -1, 1, ww - 1, ww, ww + 1])
+    near = np.zeros_like(kn)
+    for off in offsets:  # unknown texels with a known neighbour
+        if off > 0:
+            near[:-off] |= kn[off:]
+        else:
+            near[-off:] |= kn[:off]
+    frontier = np.flatnonzero(near & ~kn & inside)
     for _ in range(rings):
-        if known.all():
+        if not len(frontier):
             break
-        acc = np.zeros((h + 2, w + 2, colour.shape[2]), np.float32)
-        cnt = np.zeros((h + 2, w + 2), np.float32)
-        src = colour * known[..., None]
-        for dy in (0, 1, 2):
-            for dx in (0, 1, 2):
-                if dy == dx == 1:
-                    continue
-                acc[dy:dy + h, dx:dx + w] += src
-                cnt[dy:dy + h, dx:dx + w] += known
-        acc, cnt = acc[1:-1, 1:-1], cnt[1:-1, 1:-1]
-        grow = ~known & (cnt > 0)
-        colour[grow] = acc[grow] / cnt[grow, None]
-        known |= grow
-    return colour, known
+        nb = frontier[:, None] + offsets[None, :]
+        k = kn[nb]
+        cnt = k.sum(axis=1)
+        acc = np.einsum("fn,fnc->fc", k.astype(np.float32), col[nb])
+        col[frontier] = acc / np.maximum(cnt, 1)[:, None]
+        kn[frontier] = True
+        nxt = np.unique(nb.ravel())
+        frontier = nxt[~kn[nxt] & inside[nxt]]
+    out = col.reshape(h + 2, ww, -1)[1:-1, 1:-1]
+    return out.astype(colour.dtype, copy=False), kn.reshape(h + 2, ww)[1:-1, 1:-1].copy()
 
 
 def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -150,3 +150,17 @@ def test_mirrored_uvs_are_detected():
     alone = rasterise_uv(mirrored, 32, triangles=np.array([0, 1]))
     assert not uv_layout_report(mirrored, alone, np.array([0, 1])).overlapping
     assert alone.covered[:, :16].all() and not alone.covered[:, 16:].any()
+
+
+def test_dilate_grows_islands_ring_by_ring():
+    from blender_addon.core.fill import dilate
+
+    colour = np.zeros((9, 9, 1))
+    known = np.zeros((9, 9), bool)
+    colour[4, 4], known[4, 4] = 5.0, True
+    colour[4, 6], known[4, 6] = 1.0, True
+    out, grown = dilate(colour, known, 1)
+    assert grown[3:6, 3:8].all() and grown.sum() == 15
+    assert out[4, 5, 0] == pytest.approx(3.0) and out[3, 3, 0] == 5.0 and out[4, 7, 0] == 1.0
+    out, grown = dilate(colour, known, 20)
+    assert grown.all() and out[4, 4, 0] == 5.0
