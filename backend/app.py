@@ -23,7 +23,7 @@ from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooL
 from .jobfiles import decode_image, preview_path, result_path, stage_inputs
 from .store import TERMINAL, JobStore
 from .viewdata import GEOMETRY_PASSES, Camera, all_or_none, decode_pass, parse_camera
-from .worker import Supervisor
+from .worker import Supervisor, device_memory
 
 
 def _error(exc: BackendError) -> JSONResponse:
@@ -137,7 +137,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         return {
             "status": status, "version": __version__, "editor": supervisor.editor_info or {"name": config.editor},
             "load_error": supervisor.load_error, "queue_length": queued, "running": supervisor.current,
-            "worker_pid": supervisor.worker_pid, "limits": config.limits.to_dict(), **_vram(),
+            "worker_pid": supervisor.worker_pid, "limits": config.limits.to_dict(),
+            **(supervisor.memory or device_memory()),
         }
 
     @app.post("/v1/jobs", status_code=202)
@@ -265,17 +266,3 @@ def create_app(config: ServerConfig) -> FastAPI:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app
-
-
-def _vram() -> dict[str, Any]:
-    """Device and memory of the server process (the worker owns the GPU; this reports what is visible)."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            free, total = torch.cuda.mem_get_info()
-            return {"device": torch.cuda.get_device_name(0), "vram_total": total, "vram_free": free,
-                    "vram_peak": torch.cuda.max_memory_allocated()}
-    except Exception:  # noqa: BLE001 - health must answer whatever the GPU stack does
-        pass
-    return {"device": "cpu", "vram_total": None, "vram_free": None, "vram_peak": None}

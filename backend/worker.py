@@ -72,6 +72,21 @@ def _preview_writer(job_id: str, folder: Path, events: Any) -> Any:
     return preview
 
 
+def device_memory() -> dict[str, Any]:
+    """The worker's view of its GPU: device name, total/free bytes, peak bytes this process allocated
+    (``None`` values on CPU or without torch)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info()
+            return {"device": torch.cuda.get_device_name(0), "vram_total": total, "vram_free": free,
+                    "vram_peak": torch.cuda.max_memory_allocated()}
+    except Exception:  # noqa: BLE001 - memory figures must never fail a job
+        pass
+    return {"device": "cpu", "vram_total": None, "vram_free": None, "vram_peak": None}
+
+
 def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, events: Any, cancel_flag: Any) -> None:
     """Entry point of the worker process."""
     from .jobfiles import read_inputs, write_results
@@ -87,7 +102,7 @@ def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, even
             log.error("the %s editor could not be loaded:\n%s", editor_name, traceback.format_exc())
         events.put(("load_failed", None, {"message": f"{type(exc).__name__}: {message}"}))
         return
-    events.put(("ready", None, {"editor": editor.info(), "pid": os.getpid()}))
+    events.put(("ready", None, {"editor": editor.info(), "pid": os.getpid(), "memory": device_memory()}))
     while True:
         item = jobs.get()
         if item is None:
@@ -121,6 +136,7 @@ def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, even
                 events.put(("failed", job_id, {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}))
         finally:
             editor.preview = None
+            events.put(("memory", None, device_memory()))
 
 
 class Supervisor:
@@ -134,6 +150,8 @@ class Supervisor:
         self.load_error: str | None = None
         self.current: str | None = None
         self.worker_pid: int | None = None
+        #: the worker's last reported device memory (see :func:`device_memory`)
+        self.memory: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="groupedit-supervisor", daemon=True)
         self._proc: Any = None
@@ -222,7 +240,10 @@ class Supervisor:
     def _handle(self, kind: str, job_id: str | None, data: dict[str, Any]) -> None:
         if kind == "ready":
             self.editor_info, self.worker_pid = data["editor"], data["pid"]
+            self.memory = data.get("memory", {})
             self.status = "busy" if self.current else "ready"
+        elif kind == "memory":
+            self.memory = data
         elif kind == "load_failed":
             self.status, self.load_error = "failed", data["message"]
             log.error("the editor could not be loaded: %s", data["message"])

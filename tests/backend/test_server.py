@@ -73,7 +73,9 @@ def test_bad_inputs_are_4xx_and_the_server_stays_ready(server, mutate, code):
     mutate(data, files)
     r = requests.post(server.url + "/v1/jobs", data=data, files=files)
     assert r.status_code == 400 and _err(r) == code
-    assert server.health()["status"] == "ready"
+    health = server.health()
+    assert health["status"] == "ready"
+    assert health["device"] == "cpu" and {"vram_total", "vram_free", "vram_peak"} <= set(health)
     assert requests.get(server.url + "/v1/jobs").json()["jobs"] == []
 
 
