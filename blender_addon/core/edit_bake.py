@@ -100,10 +100,6 @@ class ResponseCurve:
         y = y + np.arange(len(y)) * 1e-6  # strictly increasing, so that it can be inverted
         return cls(np.asarray(xs), y / y[-1])
 
-    def inverse(self, g: np.ndarray) -> np.ndarray:
-        """The albedo whose normalised response is ``g`` (clipped to 0..1)."""
-        return np.interp(g, self.y, self.x).astype(np.float32)
-
     def solve(self, target: np.ndarray, x0: np.ndarray, r0: np.ndarray, steps: int = 64) -> np.ndarray:
         """Per element, the albedo whose response reaches ``target``, on the curve bent to pass through the
         pixel's own known point (``x0``, ``r0``): g_p(x) = g(x) + (r0 - g(x0)) x (1 - x) / (x0 (1 - x0)).

@@ -133,3 +133,29 @@ def test_edit_inputs_are_checked():
         bake_edit(rasterise_uv(mesh, 16), [v], np.zeros((16, 16, 3), np.float32))
     with pytest.raises(InvalidInputError, match="resample"):
         bake_edit(rasterise_uv(mesh, 16), [v], np.zeros((8, 8, 3), np.float32))
+
+
+def test_a_non_linear_response_is_fitted_and_inverted():
+    """Colours that respond to the base colour as a rough metal does (convex, a little different per pixel):
+    the fitted curve, bent through each pixel's own point, recovers the new albedo; a straight line would not."""
+    from blender_addon.core.edit_bake import ResponseCurve, response_ratio
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    albedo = rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32)
+    new = rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32)
+    light = rng.uniform(0.3, 1.2, (n, 1)).astype(np.float32)
+    bend = rng.uniform(-0.1, 0.1, (n, 1)).astype(np.float32)  # per pixel (view angle), shared by channels
+
+    def render(x: np.ndarray) -> np.ndarray:
+        g = 0.3 * x + 0.7 * x**2 + bend * x * (1 - x)
+        return 0.01 + light * g
+
+    black, white = render(np.zeros_like(albedo)), render(np.ones_like(albedo))
+    r_old, usable = response_ratio(render(albedo), black, white)
+    r_new, _ = response_ratio(render(new), black, white)
+    assert usable.all()
+    curve = ResponseCurve.fit(albedo.ravel(), r_old.ravel())
+    got = curve.solve(r_new, albedo, r_old)
+    assert np.abs(got - new).max() < 0.02
+    assert np.abs(r_new - new).mean() > 5 * np.abs(got - new).mean(), "a linear response would do as well"
