@@ -41,7 +41,8 @@ def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
 
 def _settings(context: bpy.types.Context) -> CaptureSettings:
     s = context.scene.groupedit
-    return CaptureSettings(view_size=s.view_size, samples=s.samples, lighting=s.lighting, add_uv=s.add_uv)
+    return CaptureSettings(view_size=s.view_size, samples=s.samples, lighting=s.lighting, add_uv=s.add_uv,
+                           response_passes=s.response_passes)
 
 
 def _show_result(context: bpy.types.Context, vs: ViewSet) -> None:

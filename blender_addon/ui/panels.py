@@ -43,6 +43,7 @@ class GROUPEDIT_PT_capture(_GroupEditTab, bpy.types.Panel):
         col.prop(s, "samples")
         col.prop(s, "lighting")
         col.prop(s, "add_uv")
+        col.prop(s, "response_passes")
         layout.prop(s, "output_dir")
         if s.running:
             layout.progress(factor=s.progress, type="BAR", text=s.status)

@@ -40,6 +40,10 @@ class GroupEditSettings(bpy.types.PropertyGroup):
                ("STUDIO", "Studio", "A neutral light rig added for the capture only")],
         default="AUTO",
     )
+    response_passes: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Lighting removal passes", default=True,
+        description="Render each view twice more (base colour black and white) so that Apply to texture can "
+                    "remove the lighting from edited views")
     add_uv: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Add UV map if missing", description="Add a Smart UV Project map named GroupEdit_UV to meshes without UVs"
     )
