@@ -2,7 +2,8 @@
 
 Texture convention: an (S_v, S_u) array, top row first; texel (row ``i``, column ``j``) has its centre
 at UV ``((j + 0.5) / S_u, 1 - (i + 0.5) / S_v)`` (Blender's UV origin is the bottom-left corner).
-Fully vectorised: candidate texels of every triangle's bounding box are enumerated in one array.
+Fully vectorised scanline rasterisation: every (triangle, texel row) pair gets the span of columns
+inside the triangle, and the texels of all spans are enumerated in one array.
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndar
     px = np.stack([uv[..., 0] * su - 0.5, (1.0 - uv[..., 1]) * sv - 0.5], axis=-1)  # texel-index space (col, row)
     lo = np.clip(np.floor(px.min(axis=1)).astype(np.int64), 0, [su - 1, sv - 1])
     hi = np.clip(np.ceil(px.max(axis=1)).astype(np.int64), 0, [su - 1, sv - 1])
-    w = hi[:, 0] - lo[:, 0] + 1
-    h = hi[:, 1] - lo[:, 1] + 1
     a, b, c = px[:, 0], px[:, 1], px[:, 2]
     det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
     valid = np.abs(det) > 1e-12
@@ -69,33 +68,55 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndar
         only = np.zeros(len(valid), bool)
         only[triangles] = True
         valid &= only
-    counts = np.where(valid, w * h, 0)
-    tri_all = np.flatnonzero(counts)
+    tri_all = np.flatnonzero(valid)
+    # barycentrics as affine functions of the texel centre: l_k = A_k x + B_k y + C_k (k = 1, 2; l_0 = 1 - l_1 - l_2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = det[tri_all]
+        ax, ay = a[tri_all, 0], a[tri_all, 1]
+        e1x, e1y = b[tri_all, 0] - ax, b[tri_all, 1] - ay
+        e2x, e2y = c[tri_all, 0] - ax, c[tri_all, 1] - ay
+        coef = np.stack([
+            np.stack([e2y / d, -e2x / d, (e2x * ay - e2y * ax) / d], axis=1),
+            np.stack([-e1y / d, e1x / d, (e1y * ax - e1x * ay) / d], axis=1),
+        ], axis=1)  # (T', 2, 3): (A, B, C) of l_1 and l_2
+    coef = np.concatenate([(np.array([0.0, 0.0, 1.0]) - coef.sum(axis=1))[:, None], coef], axis=1)  # l_0, l_1, l_2
+    # scanlines: every (triangle, row) pair, and the span of columns inside the triangle on that row
+    nrows = hi[tri_all, 1] - lo[tri_all, 1] + 1
+    pair_tri = np.repeat(np.arange(len(tri_all)), nrows)
+    y = lo[tri_all, 1][pair_tri] + np.arange(int(nrows.sum())) - np.repeat(np.cumsum(nrows) - nrows, nrows)
+    k = coef[pair_tri]  # (R, 3, 3)
+    slope = k[:, :, 0]
+    rest = k[:, :, 1] * y[:, None] + k[:, :, 2]  # l_k(x) = slope x + rest >= -eps
+    eps = 1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = (-eps - rest) / slope
+    low = np.where(slope > 0, bound, -np.inf).max(axis=1)
+    high = np.where(slope < 0, bound, np.inf).min(axis=1)
+    empty = ((slope == 0) & (rest < -eps)).any(axis=1)
+    x0 = np.maximum(np.ceil(low - 1e-7), lo[tri_all, 0][pair_tri])
+    x1 = np.minimum(np.floor(high + 1e-7), hi[tri_all, 0][pair_tri])
+    span = np.where(empty, 0, np.maximum(x1 - x0 + 1, 0)).astype(np.int64)
+    x0 = np.where(span > 0, x0, 0).astype(np.int64)
     owner = -np.ones((sv, su), np.int64)
     claims = np.zeros(sv * su, np.int64)  # triangles whose interior (not just an edge) holds the centre
     bary_img = np.zeros((sv, su, 2), np.float64)
-    # process triangles in groups whose candidates fit in ``chunk``
-    csum = np.cumsum(counts[tri_all])
+    csum = np.cumsum(span)
     start = 0
-    while start < len(tri_all):
+    while start < len(span):  # scanline pairs in groups whose texels fit in ``chunk``
         base = csum[start - 1] if start else 0
-        stop = int(np.searchsorted(csum, base + chunk, side="right"))
-        stop = max(stop, start + 1)
-        tris = tri_all[start:stop]
-        n = counts[tris]
-        t = np.repeat(tris, n)
-        off = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        x = lo[t, 0] + off % w[t]
-        y = lo[t, 1] + off // w[t]
-        ax, ay = a[t, 0], a[t, 1]
-        d = det[t]
-        l1 = ((x - ax) * (c[t, 1] - ay) - (c[t, 0] - ax) * (y - ay)) / d
-        l2 = ((b[t, 0] - ax) * (y - ay) - (x - ax) * (b[t, 1] - ay)) / d
-        inside = (l1 >= -1e-9) & (l2 >= -1e-9) & (l1 + l2 <= 1 + 1e-9)
-        owner[y[inside], x[inside]] = t[inside]
+        stop = max(int(np.searchsorted(csum, base + chunk, side="right")), start + 1)
+        n = span[start:stop]
+        p = np.repeat(np.arange(start, stop), n)
+        x = x0[p] + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        yy = y[p]
+        l1 = slope[p, 1] * x + rest[p, 1]
+        l2 = slope[p, 2] * x + rest[p, 2]
+        inside = (l1 >= -eps) & (l2 >= -eps) & (l1 + l2 <= 1 + eps)
+        t = tri_all[pair_tri[p]]
+        owner[yy[inside], x[inside]] = t[inside]
         strict = (l1 > 1e-6) & (l2 > 1e-6) & (l1 + l2 < 1 - 1e-6)
-        claims += np.bincount(y[strict] * su + x[strict], minlength=sv * su)
-        bary_img[y[inside], x[inside]] = np.stack([l1[inside], l2[inside]], axis=-1)
+        claims += np.bincount(yy[strict] * su + x[strict], minlength=sv * su)
+        bary_img[yy[inside], x[inside]] = np.stack([l1[inside], l2[inside]], axis=-1)
         start = stop
     rows, cols = np.nonzero(owner >= 0)
     tri = owner[rows, cols]
