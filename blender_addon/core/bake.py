@@ -139,6 +139,21 @@ def _packed_image(image: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray],
     return rows.view(np.complex128).reshape(-1), lambda g: _rows(g, 4)[:, :ch]
 
 
+def _cropped(view: BakeView, margin: int) -> tuple[BakeView, tuple[int, int]]:
+    """``view`` cut to its mask's bounding box grown by ``margin`` pixels (within the frame), and the
+    crop's (top row, left column). Slices, not copies."""
+    rows = np.flatnonzero(view.mask.any(axis=1))
+    if not len(rows):
+        return view, (0, 0)
+    cols = np.flatnonzero(view.mask.any(axis=0))
+    h, w = view.mask.shape
+    r0, r1 = max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, h)
+    c0, c1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)
+    box = (slice(r0, r1), slice(c0, c1))
+    return BakeView(view.camera, view.image[box], view.position[box], view.mask[box],
+                    None if view.uv is None else view.uv[box]), (r0, c0)
+
+
 def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices into the covered texels, linear values (M, C), weights (M,)) of the texels ``view`` sees."""
     cam = view.camera
@@ -158,14 +173,18 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     with np.errstate(divide="ignore", invalid="ignore"):
         u = k.fx * pc[:, 0] / z + k.cx
         v = k.fy * pc[:, 1] / z + k.cy
-    inside = (z > 0) & (u >= 0.5) & (u < k.width - 0.5) & (v >= 0.5) & (v < k.height - 0.5)
+    # all per-pixel work below runs on the object's part of the frame only (the mask's box plus a margin
+    # wider than the edge ramp, so the crop's border is outside the mask or the frame's own border)
+    view, (r0, c0) = _cropped(view, settings.edge_px + 2)
+    height, w = view.mask.shape
+    u, v = u - c0, v - r0
+    inside = (z > 0) & (u >= 0.5) & (u < w - 0.5) & (v >= 0.5) & (v < height - 0.5)
     idx, u, v, z = idx[inside], u[inside], v[inside], z[inside]
     c = facing[idx] / np.sqrt(dist2[idx])
     # 2. exact visibility: the view's surface point at the texel's pixel is the texel's own point
-    w = k.width
     flat = v.astype(np.int64) * w + u.astype(np.int64)
     # per-pixel rows packed into one wide scalar each, so that gathers move one element per tap
-    vpos4 = np.empty((k.height * w, 4), f32)
+    vpos4 = np.empty((height * w, 4), f32)
     np.subtract(view.position.reshape(-1, 3), texels.origin.astype(f32), out=vpos4[:, :3])
     vpos4[:, 3] = 0
     vpos = vpos4.view(np.complex128).reshape(-1)
