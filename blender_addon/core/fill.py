@@ -101,7 +101,8 @@ def dilate(colour: np.ndarray, known: np.ndarray, rings: int) -> tuple[np.ndarra
 
 
 def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Fill texels of zero weight from their neighbours at ever coarser scales (colour (H, W, C), weight (H, W))."""
+    """Fill texels of zero weight from their neighbours at ever coarser scales (colour (H, W, C), weight (H, W));
+    computes in ``colour``'s float type."""
     h, w = weight.shape
     if weight.max() <= 0:
         return colour
@@ -109,13 +110,13 @@ def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
     if known.all():
         return colour
     ph, pw = h + h % 2, w + w % 2
-    c = np.zeros((ph, pw, colour.shape[2]), np.float64)
-    wt = np.zeros((ph, pw), np.float64)
+    c = np.zeros((ph, pw, colour.shape[2]), colour.dtype)
+    wt = np.zeros((ph, pw), colour.dtype)
     c[:h, :w] = colour * known[..., None]
     wt[:h, :w] = known
     cs = c.reshape(ph // 2, 2, pw // 2, 2, -1).sum(axis=(1, 3))
     ws = wt.reshape(ph // 2, 2, pw // 2, 2).sum(axis=(1, 3))
-    coarse_mean = np.where(ws[..., None] > 0, cs / np.maximum(ws, 1e-12)[..., None], 0.0)
+    coarse_mean = np.where(ws[..., None] > 0, cs / np.maximum(ws, 1e-12)[..., None], 0.0).astype(colour.dtype)
     coarse = push_pull(coarse_mean, ws)
     up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
     return np.where(known[..., None], colour, up)
