@@ -69,6 +69,8 @@ def _add_capture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lighting", choices=["AUTO", "SCENE", "STUDIO"], default="AUTO")
     p.add_argument("--device", choices=["AUTO", "CPU", "GPU"], default="AUTO", help="Cycles device")
     p.add_argument("--add-uv", action="store_true", help="add a Smart UV Project map if the mesh has none")
+    p.add_argument("--colour-filter", type=float, help="pixel filter width of the colour render in pixels "
+                   "(default: the scene's; 0.01 samples pixel centres: aliased, sharper bakes of lit edits)")
     p.add_argument("--no-response-passes", dest="response_passes", action="store_false",
                    help="skip the black/white base-colour renders that lighting removal needs (faster capture)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier capture in --out")
@@ -165,6 +167,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     settings = CaptureSettings(
         view_size=args.view_size, samples=args.samples, lighting=args.lighting, device=args.device,
         add_uv=args.add_uv, overwrite=args.overwrite, response_passes=args.response_passes,
+        colour_filter_px=args.colour_filter,
     )
     settings.validate()
     if args.input is not None:

@@ -50,6 +50,9 @@ class CaptureSettings:
     ``lighting``: 'SCENE' uses the scene's lights and world; 'STUDIO' adds a neutral light rig for the
     capture only; 'AUTO' chooses STUDIO when the scene has neither lights nor a world.
     ``background`` is the linear RGB the colour render is composited over outside the object.
+    ``colour_filter_px``: pixel filter width of the colour (and response) renders; None keeps the scene's
+    (Cycles' default 1.5 px: anti-aliased views to edit). A tiny width such as 0.01 samples every pixel at
+    its centre like the data passes: aliased edges, but bakes of lit edits keep finer texture detail.
     ``response_passes``: two more lit renders, with the base colour black and white, so that the bake
     can remove the lighting from edited views (the ``black`` and ``white`` passes).
     ``inter_reflections``: light bouncing off the object onto itself (diffuse and glossy bounces) in the
@@ -68,10 +71,13 @@ class CaptureSettings:
     overwrite: bool = False
     inter_reflections: bool = False
     response_passes: bool = True
+    colour_filter_px: float | None = None
 
     def validate(self) -> None:
         if not 16 <= self.view_size <= 8192:
             raise InvalidInputError(f"view size must be between 16 and 8192 pixels, got {self.view_size}")
+        if self.colour_filter_px is not None and not 0.01 <= self.colour_filter_px <= 10.0:
+            raise InvalidInputError(f"the colour pixel filter must be 0.01 to 10 pixels, got {self.colour_filter_px}")
         if not 1 <= self.samples <= 65536:
             raise InvalidInputError(f"samples must be between 1 and 65536, got {self.samples}")
         if self.lighting not in LIGHTING_MODES:
@@ -326,7 +332,8 @@ def capture_steps(
                 s.material = m
             if not slots:
                 view_layer.material_override = None
-            cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, user_filter, settings.denoise
+            colour_filter = user_filter if settings.colour_filter_px is None else settings.colour_filter_px
+            cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, colour_filter, settings.denoise
             t1 = time.perf_counter()
             colour_exr = _render(scene, tmp / "colour.exr")
             t2 = time.perf_counter()

@@ -189,3 +189,26 @@ def test_lighting_removal_oracle_within_3db(tmp_path, asset):
     report = run_check(obj, RigSpec(kind="orbit-poles", count=8), 512, 512, tmp_path, oracle=True)
     assert report["psnr_db"] > 36
     assert report["oracle_psnr_db"] >= report["psnr_db"] - 3.0, report
+
+
+def test_colour_filter_choice_reaches_the_colour_render(tmp_path):
+    """With a 0.01 px colour filter every pixel is sampled at its centre (no background pixel takes object
+    colour); the default filter anti-aliases the silhouette. Bad widths are refused."""
+    from blender_addon.blender.capture import CaptureSettings, capture
+    from blender_addon.core.errors import InvalidInputError
+    from blender_addon.core.rigs import RigSpec
+
+    obj = import_asset("Suzanne.glb")
+    spec = RigSpec(kind="orbit", count=1)
+    blended = {}
+    for name, width in (("sharp", 0.01), ("default", None)):
+        vs = capture(obj, spec, CaptureSettings(view_size=96, samples=4, colour_filter_px=width, response_passes=False),
+                     tmp_path / name)
+        v = vs.views[0]
+        colour, mask = vs.load(v, "colour").astype(int), vs.load(v, "mask")
+        bg = np.bincount(colour[~mask][:, 0]).argmax()  # the flat background level
+        blended[name] = int((np.abs(colour[~mask] - bg).max(axis=1) > 2).sum())
+        assert vs.capture["colour_filter_px"] == width
+    assert blended["sharp"] == 0 and blended["default"] > 10, blended
+    with pytest.raises(InvalidInputError, match="pixel filter"):
+        CaptureSettings(colour_filter_px=0.0).validate()
