@@ -28,7 +28,6 @@ from .core.errors import GroupEditError, InvalidInputError
 
 if TYPE_CHECKING:
     from .core.client import PollStatus
-    from .core.restyle import TextureBake
     from .core.server_process import LocalServer
 from .core.rigs import PRESETS, RigSpec
 
@@ -199,7 +198,7 @@ def _local_server(data_dir: Path, editor: str) -> tuple[LocalServer, str, str]:
 
 
 def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: str | None, edited: str,
-                 delight: bool, apply: bool = False) -> tuple[list["TextureBake"], list[Path]]:
+                 delight: bool, apply: bool = False) -> list[Path]:
     """Bake a ViewSet's edited views into texture files (and apply them to the object when asked)."""
     import bpy
 
@@ -229,14 +228,8 @@ def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: s
         print(f"{tb.target.name}: {changed:.1%} of the texels changed; {tb.layout.message()}")
     print(f"baked {len(bakes)} texture(s) in {time.perf_counter() - t0:.1f} s")
     if apply:
-        applied = apply_textures(obj, bakes, out.parent, fmt, pack=True, uv_map=vs.uv_map)
-        return bakes, applied.files
-    files = []
-    for tb in bakes:
-        path = default_texture_path(out, tb.target, len(bakes))
-        data = tb.result.srgb if fmt != "png8" else tb.result.texture / 255.0
-        files.append(write_texture_file(path, data, fmt))
-    return bakes, files
+        return apply_textures(obj, bakes, out.parent, fmt, pack=True, uv_map=vs.uv_map).files
+    return [write_texture_file(default_texture_path(out, tb.target, len(bakes)), tb.result.srgb, fmt) for tb in bakes]
 
 
 def _save_outputs(save_blend: Path | None, export: Path | None, obj_name: str) -> None:
@@ -267,7 +260,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
         raise InvalidInputError("--save-blend and --export need --apply")
     if args.input is not None:
         open_input(args.input)
-    _, files = bake_viewset(args.views, args.out, args.object, args.texture_size, args.format, args.edited,
+    files = bake_viewset(args.views, args.out, args.object, args.texture_size, args.format, args.edited,
                             not args.keep_lighting, args.apply)
     for f in files:
         print(f"texture: {f}")

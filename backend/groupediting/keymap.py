@@ -145,6 +145,14 @@ def strip_release_prefix(key: str) -> str:
     return key.replace(".module.", ".").replace(".base_layer.", ".")
 
 
+def _block_table(group: str) -> dict[str, str]:
+    """Release -> diffusers names inside one block of ``group`` ("blocks" or "vace_blocks")."""
+    table = {**_BLOCK_MODULES, **_BLOCK_PARAMS}
+    if group == "vace_blocks":
+        table.update(_VACE_BLOCK_MODULES)
+    return table
+
+
 def release_module_to_diffusers(path: str) -> str | None:
     """The diffusers name of a release module or bare-parameter path, or ``None`` if it has no counterpart.
 
@@ -160,10 +168,7 @@ def release_module_to_diffusers(path: str) -> str | None:
     if match is None:
         return None
     group, index, rest = match.groups()
-    table = {**_BLOCK_MODULES, **_BLOCK_PARAMS}
-    if group == "vace_blocks":
-        table.update(_VACE_BLOCK_MODULES)
-    mapped = table.get(rest)
+    mapped = _block_table(group).get(rest)
     return None if mapped is None else f"{group}.{index}.{mapped}"
 
 
@@ -222,10 +227,7 @@ def diffusers_param_to_release(name: str) -> str | None:
     if match is None:
         return None
     group, index, rest = match.groups()
-    table = {**_BLOCK_MODULES, **_BLOCK_PARAMS}
-    if group == "vace_blocks":
-        table.update(_VACE_BLOCK_MODULES)
-    inverse = {v: k for k, v in table.items()}
+    inverse = {v: k for k, v in _block_table(group).items()}
     return None if rest not in inverse else f"{group}.{index}.{inverse[rest]}{suffix}"
 
 

@@ -212,6 +212,14 @@ def _default_transformer_cls() -> type[ModelMixin]:
     return WanVACETransformer3DModel
 
 
+def _load_module(component: str, root: Path, load: Any, device: str | torch.device | None) -> Any:
+    """``load()`` a torch module through :func:`_loading`, move it to ``device`` (if given), in eval mode."""
+    module = _loading(component, root, load)
+    if device is not None:
+        module = _loading(component, root, lambda: module.to(device))
+    return module.eval()
+
+
 def _loading(component: str, root: Path, fn: Any) -> Any:
     """Runs ``fn()``, turning load failures into ``ModelNotReady`` / ``OutOfMemory`` that name the component."""
     try:
@@ -241,11 +249,8 @@ def load_transformer(
     if importlib.util.find_spec("accelerate") is None:
         logger.warning("accelerate is not installed: the transformer is built in RAM before its weights are read "
                        "(about twice the memory; `pip install accelerate` avoids it)")
-    model = _loading("transformer", base.root, lambda: cls.from_pretrained(
-        base.root, subfolder="transformer", torch_dtype=dtype, local_files_only=True))
-    if device is not None:
-        model = _loading("transformer", base.root, lambda: model.to(device))
-    return model.eval()
+    return _load_module("transformer", base.root, lambda: cls.from_pretrained(
+        base.root, subfolder="transformer", torch_dtype=dtype, local_files_only=True), device)
 
 
 def load_vae(
@@ -255,11 +260,8 @@ def load_vae(
     from diffusers import AutoencoderKLWan
 
     base = check_model_dir(model_dir, ("vae",))
-    vae = _loading("vae", base.root, lambda: AutoencoderKLWan.from_pretrained(
-        base.root, subfolder="vae", torch_dtype=dtype, local_files_only=True))
-    if device is not None:
-        vae = _loading("vae", base.root, lambda: vae.to(device))
-    return vae.eval()
+    return _load_module("vae", base.root, lambda: AutoencoderKLWan.from_pretrained(
+        base.root, subfolder="vae", torch_dtype=dtype, local_files_only=True), device)
 
 
 def load_text_encoder(
@@ -272,11 +274,9 @@ def load_text_encoder(
     base = check_model_dir(model_dir, ("text_encoder", "tokenizer"))
     tokenizer = _loading("tokenizer", base.root, lambda: AutoTokenizer.from_pretrained(
         base.root / "tokenizer", local_files_only=True))
-    encoder = _loading("text_encoder", base.root, lambda: UMT5EncoderModel.from_pretrained(
-        base.root / "text_encoder", dtype=dtype, local_files_only=True))
-    if device is not None:
-        encoder = _loading("text_encoder", base.root, lambda: encoder.to(device))
-    return tokenizer, encoder.eval()
+    encoder = _load_module("text_encoder", base.root, lambda: UMT5EncoderModel.from_pretrained(
+        base.root / "text_encoder", dtype=dtype, local_files_only=True), device)
+    return tokenizer, encoder
 
 
 def load_scheduler(model_dir: str | Path) -> SchedulerMixin:

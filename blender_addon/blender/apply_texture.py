@@ -179,7 +179,7 @@ def apply_textures(obj: Any, bakes: list[TextureBake], folder: Path, fmt: str = 
     for tb in bakes:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{obj.name}_{tb.target.name}")
         path = _free_path(folder / f"{safe}_groupedit{_SUFFIX[fmt]}")
-        write_texture_file(path, tb.result.srgb if fmt != "png8" else tb.result.texture / np.float32(255.0), fmt)
+        write_texture_file(path, tb.result.srgb, fmt)  # 8-bit: rounds to exactly ``result.texture``
         image = load_texture(path, f"{tb.target.name}_GroupEdit", pack)
         images.append(image.name)
         files.append(path)

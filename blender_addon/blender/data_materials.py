@@ -41,20 +41,28 @@ def find_bsdf(tree: Any) -> Any | None:
     return principled[0] if principled else None
 
 
-def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any:
-    """A temporary material emitting ``source``'s base colour and writing ``uv_map`` to the UV AOV."""
+def _temporary_copy(source: Any | None, name: str, changes: SceneChanges) -> Any:
+    """A node-based copy of ``source`` (or a new node material where it has no nodes), named ``name``,
+    removed again by ``changes``."""
     if source is not None and source.use_nodes:
         mat = source.copy()
         changes.adopt(bpy.data.materials, mat)
     else:
-        mat = changes.new_id(bpy.data.materials, "GroupEdit data")
+        mat = changes.new_id(bpy.data.materials, name)
         mat.use_nodes = True
+    mat.name = name
+    return mat
+
+
+def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any:
+    """A temporary material emitting ``source``'s base colour and writing ``uv_map`` to the UV AOV."""
+    mat = _temporary_copy(source, "GroupEdit data", changes)
+    if source is None or not source.use_nodes:
         colour = tuple(source.diffuse_color) if source is not None else DEFAULT_BASE_COLOUR
         for n in list(mat.node_tree.nodes):
             mat.node_tree.nodes.remove(n)
         rgb = mat.node_tree.nodes.new("ShaderNodeRGB")
         rgb.outputs[0].default_value = colour
-    mat.name = "GroupEdit data"
     tree = mat.node_tree
     nodes, links = tree.nodes, tree.links
     bsdf = find_bsdf(tree)
@@ -89,18 +97,13 @@ def flat_base_material(source: Any | None, value: float, changes: SceneChanges) 
     Rendered lit like the colour render, a black and a white copy show how each pixel's colour responds
     to the base colour (with the original colour in between: three points of that response).
     """
-    if source is not None and source.use_nodes:
-        mat = source.copy()
-        changes.adopt(bpy.data.materials, mat)
-    else:
-        mat = changes.new_id(bpy.data.materials, "GroupEdit flat")
-        mat.use_nodes = True
+    mat = _temporary_copy(source, "GroupEdit flat", changes)
+    if source is None or not source.use_nodes:
         bsdf = find_bsdf(mat.node_tree)
         if source is not None and bsdf is not None:
             for name in ("Metallic", "Roughness"):
                 if name in bsdf.inputs:
                     bsdf.inputs[name].default_value = getattr(source, name.lower())
-    mat.name = "GroupEdit flat"
     bsdf = find_bsdf(mat.node_tree)
     if bsdf is not None:
         socket = next(bsdf.inputs[n] for n in _COLOUR_INPUTS if n in bsdf.inputs)

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast, UMT5EncoderModel
 from backend.groupediting.pipeline import GroupEditingPipeline
 from backend.groupediting.transformer import GroupEditingTransformer
 
-from .tiny import TINY_VAE, tiny_text_encoder, tiny_tokenizer, tiny_transformer
+from .tiny import save_tiny_model_dir
 
 # The tiny models do a few MFLOP per call: thread hand-offs cost more than they save, and on a busy machine
 # several intra-op threads per test make the whole folder many times slower.
@@ -22,14 +22,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with transformer/, vae/, text_encoder/, tokenizer/ and scheduler/ saved by ``save_pretrained``."""
-    root = tmp_path_factory.mktemp("groupediting_tiny")
-    tiny_transformer().save_pretrained(root / "transformer")
-    torch.manual_seed(0)
-    AutoencoderKLWan(**TINY_VAE).eval().save_pretrained(root / "vae")
-    tiny_text_encoder().save_pretrained(root / "text_encoder")
-    tiny_tokenizer().save_pretrained(root / "tokenizer")
-    FlowMatchEulerDiscreteScheduler(shift=5.0).save_pretrained(root / "scheduler")
-    return root
+    return save_tiny_model_dir(tmp_path_factory.mktemp("groupediting_tiny"), FlowMatchEulerDiscreteScheduler(shift=5.0))
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from blender_addon.core.cameras import look_at
+
 
 @dataclass
 class SceneViews:
@@ -20,18 +22,6 @@ class SceneViews:
     masks: list[np.ndarray]
     positions: list[np.ndarray]
     cameras: list[tuple[np.ndarray, np.ndarray]]
-
-
-def look_at(centre: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
-    """OpenCV camera-to-world (4, 4) of a camera at ``centre`` looking at ``target``."""
-    z = target - centre
-    z = z / np.linalg.norm(z)
-    x = np.cross(z, up)
-    x = x / np.linalg.norm(x)
-    y = np.cross(z, x)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, centre
-    return c2w
 
 
 def sphere_views(n: int = 3, size: int = 64, radius: float = 1.0, distance: float = 3.5,

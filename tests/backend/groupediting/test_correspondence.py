@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from backend.errors import InvalidInput
+from blender_addon.core.cameras import look_at
 from backend.groupediting.correspondence import (
     ViewGeometry,
     ge_rope_displacements,
@@ -18,19 +19,6 @@ from backend.groupediting.correspondence import (
 
 PLANE_HALF = 1.0  # the plane is the square |x|, |y| <= 1 at z = 0
 OCCLUDER = (0.45, 0.25)  # a square |x|, |y| <= 0.25 at z = 0.45
-
-
-def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """OpenCV camera-to-world of a camera at ``eye`` looking at ``target``."""
-    eye, target, up = (np.asarray(v, float) for v in (eye, target, up))
-    fwd = target - eye
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, up)
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, down, fwd, eye
-    return m
 
 
 def intrinsics(f: float, h: int, w: int) -> np.ndarray:
@@ -83,8 +71,8 @@ def near(mask: np.ndarray, r: int) -> np.ndarray:
 
 SIZE = (128, 128)
 K = intrinsics(150.0, *SIZE)
-CAM_T = look_at((0.4, -2.6, 2.2))
-CAM_R = look_at((-1.1, -2.3, 2.4))
+CAM_T = look_at((0.4, -2.6, 2.2), np.zeros(3))
+CAM_R = look_at((-1.1, -2.3, 2.4), np.zeros(3))
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +81,7 @@ def scene() -> tuple[ViewGeometry, ViewGeometry]:
 
 
 def test_project_matches_opencv_convention():
-    c2w = look_at((0.0, -3.0, 0.0), target=(0.0, 0.0, 0.0))
+    c2w = look_at((0.0, -3.0, 0.0), np.zeros(3))
     uv, z = project(np.array([[0.0, 0.0, 0.0], [0.3, 0.0, -0.3]]), K, c2w)
     assert np.allclose(uv[0], [64, 64]) and np.isclose(z[0], 3.0)
     assert uv[1, 0] > 64 and uv[1, 1] > 64  # +x world is image right, -z world (down) is image down

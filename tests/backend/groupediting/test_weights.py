@@ -28,11 +28,8 @@ from backend.groupediting.weights import (
     save_groupedit_weights,
 )
 
-TINY = dict(
-    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16, text_dim=32,
-    freq_dim=256, ffn_dim=32, num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
-    vace_layers=[0, 2], vace_in_channels=96,
-)
+from .tiny import TINY_TRANSFORMER, save_tiny_model_dir
+
 LORA_TARGETS = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
                 "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2")
 RANK = 4
@@ -42,7 +39,7 @@ def tiny_transformer(seed: int = 0, **overrides: object) -> torch.nn.Module:
     from diffusers import WanVACETransformer3DModel
 
     torch.manual_seed(seed)
-    return WanVACETransformer3DModel(**{**TINY, **overrides}).eval()
+    return WanVACETransformer3DModel(**{**TINY_TRANSFORMER, **overrides}).eval()
 
 
 def forward(model: torch.nn.Module, seed: int = 1) -> torch.Tensor:
@@ -134,14 +131,14 @@ def test_release_checkpoint_loads_vace_and_merges_lora(base_and_release) -> None
     before = forward(model)
     report = load_groupediting_weights(model, path)  # layout detected from the names
     assert report.layout == "release" and report.ranks == [RANK]
-    assert len(report.merged) == TINY["num_layers"] * len(LORA_TARGETS)
+    assert len(report.merged) == TINY_TRANSFORMER["num_layers"] * len(LORA_TARGETS)
     after = model.state_dict()
     vace = [n for n in after if n.startswith(("vace_blocks.", "vace_patch_embedding."))]
     assert sorted(report.replaced) == sorted(vace)
     for n in vace:
         torch.testing.assert_close(after[n], sd["vace." + release_name(n)], rtol=0, atol=0)
     merged = set()
-    for i in range(TINY["num_layers"]):
+    for i in range(TINY_TRANSFORMER["num_layers"]):
         for target in LORA_TARGETS:
             module = keymap.release_module_to_diffusers(f"blocks.{i}.{target}")
             a = sd[f"dit.blocks.{i}.{target}.lora_A.default.weight"]
@@ -289,40 +286,10 @@ def test_groupedit_format_lora_with_alpha(tmp_path: Path) -> None:
 # --- the base directory -----------------------------------------------------------------------------------------
 
 
-def _tiny_tokenizer_and_encoder() -> tuple[object, torch.nn.Module]:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
-
-    words = ["<pad>", "</s>", "<unk>", "same", "red", "fox", "in", "four", "scenes", "."]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    torch.manual_seed(0)
-    encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(words), d_model=32, d_kv=8, d_ff=64, num_layers=1,
-                                          num_heads=2, relative_attention_num_buckets=8, dropout_rate=0.0))
-    return tokenizer, encoder.eval()
-
-
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A complete diffusers-format directory of tiny random components, laid out like Wan2.1-VACE-*-diffusers."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
-
-    root = tmp_path_factory.mktemp("Wan2.1-VACE-tiny-diffusers")
-    tiny_transformer().save_pretrained(root / "transformer", max_shard_size="20KB")  # sharded, with an index
-    torch.manual_seed(0)
-    AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                     temperal_downsample=[False, True, True]).save_pretrained(root / "vae")
-    tokenizer, encoder = _tiny_tokenizer_and_encoder()
-    tokenizer.save_pretrained(root / "tokenizer")
-    encoder.save_pretrained(root / "text_encoder")
-    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0).save_pretrained(
-        root / "scheduler")
-    (root / "model_index.json").write_text(json.dumps({
-        "_class_name": "WanVACEPipeline", "scheduler": ["diffusers", "UniPCMultistepScheduler"],
-        "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
-        "transformer": ["diffusers", "WanVACETransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}))
-    return root
+    """A complete diffusers-format directory of tiny random components, the transformer sharded with an index."""
+    return save_tiny_model_dir(tmp_path_factory.mktemp("Wan2.1-VACE-tiny-diffusers"), max_shard_size="20KB")
 
 
 def test_whole_directory_loads(tiny_model_dir: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
+from diffusers import AutoencoderKLWan, SchedulerMixin, UniPCMultistepScheduler
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
@@ -67,17 +67,23 @@ def synthetic_group(
     return images, masks
 
 
-def save_tiny_model_dir(root: Path) -> Path:
-    """A complete tiny diffusers Wan2.1-VACE directory under ``root`` (model_index.json and five components)."""
-    tiny_transformer().save_pretrained(root / "transformer")
+def save_tiny_model_dir(root: Path, scheduler: SchedulerMixin | None = None,
+                        max_shard_size: str | None = None) -> Path:
+    """A complete tiny diffusers Wan2.1-VACE directory under ``root`` (model_index.json and five components).
+
+    ``scheduler``: default UniPC with flow sigmas, as Wan ships; ``max_shard_size``: shard the transformer.
+    """
+    shard = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+    tiny_transformer().save_pretrained(root / "transformer", **shard)
     torch.manual_seed(0)
     AutoencoderKLWan(**TINY_VAE).eval().save_pretrained(root / "vae")
     tiny_text_encoder().save_pretrained(root / "text_encoder")
     tiny_tokenizer().save_pretrained(root / "tokenizer")
-    UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0).save_pretrained(
-        root / "scheduler")
+    scheduler = scheduler or UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                                     flow_shift=5.0)
+    scheduler.save_pretrained(root / "scheduler")
     (root / "model_index.json").write_text(json.dumps({
-        "_class_name": "WanVACEPipeline", "scheduler": ["diffusers", "UniPCMultistepScheduler"],
+        "_class_name": "WanVACEPipeline", "scheduler": ["diffusers", type(scheduler).__name__],
         "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
         "transformer": ["diffusers", "WanVACETransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}))
     return root
