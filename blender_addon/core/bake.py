@@ -74,19 +74,27 @@ class BakeView:
     uv: np.ndarray | None = None
 
 
-def reliable_distance(view: BakeView, edge_px: int) -> np.ndarray:
-    """Per pixel, how many pixels (0..edge_px) it lies inside the reliable region of the view.
-
-    Unreliable: outside the mask, at a depth jump (a neighbour's surface point farther than a few
-    pixel footprints along the view axis), or at the frame border.
-    """
+def _view_depth(view: BakeView) -> np.ndarray:
+    """Per pixel of ``view``: the surface point's depth along the view axis (float32), +inf outside the mask."""
     cam = view.camera
     depth = view.position @ cam.forward.astype(np.float32) - np.float32(cam.centre @ cam.forward)
-    footprint = np.maximum(depth, 1e-9) / cam.intrinsics.fx
-    ok = view.mask.copy()
+    depth[~view.mask] = np.inf
+    return depth
+
+
+def reliable_distance(depth: np.ndarray, fx: float, edge_px: int) -> np.ndarray:
+    """Per pixel, how many pixels (0..edge_px) it lies inside the reliable region of a view whose
+    depth map is ``depth`` (H, W; +inf outside the object, see :func:`_view_depth`).
+
+    Unreliable: outside the object, at a depth jump (a neighbour's surface point farther than a few
+    pixel footprints along the view axis), or at the frame border.
+    """
+    ok = np.isfinite(depth)
+    d = np.where(ok, depth, np.float32(0.0))
+    footprint = np.maximum(d, 1e-9) / np.float32(fx)
     # a jump: neighbouring surface points more than 16 footprints apart in depth (steeper than ~86 deg)
-    jump_r = np.abs(depth[1:] - depth[:-1]) > 16.0 * np.minimum(footprint[1:], footprint[:-1])
-    jump_c = np.abs(depth[:, 1:] - depth[:, :-1]) > 16.0 * np.minimum(footprint[:, 1:], footprint[:, :-1])
+    jump_r = np.abs(d[1:] - d[:-1]) > 16.0 * np.minimum(footprint[1:], footprint[:-1])
+    jump_c = np.abs(d[:, 1:] - d[:, :-1]) > 16.0 * np.minimum(footprint[:, 1:], footprint[:, :-1])
     ok[1:] &= ~jump_r
     ok[:-1] &= ~jump_r
     ok[:, 1:] &= ~jump_c
@@ -102,7 +110,9 @@ def reliable_distance(view: BakeView, edge_px: int) -> np.ndarray:
 
 @dataclass
 class _Texels:
-    """The covered texels in float32, positions relative to ``origin`` (keeps precision far from the world origin)."""
+    """The covered texels in float32, positions relative to ``origin`` (keeps precision far from the world
+    origin), with the per-texel products the per-view culling reuses: ``n_dot_p`` normal . position,
+    ``p_dot_p`` position . position. ``uv`` is complex64 (u + i v)."""
 
     origin: np.ndarray
     position: np.ndarray
@@ -110,33 +120,38 @@ class _Texels:
     uv: np.ndarray
     uv_per_length: np.ndarray
     uv_slack: float
+    n_dot_p: np.ndarray
+    p_dot_p: np.ndarray
 
     @classmethod
     def of(cls, surface: TexelSurface) -> "_Texels":
-        origin = surface.position.mean(axis=0) if len(surface.position) else np.zeros(3)
+        origin = np.array([surface.position[:, d].mean() for d in range(3)]) if len(surface.position) else np.zeros(3)
         f32 = np.float32
-        return cls(origin, (surface.position - origin).astype(f32), surface.normal.astype(f32), surface.uv.astype(f32),
-                   surface.uv_per_length.astype(f32), 1.0 / max(surface.size))
+        position = (surface.position - origin).astype(f32)
+        normal = surface.normal.astype(f32)
+        uv = surface.uv.astype(f32).view(np.complex64).reshape(-1)
+        return cls(origin, position, normal, uv, surface.uv_per_length.astype(f32), 1.0 / max(surface.size),
+                   np.einsum("nd,nd->n", normal, position), np.einsum("nd,nd->n", position, position))
 
 
-def _rows(packed: np.ndarray, width: int, dtype: type = np.float32) -> np.ndarray:
-    """Unpack gathered wide scalars back into (M, width) rows of ``dtype``."""
-    return packed.view(dtype).reshape(-1, width)
+#: The four bilinear taps' offsets (columns, rows) from the top-left one.
+_TAPS = ((0, 0), (1, 0), (0, 1), (1, 1))
 
 
 def _packed_image(image: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """One wide scalar per pixel (so a tap gathers one element) and the function that decodes gathered ones
-    into linear float32 rows (M, C)."""
+    """One wide scalar per pixel (so a tap gathers one element) and the function that decodes gathered
+    ones (4, M) into linear float32 (4, M, 4): four taps of four channels (unused channels 0; the
+    padding byte of 8-bit pixels is code 0, linear 0)."""
     h, w, ch = image.shape
     if image.dtype == np.uint8:
         rgba = np.zeros((h * w, 4), np.uint8)
         rgba[:, :3] = image[..., :3].reshape(-1, 3)
-        return rgba.view(np.uint32).reshape(-1), lambda g: _SRGB_TO_LINEAR[_rows(g, 4, np.uint8)[:, :3]]
+        return rgba.view(np.uint32).reshape(-1), lambda g: _SRGB_TO_LINEAR.take(g.view(np.uint8)).reshape(4, -1, 4)
     if ch > 4:
         raise InvalidInputError(f"a float view carries at most 4 channels, got {ch}")
     rows = np.zeros((h * w, 4), np.float32)
     rows[:, :ch] = image.reshape(-1, ch)
-    return rows.view(np.complex128).reshape(-1), lambda g: _rows(g, 4)[:, :ch]
+    return rows.view(np.complex128).reshape(-1), lambda g: g.view(np.float32).reshape(4, -1, 4)
 
 
 def _cropped(view: BakeView, margin: int) -> tuple[BakeView, tuple[int, int]]:
@@ -159,16 +174,14 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     cam = view.camera
     k = cam.intrinsics
     f32 = np.float32
-    w2c = cam.world_to_camera
-    rot = w2c[:3, :3].astype(f32)
+    rot = cam.world_to_camera[:3, :3].astype(f32)
     centre = (cam.centre - texels.origin).astype(f32)
-    # 1. cull before any per-texel sampling: facing, angle cut-off, frustum
-    to_cam = centre - texels.position
-    dist2 = np.einsum("nd,nd->n", to_cam, to_cam)
-    facing = np.einsum("nd,nd->n", texels.normal, to_cam)
+    # 1. cull before any per-texel sampling: facing, angle cut-off (from the texels' precomputed products)
+    facing = texels.normal @ centre - texels.n_dot_p  # n . (centre - p)
+    dist2 = texels.p_dot_p - f32(2.0) * (texels.position @ centre) + centre @ centre  # |centre - p|^2
     cos_max = f32(math.cos(math.radians(settings.max_angle_deg)))
     idx = np.flatnonzero((facing > 0) & (facing * facing >= cos_max * cos_max * dist2))
-    pc = (texels.position[idx] - centre) @ rot.T
+    pc = np.take(texels.position, idx, axis=0) @ rot.T - rot @ centre  # (take: numpy's fast row gather)
     z = pc[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         u = k.fx * pc[:, 0] / z + k.cx
@@ -178,53 +191,43 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     view, (r0, c0) = _cropped(view, settings.edge_px + 2)
     height, w = view.mask.shape
     u, v = u - c0, v - r0
-    inside = (z > 0) & (u >= 0.5) & (u < w - 0.5) & (v >= 0.5) & (v < height - 0.5)
+    inside = (z > 0) & (u >= 0.5) & (u < w - 0.5) & (v >= 0.5) & (v < height - 0.5)  # frustum
     idx, u, v, z = idx[inside], u[inside], v[inside], z[inside]
     c = facing[idx] / np.sqrt(dist2[idx])
-    # 2. exact visibility: the view's surface point at the texel's pixel is the texel's own point
+    # 2. exact visibility: the view's surface point at the texel's pixel lies where the texel does (its
+    #    depth within one pixel's length on the surface; +inf off the object)
+    depth_img = _view_depth(view)
+    depth = depth_img.reshape(-1)
     flat = v.astype(np.int64) * w + u.astype(np.int64)
-    # per-pixel rows packed into one wide scalar each, so that gathers move one element per tap
-    vpos4 = np.empty((height * w, 4), f32)
-    np.subtract(view.position.reshape(-1, 3), texels.origin.astype(f32), out=vpos4[:, :3])
-    vpos4[:, 3] = 0
-    vpos = vpos4.view(np.complex128).reshape(-1)
-    mask = view.mask.reshape(-1)
-    footprint = z / f32(k.fx)
-    pix_len = footprint / np.maximum(c, f32(0.25))  # world length one pixel spans on the surface
-    p = texels.position[idx]
-    gap = _rows(vpos[flat], 4)[:, :3] - p
-    visible = mask[flat] & (np.einsum("nd,nd->n", gap, gap) <= (settings.visibility_tol * pix_len + 1e-6) ** 2)
-    idx, u, v, z, c, flat, pix_len, p = (a[visible] for a in (idx, u, v, z, c, flat, pix_len, p))
-    # 3. bilinear taps, each kept only if it shows the texel's own surface: inside the mask, its surface
-    #    point near the texel's (not across a silhouette or depth jump) and, with a UV pass, its UV near
-    #    the texel's (not across a UV seam, where the other island's texels need not agree); the kept
-    #    taps' weights are renormalised
-    x, y = u - 0.5, v - 0.5
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    pix_len = (z / f32(k.fx)) / np.maximum(c, f32(0.25))  # world length one pixel spans on the surface
+    visible = np.abs(depth[flat] - z) <= settings.visibility_tol * pix_len + f32(1e-6)
+    idx, u, v, z, c, flat, pix_len = (a[visible] for a in (idx, u, v, z, c, flat, pix_len))
+    # 3. bilinear taps, each kept only if it shows the texel's own surface: on the object, its depth near
+    #    the texel's (not across a silhouette or depth jump) and, with a UV pass, its UV near the texel's
+    #    (not across a UV seam, where the other island's texels need not agree); the kept taps' weights
+    #    are renormalised
+    x, y = u - f32(0.5), v - f32(0.5)
+    x0, y0 = np.floor(x), np.floor(y)
     fx, fy = x - x0, y - y0
-    base = y0 * w + x0
-    near2 = (2.0 * pix_len + 1e-6) ** 2
+    top_left = y0.astype(np.int64) * w + x0.astype(np.int64)
+    taps = np.stack([top_left + (dx + dy * w) for dx, dy in _TAPS])  # (4, M): tap-major rows stay contiguous
+    bilinear = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+    ok = np.abs(depth[taps] - z) <= f32(2.0) * pix_len + f32(1e-6)
+    if view.uv is not None:
+        vuv = np.ascontiguousarray(view.uv, f32).view(np.complex64).reshape(-1)
+        uv_tol = f32(2.0 * math.sqrt(2.0)) * pix_len * texels.uv_per_length[idx] + f32(texels.uv_slack)
+        ok &= np.abs(vuv[taps] - texels.uv[idx]) <= uv_tol
+    bilinear *= ok
+    tap_w = bilinear.sum(axis=0)
     image, decode = _packed_image(view.image)
-    vuv = np.ascontiguousarray(view.uv, f32).view(np.complex64).reshape(-1) if view.uv is not None else None
-    tuv = texels.uv[idx]
-    uv_tol = 2.0 * pix_len * texels.uv_per_length[idx] + texels.uv_slack
-    colour = np.zeros((len(idx), view.image.shape[2] if view.image.dtype != np.uint8 else 3), f32)
-    tap_w = np.zeros(len(idx), f32)
-    for off, wgt in ((0, (1 - fx) * (1 - fy)), (1, fx * (1 - fy)), (w, (1 - fx) * fy), (w + 1, fx * fy)):
-        t = base + off
-        gap = _rows(vpos[t], 4)[:, :3] - p
-        ok = mask[t] & (np.einsum("nd,nd->n", gap, gap) <= near2)
-        if vuv is not None:
-            ok &= np.abs(_rows(vuv[t], 2) - tuv).max(axis=1) <= uv_tol
-        wgt = np.where(ok, wgt, f32(0.0))
-        colour += decode(image[t]) * wgt[:, None]
-        tap_w += wgt
-    colour /= np.maximum(tap_w, f32(1e-12))[:, None]
+    channels = 3 if view.image.dtype == np.uint8 else view.image.shape[2]
+    colour = np.einsum("tm,tmc->mc", bilinear, decode(image[taps]))
+    colour *= (f32(1.0) / np.maximum(tap_w, f32(1e-12)))[:, None]
     # 4. weights: view angle, pixel density, distance from silhouettes / depth jumps / frame edges
-    edge = reliable_distance(view, settings.edge_px).reshape(-1)[flat]
+    edge = reliable_distance(depth_img, k.fx, settings.edge_px).reshape(-1)[flat]
     weight = (c ** settings.cos_power) * (f32(k.fx) / z) ** 2 * (edge / f32(settings.edge_px)) * (tap_w > 0.25)
     keep = weight > 0
-    return idx[keep], colour[keep], weight[keep]
+    return idx[keep], np.compress(keep, colour[:, :channels], axis=0), weight[keep]
 
 
 @dataclass

@@ -18,18 +18,27 @@ from __future__ import annotations
 import numpy as np
 
 
-def _voxel_keys(cells: np.ndarray) -> np.ndarray:
-    """One int64 key per non-negative integer 3D cell (N, 3), 21 bits per coordinate; keys sort like the cells."""
-    return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
+def _spread_bits(x: np.ndarray) -> np.ndarray:
+    """Each of the low 21 bits of ``x`` (int64) moved to every third bit position."""
+    x = x & 0x1FFFFF
+    x = (x | (x << 32)) & 0x1F00000000FFFF
+    x = (x | (x << 16)) & 0x1F0000FF0000FF
+    x = (x | (x << 8)) & 0x100F00F00F00F00F
+    x = (x | (x << 4)) & 0x10C30C30C30C30C3
+    return (x | (x << 2)) & 0x1249249249249249
 
 
-def _group(keys: np.ndarray, cells: np.ndarray, values: np.ndarray, counts: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Merge rows with equal ``keys``: (sorted unique keys, their cells, summed values, summed counts)."""
-    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
-    inv = inv.reshape(-1)
-    sums = np.stack([np.bincount(inv, weights=values[:, c], minlength=len(uniq)) for c in range(values.shape[1])], axis=1)
-    return uniq, cells[first], sums, np.bincount(inv, weights=counts, minlength=len(uniq))
+def _morton(cells: np.ndarray) -> np.ndarray:
+    """Morton (Z-order) code of non-negative integer 3D cells (N, 3) below 2**21: the code of a cell's
+    parent (coordinates halved) is the code shifted right by 3, so sorted codes stay sorted and grouped
+    at every coarser level."""
+    return _spread_bits(cells[:, 0]) | (_spread_bits(cells[:, 1]) << 1) | (_spread_bits(cells[:, 2]) << 2)
+
+
+def _merge_runs(codes: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge runs of equal values in sorted ``codes``: (unique codes, summed ``sums`` rows, summed ``counts``)."""
+    starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]]))
+    return codes[starts], np.add.reduceat(sums, starts, axis=0), np.add.reduceat(counts, starts)
 
 
 def fill_along_surface(position: np.ndarray, values: np.ndarray, known: np.ndarray, cell: float) -> np.ndarray:
@@ -37,28 +46,30 @@ def fill_along_surface(position: np.ndarray, values: np.ndarray, known: np.ndarr
 
     ``position`` (N, 3) world positions of the texels; ``known`` (N,) bool; ``cell`` the finest voxel
     side in world units (about one texel's world size). Levels double the side until every unknown
-    row is filled. With no known row, ``values`` is returned unchanged.
+    row is filled. With no known row, ``values`` is returned unchanged. The known rows are sorted once
+    by Morton code; each coarser level merges the previous level's voxels.
     """
     out = np.array(values, np.float64, copy=True)
     todo = np.flatnonzero(~known)
     if not len(todo) or not known.any():
         return out
-    origin = position.min(axis=0)
-    extent = float((position.max(axis=0) - origin).max())
+    origin = np.array([position[:, d].min() for d in range(3)])  # (per column: far faster than axis=0)
+    extent = max(float(position[:, d].max() - origin[d]) for d in range(3))
     cell = max(cell, extent / (2.0**21 - 2), 1e-12)
-    base = np.clip(np.floor((position - origin) / cell), 0, 2**21 - 1).astype(np.int64)
-    cells = base[known]
-    keys, cells, sums, counts = _group(_voxel_keys(cells), cells, out[known], np.ones(len(cells)))
+    code = _morton(np.clip(np.floor((position - origin) / cell), 0, 2**21 - 1).astype(np.int64))
+    known_rows = np.flatnonzero(known)
+    order = known_rows[np.argsort(code[known_rows])]
+    keys, sums, counts = _merge_runs(code[order], np.take(out, order, axis=0), np.ones(len(order)))
+    todo_code = code[todo]
     level = 0
     while len(todo):
-        query = _voxel_keys(base[todo] >> level)
+        query = todo_code >> (3 * level)
         at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
         hit = keys[at] == query
         out[todo[hit]] = sums[at[hit]] / counts[at[hit], None]
-        todo = todo[~hit]
+        todo, todo_code = todo[~hit], todo_code[~hit]
         level += 1
-        cells = cells >> 1
-        keys, cells, sums, counts = _group(_voxel_keys(cells), cells, sums, counts)
+        keys, sums, counts = _merge_runs(keys >> 3, sums, counts)
     return out
 
 
@@ -112,11 +123,18 @@ def push_pull(colour: np.ndarray, weight: np.ndarray) -> np.ndarray:
     ph, pw = h + h % 2, w + w % 2
     c = np.zeros((ph, pw, colour.shape[2]), colour.dtype)
     wt = np.zeros((ph, pw), colour.dtype)
-    c[:h, :w] = colour * known[..., None]
+    np.multiply(colour, known[..., None], out=c[:h, :w])
     wt[:h, :w] = known
-    cs = c.reshape(ph // 2, 2, pw // 2, 2, -1).sum(axis=(1, 3))
-    ws = wt.reshape(ph // 2, 2, pw // 2, 2).sum(axis=(1, 3))
-    coarse_mean = np.where(ws[..., None] > 0, cs / np.maximum(ws, 1e-12)[..., None], 0.0).astype(colour.dtype)
-    coarse = push_pull(coarse_mean, ws)
-    up = np.repeat(np.repeat(coarse, 2, axis=0), 2, axis=1)[:h, :w]
-    return np.where(known[..., None], colour, up)
+    cs = c[0::2, 0::2] + c[1::2, 0::2]
+    cs += c[0::2, 1::2]
+    cs += c[1::2, 1::2]
+    ws = wt[0::2, 0::2] + wt[1::2, 0::2]
+    ws += wt[0::2, 1::2]
+    ws += wt[1::2, 1::2]
+    cs *= (1.0 / np.maximum(ws, 1e-12))[..., None]  # texels with no weight sum to 0 and stay 0
+    coarse = push_pull(cs, ws)
+    up = np.empty((ph, pw, colour.shape[2]), colour.dtype)
+    up.reshape(ph // 2, 2, pw // 2, 2, -1)[...] = coarse[:, None, :, None]
+    up = up[:h, :w]
+    np.copyto(up, colour, where=known[..., None])
+    return up

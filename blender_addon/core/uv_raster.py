@@ -20,8 +20,8 @@ from .viewset import MeshData
 class TexelSurface:
     """The surface behind every covered texel of a texture of ``size`` (rows, cols).
 
-    ``rows``, ``cols`` (N,) index covered texels; ``triangle`` (N,) the covering triangle;
-    ``bary`` (N, 3) barycentric coordinates; ``position`` (N, 3) world position; ``normal`` (N, 3)
+    ``rows``, ``cols`` (N,) index covered texels (row-major order); ``triangle`` (N,) the covering
+    triangle; ``position`` (N, 3) world position; ``normal`` (N, 3)
     unit geometric normal; ``uv`` (N, 2) the texel centre's UV; ``uv_per_length`` (N,) how many UV
     units one world unit spans on its triangle; ``shared`` (N,) the texel's centre lies inside more
     than one triangle (overlapping or mirrored UVs: two surface places share it).
@@ -31,7 +31,6 @@ class TexelSurface:
     rows: np.ndarray
     cols: np.ndarray
     triangle: np.ndarray
-    bary: np.ndarray
     position: np.ndarray
     normal: np.ndarray
     uv: np.ndarray
@@ -48,7 +47,7 @@ class TexelSurface:
 
 def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndarray | None = None,
                  chunk: int = 4_000_000) -> TexelSurface:
-    """Find the covering triangle and barycentrics of every texel centre (last triangle wins on overlaps).
+    """Find the covering triangle of every texel centre and the surface point there (last triangle wins on overlaps).
 
     ``triangles``: indices of the triangles to rasterise (e.g. one material's); default all. Texels
     whose centre lies outside every triangle are not covered. ``chunk`` bounds the number of candidate
@@ -99,7 +98,6 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndar
     x0 = np.where(span > 0, x0, 0).astype(np.int64)
     owner = -np.ones((sv, su), np.int64)
     claims = np.zeros(sv * su, np.int64)  # triangles whose interior (not just an edge) holds the centre
-    bary_img = np.zeros((sv, su, 2), np.float64)
     csum = np.cumsum(span)
     start = 0
     while start < len(span):  # scanline pairs in groups whose texels fit in ``chunk``
@@ -116,21 +114,27 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndar
         owner[yy[inside], x[inside]] = t[inside]
         strict = (l1 > 1e-6) & (l2 > 1e-6) & (l1 + l2 < 1 - 1e-6)
         claims += np.bincount(yy[strict] * su + x[strict], minlength=sv * su)
-        bary_img[yy[inside], x[inside]] = np.stack([l1[inside], l2[inside]], axis=-1)
         start = stop
-    rows, cols = np.nonzero(owner >= 0)
-    tri = owner[rows, cols]
-    l12 = bary_img[rows, cols]
-    bary = np.concatenate([1.0 - l12.sum(axis=1, keepdims=True), l12], axis=1)
-    corners = mesh.positions[mesh.triangles[tri]]  # (N, 3, 3)
-    position = np.einsum("nk,nkd->nd", bary, corners)
+    flat = np.flatnonzero(owner.reshape(-1) >= 0)
+    tri = owner.reshape(-1)[flat]
+    rows, cols = np.divmod(flat, su)
+    # per triangle: position and normal as affine functions of the texel centre (x = col, y = row),
+    # p = A x + B y + C, one (T, 3) table per term, so that each texel gathers contiguous rows
     normals, areas = mesh.face_normals_and_areas()
+    terms = np.zeros((3, len(mesh.triangles), 3))
+    terms[:, tri_all] = np.einsum("tkc,tkd->ctd", coef, mesh.positions[mesh.triangles[tri_all]].astype(np.float64))
+    position = np.take(terms[0], tri, axis=0)
+    position *= cols[:, None]
+    position += np.take(terms[1], tri, axis=0) * rows[:, None]
+    position += np.take(terms[2], tri, axis=0)
     uv_area = 0.5 * np.abs(
         (uv[:, 1, 0] - uv[:, 0, 0]) * (uv[:, 2, 1] - uv[:, 0, 1]) - (uv[:, 2, 0] - uv[:, 0, 0]) * (uv[:, 1, 1] - uv[:, 0, 1]))
     scale = np.sqrt(uv_area / np.maximum(areas, 1e-30))
-    texel_uv = np.stack([(cols + 0.5) / su, 1.0 - (rows + 0.5) / sv], axis=1)
-    shared = claims[rows * su + cols] > 1
-    return TexelSurface((sv, su), rows, cols, tri, bary, position, normals[tri], texel_uv, scale[tri], shared)
+    texel_uv = np.empty((len(flat), 2))
+    texel_uv[:, 0] = (cols + 0.5) / su
+    texel_uv[:, 1] = 1.0 - (rows + 0.5) / sv
+    shared = claims[flat] > 1
+    return TexelSurface((sv, su), rows, cols, tri, position, np.take(normals, tri, axis=0), texel_uv, scale[tri], shared)
 
 
 @dataclass
