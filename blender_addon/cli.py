@@ -68,6 +68,10 @@ def _add_capture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lighting", choices=["AUTO", "SCENE", "STUDIO"], default="AUTO")
     p.add_argument("--device", choices=["AUTO", "CPU", "GPU"], default="AUTO", help="Cycles device")
     p.add_argument("--add-uv", action="store_true", help="add a Smart UV Project map if the mesh has none")
+    p.add_argument("--uv-map", help="UV map to capture and bake into (default: the one the base colour reads)")
+    p.add_argument("--unwrap", action="store_true",
+                   help="add a new Smart UV Project map and bake into it (for overlapping or mirrored UVs; the "
+                        "original texture is redrawn on it)")
     p.add_argument("--colour-filter", type=float, help="pixel filter width of the colour render in pixels "
                    "(default: the scene's; 0.01 samples pixel centres: aliased, sharper bakes of lit edits)")
     p.add_argument("--no-response-passes", dest="response_passes", action="store_false",
@@ -160,18 +164,21 @@ def _print_progress(step: object) -> None:
 def cmd_capture(args: argparse.Namespace) -> int:
     from .blender.capture import CaptureSettings, capture
     from .blender.loading import open_input
-    from .blender.mesh import find_object
+    from .blender.mesh import add_unwrapped_uv_map, find_object
 
     spec = rig_from_args(args)
     settings = CaptureSettings(
         view_size=args.view_size, samples=args.samples, lighting=args.lighting, device=args.device,
-        add_uv=args.add_uv, overwrite=args.overwrite, response_passes=args.response_passes,
+        add_uv=args.add_uv, uv_map=args.uv_map, overwrite=args.overwrite, response_passes=args.response_passes,
         colour_filter_px=args.colour_filter,
     )
     settings.validate()
     if args.input is not None:
         open_input(args.input)
     obj = find_object(args.object)
+    if args.unwrap:
+        settings.uv_map = add_unwrapped_uv_map(obj)
+        print(f"added UV map {settings.uv_map!r} (Smart UV Project) to {obj.name}")
     t0 = time.perf_counter()
     vs = capture(obj, spec, settings, args.out, progress=_print_progress)
     total = time.perf_counter() - t0
@@ -215,7 +222,7 @@ def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: s
     name = obj_name or vs.object_name
     obj = bpy.context.scene.objects.get(name)
     if obj is not None:
-        targets = texture_targets(obj)
+        targets = texture_targets(obj, vs.uv_map)
     elif apply or obj_name:
         raise InvalidInputError(f"no object {name!r} in the scene: open the .blend or asset it came from (--input)")
     else:

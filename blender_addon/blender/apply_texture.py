@@ -23,6 +23,7 @@ from ..core.errors import InvalidInputError, OutputNotWritableError
 from ..core.images import linear_to_srgb, srgb_to_linear, to_uint8, write_png
 from ..core.restyle import TextureBake, TextureTarget
 from .data_materials import find_bsdf
+from .mesh import image_uv_map, mesh_data
 from .textures import image_pixels
 
 log = logging.getLogger(__name__)
@@ -55,19 +56,28 @@ def image_as_srgb(image: Any) -> np.ndarray:
     return px
 
 
-def texture_targets(obj: Any) -> list[TextureTarget]:
-    """One target per distinct base-colour image (slots sharing an image share it), one per other slot."""
+def texture_targets(obj: Any, uv_map: str | None = None) -> list[TextureTarget]:
+    """One target per distinct base-colour image (slots sharing an image share it), one per other slot.
+
+    ``uv_map``: the UV map the bake goes into (the captured one); an image drawn on another map carries
+    that map's UVs (``base_uvs``) so that the bake can redraw it first.
+    """
     slots = list(obj.material_slots) or [None]
     groups: dict[str, TextureTarget] = {}
     for i, slot in enumerate(slots):
         mat = slot.material if slot is not None else None
-        image, _ = direct_base_image(mat)
+        image, node = direct_base_image(mat)
         key = f"image:{image.name}" if image is not None else f"slot:{i}"
         if key in groups:
             groups[key].slots.append(i)
             continue
         name = image.name if image is not None else (mat.name if mat is not None else obj.name)
-        groups[key] = TextureTarget(name, [i], image_as_srgb(image) if image is not None else None)
+        base_uvs = None
+        if image is not None and uv_map:
+            drawn_on = image_uv_map(obj, node)
+            if drawn_on is not None and drawn_on != uv_map:
+                base_uvs = mesh_data(obj, drawn_on).uvs
+        groups[key] = TextureTarget(name, [i], image_as_srgb(image) if image is not None else None, base_uvs)
     return list(groups.values())
 
 
@@ -139,6 +149,8 @@ def _restyled_material(obj: Any, source: Any | None, image: Any, uv_map: str | N
     _, node = direct_base_image(mat)
     if node is not None:
         node.image = image
+        if uv_map and image_uv_map(obj, node) != uv_map:  # baked into another UV map than the original's
+            _read_uv_map(tree, node, uv_map)
         return mat
     socket = bsdf.inputs.get("Base Color") or bsdf.inputs.get("Color")
     tex = tree.nodes.new("ShaderNodeTexImage")
@@ -146,12 +158,17 @@ def _restyled_material(obj: Any, source: Any | None, image: Any, uv_map: str | N
     tex.image = image
     tex.location = (bsdf.location.x - 400, bsdf.location.y)
     if uv_map:
-        uv = tree.nodes.new("ShaderNodeUVMap")
-        uv.uv_map = uv_map
-        uv.location = (tex.location.x - 250, tex.location.y)
-        tree.links.new(uv.outputs["UV"], tex.inputs["Vector"])
+        _read_uv_map(tree, tex, uv_map)
     tree.links.new(tex.outputs["Color"], socket)
     return mat
+
+
+def _read_uv_map(tree: Any, tex: Any, uv_map: str) -> None:
+    """Make the Image Texture node ``tex`` read ``uv_map`` through a new UV Map node."""
+    uv = tree.nodes.new("ShaderNodeUVMap")
+    uv.uv_map = uv_map
+    uv.location = (tex.location.x - 250, tex.location.y)
+    tree.links.new(uv.outputs["UV"], tex.inputs["Vector"])
 
 
 @dataclass

@@ -50,6 +50,8 @@ class CaptureSettings:
     ``lighting``: 'SCENE' uses the scene's lights and world; 'STUDIO' adds a neutral light rig for the
     capture only; 'AUTO' chooses STUDIO when the scene has neither lights nor a world.
     ``background`` is the linear RGB the colour render is composited over outside the object.
+    ``uv_map``: the UV map to capture (and so to bake into); None: the one the base colour reads, or with
+    ``add_uv`` a new unwrapped one when the mesh has none.
     ``colour_filter_px``: pixel filter width of the colour (and response) renders; None keeps the scene's
     (Cycles' default 1.5 px: anti-aliased views to edit). A tiny width such as 0.01 samples every pixel at
     its centre like the data passes: aliased edges, but bakes of lit edits keep finer texture detail.
@@ -68,6 +70,7 @@ class CaptureSettings:
     device: str = "AUTO"
     background: tuple[float, float, float] = (0.5, 0.5, 0.5)
     add_uv: bool = False
+    uv_map: str | None = None
     overwrite: bool = False
     inter_reflections: bool = False
     response_passes: bool = True
@@ -235,7 +238,7 @@ def capture_steps(
     check_mesh(obj)
     out_dir = Path(out_dir).absolute()
     width, height = _frame_size(spec, scene, settings.view_size)
-    uv_map = ensure_uv_map(obj, settings.add_uv)
+    uv_map = ensure_uv_map(obj, settings.add_uv, settings.uv_map)
     mesh = mesh_data(obj, uv_map)
     if spec.kind == "scene":
         rig = _scene_cameras(scene, spec.scene_cameras, width, height)

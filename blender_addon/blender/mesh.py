@@ -36,11 +36,25 @@ def check_mesh(obj: Any) -> None:
         raise NotAMeshError(f"{obj.name!r} has no faces to capture")
 
 
-def base_colour_uv_map(obj: Any) -> str | None:
-    """Name of the UV map the base colour reads: a UV Map node feeding an image, else the render one."""
+def render_uv_map(obj: Any) -> str | None:
+    """Name of the UV map Blender renders with (what image textures without a UV Map node read)."""
     uv_layers = obj.data.uv_layers
     if not len(uv_layers):
         return None
+    return next((layer.name for layer in uv_layers if layer.active_render), uv_layers[0].name)
+
+
+def image_uv_map(obj: Any, node: Any) -> str | None:
+    """Name of the UV map an Image Texture node reads: its UV Map node's, else the render one."""
+    if node.inputs["Vector"].is_linked:
+        src = node.inputs["Vector"].links[0].from_node
+        if src.bl_idname == "ShaderNodeUVMap" and src.uv_map in obj.data.uv_layers:
+            return src.uv_map
+    return render_uv_map(obj)
+
+
+def base_colour_uv_map(obj: Any) -> str | None:
+    """Name of the UV map the base colour reads: a UV Map node feeding an image, else the render one."""
     for slot in obj.material_slots:
         mat = slot.material
         if mat is None or not mat.use_nodes:
@@ -48,16 +62,107 @@ def base_colour_uv_map(obj: Any) -> str | None:
         for node in mat.node_tree.nodes:
             if node.bl_idname == "ShaderNodeTexImage" and node.inputs["Vector"].is_linked:
                 src = node.inputs["Vector"].links[0].from_node
-                if src.bl_idname == "ShaderNodeUVMap" and src.uv_map in uv_layers:
+                if src.bl_idname == "ShaderNodeUVMap" and src.uv_map in obj.data.uv_layers:
                     return src.uv_map
-    for layer in uv_layers:
-        if layer.active_render:
-            return layer.name
-    return uv_layers[0].name
+    return render_uv_map(obj)
 
 
-def ensure_uv_map(obj: Any, add_if_missing: bool) -> str:
-    """The UV map to capture; with ``add_if_missing``, a new Smart UV Project map on a mesh without one."""
+def add_unwrapped_uv_map(obj: Any) -> str:
+    """Add a new UV map to ``obj``'s mesh, unwrapped by Smart UV Project (islands never overlap), and
+    return its name (``GroupEdit_UV``, numbered when taken). The render UV map, the other maps, the
+    geometry and the materials are not changed: a bake into the new map hooks it up on the restyled
+    material copies.
+
+    The unwrap runs on a copy of the mesh whose coincident vertices are merged (imported meshes are often
+    split at every UV seam or sharp edge, which would make every face an island of its own); the UVs are
+    copied back corner by corner.
+    """
+    if obj.type != "MESH":
+        raise NotAMeshError(f"{obj.name!r} is not a mesh: nothing to unwrap")
+    uv_layers = obj.data.uv_layers
+    name, n = NEW_UV_NAME, 1
+    while name in uv_layers:
+        name, n = f"{NEW_UV_NAME}.{n:03d}", n + 1
+    if len(uv_layers) >= 8:
+        raise MissingUVError(f"{obj.name!r} already has the most UV maps a mesh can have (8): remove one first")
+    corners = _smart_project_welded(obj.data)
+    previous, render = uv_layers.active, render_uv_map(obj)
+    layer = uv_layers.new(name=name)
+    layer.data.foreach_set("uv", corners.ravel())
+    if previous is not None:
+        uv_layers.active = uv_layers[previous.name]
+    if render is not None:
+        uv_layers[render].active_render = True
+    obj.data.update()
+    return name
+
+
+def _smart_project_welded(mesh: Any) -> np.ndarray:
+    """(loops, 2) Smart UV Project coordinates for ``mesh``'s face corners, unwrapped on a copy with
+    coincident vertices merged (faces and their corner order are kept, so corners map one to one)."""
+    import bmesh
+
+    work = mesh.copy()
+    holder = bpy.data.objects.new("GroupEdit unwrap", work)
+    bpy.context.scene.collection.objects.link(holder)
+    view_layer = bpy.context.view_layer
+    previous_active, previous_selected = view_layer.objects.active, list(bpy.context.selected_objects)
+    try:
+        bm = bmesh.new()
+        bm.from_mesh(work)
+        size = max(max(holder.dimensions), 1e-6) if len(bm.verts) else 1.0
+        bmesh.ops.remove_doubles(bm, verts=list(bm.verts), dist=size * 1e-6)
+        welded = len(bm.faces) == len(mesh.polygons)
+        if welded:
+            bm.to_mesh(work)
+        bm.free()
+        if not welded:  # merging would lose faces: unwrap as it is
+            merged, work = work, mesh.copy()
+            holder.data = work
+            bpy.data.meshes.remove(merged)
+        while len(work.uv_layers):
+            work.uv_layers.remove(work.uv_layers[0])
+        work.uv_layers.new(name="unwrap")
+        for o in previous_selected:
+            o.select_set(False)
+        holder.select_set(True)
+        view_layer.objects.active = holder
+        bpy.ops.object.mode_set(mode="EDIT")
+        bpy.ops.mesh.select_all(action="SELECT")
+        bpy.ops.uv.smart_project(island_margin=0.01)
+        bpy.ops.object.mode_set(mode="OBJECT")
+        uv = np.empty(len(work.loops) * 2, np.float32)
+        work.uv_layers[0].data.foreach_get("uv", uv)
+        uv = uv.reshape(-1, 2)
+        # corner k of face f: loop_start[f] + k in both meshes
+        starts_src = np.empty(len(mesh.polygons), np.int64)
+        starts_dst = np.empty(len(work.polygons), np.int64)
+        totals = np.empty(len(mesh.polygons), np.int64)
+        mesh.polygons.foreach_get("loop_start", starts_src)
+        work.polygons.foreach_get("loop_start", starts_dst)
+        mesh.polygons.foreach_get("loop_total", totals)
+        offset = np.arange(int(totals.sum())) - np.repeat(np.cumsum(totals) - totals, totals)
+        out = np.zeros((len(mesh.loops), 2), np.float32)
+        out[np.repeat(starts_src, totals) + offset] = uv[np.repeat(starts_dst, totals) + offset]
+        return out
+    finally:
+        if bpy.context.object is holder and holder.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.data.objects.remove(holder)
+        bpy.data.meshes.remove(work)
+        view_layer.objects.active = previous_active
+        for o in previous_selected:
+            o.select_set(True)
+
+
+def ensure_uv_map(obj: Any, add_if_missing: bool, uv_map: str | None = None) -> str:
+    """The UV map to capture: ``uv_map`` when given (it must exist), else the one the base colour reads;
+    with ``add_if_missing``, a new Smart UV Project map on a mesh without any."""
+    if uv_map:
+        if uv_map not in obj.data.uv_layers:
+            have = ", ".join(layer.name for layer in obj.data.uv_layers) or "none"
+            raise MissingUVError(f"{obj.name!r} has no UV map {uv_map!r} (it has: {have})")
+        return uv_map
     name = base_colour_uv_map(obj)
     if name is not None:
         return name
@@ -66,22 +171,7 @@ def ensure_uv_map(obj: Any, add_if_missing: bool) -> str:
             f"{obj.name!r} has no UV map. Unwrap it first, or let GroupEdit add one "
             f"('Add UV map' in the panel, --add-uv on the command line) named {NEW_UV_NAME!r}"
         )
-    layer = obj.data.uv_layers.new(name=NEW_UV_NAME)
-    obj.data.uv_layers.active = layer
-    view_layer = bpy.context.view_layer
-    previous_active = view_layer.objects.active
-    previous_mode = obj.mode
-    view_layer.objects.active = obj
-    try:
-        bpy.ops.object.mode_set(mode="EDIT")
-        bpy.ops.mesh.select_all(action="SELECT")
-        bpy.ops.uv.smart_project(island_margin=0.01)
-        bpy.ops.object.mode_set(mode="OBJECT")
-    finally:
-        if obj.mode != previous_mode:
-            bpy.ops.object.mode_set(mode=previous_mode)
-        view_layer.objects.active = previous_active
-    return NEW_UV_NAME
+    return add_unwrapped_uv_map(obj)
 
 
 def mesh_data(obj: Any, uv_map: str | None, depsgraph: Any | None = None) -> MeshData:

@@ -4,7 +4,9 @@ A *target* is one texture to write: the material slots whose triangles it covers
 share one base-colour image share a target) and, when that image feeds the base colour directly, its
 pixels, which the edit is added to (texels the edit did not change keep them exactly). Without such
 an image (a flat colour, a procedural or mixed base colour, no material) the original appearance is
-first baked from the capture's albedo pass.
+first baked from the capture's albedo pass. When the image is drawn on another UV map than the one
+captured (a bake into a new unwrapped map, see ``add_unwrapped_uv_map``), it is first redrawn on the
+captured map (:func:`transfer_texture`: resampled, so unchanged texels match it closely, not exactly).
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .bake import BakeResult, BakeView, bake, sample_texture, views_from_viewset
+from .bake import BakeResult, BakeView, bake, fill_texture, sample_texture, views_from_viewset
 from .edit_bake import EditBakeSettings, ResponseCurve, bake_edit, edit_delta, response_ratio
 from .errors import InvalidInputError, ViewSetFormatError
 from .images import read_png, srgb_to_linear
-from .uv_raster import UVLayoutReport, rasterise_uv, uv_layout_report
-from .viewset import ViewSet
+from .uv_raster import TexelSurface, UVLayoutReport, corner_values_at, rasterise_uv, uv_layout_report
+from .viewset import MeshData, ViewSet
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,14 @@ BakeProgress = Callable[[int, int, str], None]
 class TextureTarget:
     """``name``: what the texture is for (an image or material name); ``slots``: material indices whose
     triangles it covers; ``base``: float32 (H, W, 3) sRGB-encoded values in [0, 1], top row first, of the
-    image that feeds these slots' base colour directly (None: bake the original from the albedo pass)."""
+    image that feeds these slots' base colour directly (None: bake the original from the albedo pass);
+    ``base_uvs``: (T, 3, 2) per triangle corner, the UV map ``base`` is drawn on when that is not the
+    captured one (None: it is the captured one)."""
 
     name: str
     slots: list[int]
     base: np.ndarray | None = None
+    base_uvs: np.ndarray | None = None
 
 
 @dataclass
@@ -57,6 +62,14 @@ def resample(image: np.ndarray, size: int) -> np.ndarray:
     uu, vv = np.meshgrid(centres, 1.0 - centres)
     uv = np.stack([uu.ravel(), vv.ravel()], axis=1)
     return sample_texture(image, uv).reshape(size, size, -1).astype(image.dtype)
+
+
+def transfer_texture(image: np.ndarray, mesh: MeshData, surface: TexelSurface, uvs: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, C), drawn on the UV map ``uvs`` (T, 3, 2) of ``mesh``, redrawn on the layout of
+    ``surface``: every covered texel takes the image (bilinear) where its surface point lies on ``uvs``;
+    gutters are grown from the islands. float32 (rows, cols, C), the size of ``surface``."""
+    values = sample_texture(image, corner_values_at(mesh, surface, uvs))
+    return fill_texture(surface, values, np.ones(len(values), bool))
 
 
 def load_edited(viewset: ViewSet, folder: str = "edited") -> list[np.ndarray]:
@@ -131,7 +144,9 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
         layout = uv_layout_report(mesh, surface, tris)
         if layout.overlapping:
             log.warning("%s: %s", target.name, layout.message())
-        if target.base is not None:
+        if target.base is not None and target.base_uvs is not None:
+            base = transfer_texture(np.asarray(target.base, np.float32)[..., :3], mesh, surface, target.base_uvs)
+        elif target.base is not None:
             base = resample(np.asarray(target.base, np.float32)[..., :3], size)
         else:
             albedo = albedo or views_from_viewset(viewset, "albedo")

@@ -137,6 +137,26 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndar
     return TexelSurface((sv, su), rows, cols, tri, position, np.take(normals, tri, axis=0), texel_uv, scale[tri], shared)
 
 
+def corner_values_at(mesh: MeshData, surface: TexelSurface, corners: np.ndarray) -> np.ndarray:
+    """Per covered texel of ``surface`` (rasterised from ``mesh``), ``corners`` (T, 3, C) values given per
+    triangle corner (for example another UV map's coordinates), interpolated at the texel centre (N, C)."""
+    corners = np.asarray(corners, np.float64)
+    if corners.shape[:2] != mesh.triangles.shape:
+        raise InvalidInputError(f"corner values for {corners.shape[0]} triangles, but the mesh has {len(mesh.triangles)}: "
+                                "the mesh changed since the capture; capture again")
+    sv, su = surface.size
+    uv = mesh.uvs[surface.triangle].astype(np.float64)  # (N, 3, 2) the corners in the rasterised layout
+    px = np.stack([uv[..., 0] * su - 0.5, (1.0 - uv[..., 1]) * sv - 0.5], axis=-1)
+    a, e1, e2 = px[:, 0], px[:, 1] - px[:, 0], px[:, 2] - px[:, 0]
+    d = np.stack([surface.cols, surface.rows], axis=1) - a
+    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+    det = np.where(np.abs(det) > 1e-12, det, 1e-12)
+    l1 = (d[:, 0] * e2[:, 1] - e2[:, 0] * d[:, 1]) / det
+    l2 = (e1[:, 0] * d[:, 1] - d[:, 0] * e1[:, 1]) / det
+    c = np.take(corners, surface.triangle, axis=0)
+    return c[:, 0] * (1.0 - l1 - l2)[:, None] + c[:, 1] * l1[:, None] + c[:, 2] * l2[:, None]
+
+
 @dataclass
 class UVLayoutReport:
     """How usable a UV layout is for baking: ``shared_share`` of covered texels that two surface places
@@ -157,7 +177,8 @@ class UVLayoutReport:
             return "the UV layout has no overlapping islands"
         kind = "mirrored" if self.flipped_share > 0.05 else "overlapping"
         return (f"{self.shared_share:.1%} of the texels are shared by two surface places ({kind} UV islands): "
-                "those places will get one colour; bake into a new auto-unwrapped UV map to keep them apart")
+                "those places will get one colour; bake into a new auto-unwrapped UV map to keep them apart "
+                "(Capture panel: Add unwrapped UV map; command line: capture --unwrap)")
 
 
 def uv_layout_report(mesh: MeshData, surface: TexelSurface, triangles: np.ndarray | None = None) -> UVLayoutReport:

@@ -42,7 +42,7 @@ def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
 def _settings(context: bpy.types.Context) -> CaptureSettings:
     s = context.scene.groupedit
     return CaptureSettings(view_size=s.view_size, samples=s.samples, lighting=s.lighting, add_uv=s.add_uv,
-                           response_passes=s.response_passes)
+                           uv_map=s.uv_map or None, response_passes=s.response_passes)
 
 
 def _show_result(context: bpy.types.Context, vs: ViewSet) -> None:
@@ -134,4 +134,32 @@ class GROUPEDIT_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-register, unregister = bpy.utils.register_classes_factory((GROUPEDIT_OT_capture_views, GROUPEDIT_OT_cancel))
+class GROUPEDIT_OT_add_uv_map(bpy.types.Operator):
+    """Add a new UV map unwrapped by Smart UV Project (no overlapping or mirrored islands) and capture and
+    bake into it; the original texture is redrawn on it, the original maps and materials are kept"""
+
+    bl_idname = "groupedit.add_uv_map"
+    bl_label = "Add unwrapped UV map"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        obj = context.active_object
+        return obj is not None and obj.type == "MESH" and obj.mode == "OBJECT" and not context.scene.groupedit.running
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from ..blender.mesh import add_unwrapped_uv_map
+
+        obj = context.active_object
+        try:
+            name = add_unwrapped_uv_map(obj)
+        except GroupEditError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        context.scene.groupedit.uv_map = name
+        self.report({"INFO"}, f"added UV map {name!r} to {obj.name}: capture again to bake into it")
+        return {"FINISHED"}
+
+
+register, unregister = bpy.utils.register_classes_factory(
+    (GROUPEDIT_OT_capture_views, GROUPEDIT_OT_cancel, GROUPEDIT_OT_add_uv_map))

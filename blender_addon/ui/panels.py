@@ -44,6 +44,10 @@ class GROUPEDIT_PT_capture(_GroupEditTab, bpy.types.Panel):
         col.prop(s, "lighting")
         col.prop(s, "add_uv")
         col.prop(s, "response_passes")
+        if obj is not None and obj.type == "MESH":
+            row = layout.row(align=True)
+            row.prop_search(s, "uv_map", obj.data, "uv_layers", text="UV map")
+            row.operator("groupedit.add_uv_map", text="", icon="UV")
         layout.prop(s, "output_dir")
         if s.running:
             layout.progress(factor=s.progress, type="BAR", text=s.status)

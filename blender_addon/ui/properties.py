@@ -47,6 +47,9 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     add_uv: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Add UV map if missing", description="Add a Smart UV Project map named GroupEdit_UV to meshes without UVs"
     )
+    uv_map: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="UV map", default="",
+        description="UV map to capture and bake into (empty: the one the base colour reads)")
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="")  # type: ignore[valid-type]
 
     instruction: bpy.props.StringProperty(  # type: ignore[valid-type]

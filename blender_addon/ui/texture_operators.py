@@ -42,7 +42,7 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
             obj = _object_of(context, vs)
             context.window_manager.progress_begin(0, 1)
             bakes = bake_edit_into_targets(
-                vs, load_edited(vs), texture_targets(obj), int(s.texture_size),
+                vs, load_edited(vs), texture_targets(obj, vs.uv_map), int(s.texture_size),
                 EditBakeSettings(delight=s.remove_lighting),
                 progress=lambda done, total, _: context.window_manager.progress_update(done / max(total, 1)))
             files_here = s.texture_storage == "FILES" and bool(bpy.data.filepath)

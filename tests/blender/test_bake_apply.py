@@ -212,3 +212,43 @@ def test_colour_filter_choice_reaches_the_colour_render(tmp_path):
     assert blended["sharp"] == 0 and blended["default"] > 10, blended
     with pytest.raises(InvalidInputError, match="pixel filter"):
         CaptureSettings(colour_filter_px=0.0).validate()
+
+
+def test_bake_into_a_new_unwrapped_uv_map(tmp_path):
+    from blender_addon.blender.apply_texture import apply_textures, direct_base_image, texture_targets
+    from blender_addon.blender.capture import CaptureSettings, capture
+    from blender_addon.blender.mesh import add_unwrapped_uv_map, render_uv_map
+    from blender_addon.core.bake import bake, views_from_viewset
+    from blender_addon.core.metrics import psnr
+    from blender_addon.core.restyle import bake_edit_into_targets, load_edited, resample
+    from blender_addon.core.images import to_uint8
+    from blender_addon.core.rigs import RigSpec
+    from blender_addon.core.uv_raster import rasterise_uv
+
+    obj = import_asset("Suzanne.glb")
+    original_mat = obj.material_slots[0].material
+    render_map = render_uv_map(obj)
+    name = add_unwrapped_uv_map(obj)
+    assert name == "GroupEdit_UV" and render_uv_map(obj) == render_map  # what renders is unchanged
+    assert add_unwrapped_uv_map(obj) == "GroupEdit_UV.001"  # never replaces a map
+    vs = capture(obj, RigSpec(kind="orbit-poles", count=8), CaptureSettings(view_size=128, samples=4, uv_map=name),
+                 tmp_path / "vs")
+    assert vs.uv_map == name
+    _write_edited(vs, lambda vs, v: vs.load(v, "colour"))  # an editor that changed nothing
+    targets = texture_targets(obj, vs.uv_map)
+    assert targets[0].base_uvs is not None and targets[0].base_uvs.shape == vs.mesh().uvs.shape
+    tb = bake_edit_into_targets(vs, load_edited(vs), targets, 256)[0]
+    # the original texture, redrawn on the new map, agrees with what the renders show through it
+    surface = rasterise_uv(vs.mesh(), 256)
+    from_renders = bake(surface, views_from_viewset(vs, "albedo"))
+    redrawn = psnr(tb.result.texture, from_renders.texture, from_renders.seen)
+    as_it_was = psnr(to_uint8(resample(targets[0].base, 256)), from_renders.texture, from_renders.seen)
+    assert redrawn > 30.0 and redrawn > as_it_was + 6.0
+    # the restyled copy reads the new map; the original material still reads its own
+    apply_textures(obj, [tb], tmp_path / "tex", "png8", pack=True, uv_map=vs.uv_map)
+    new_mat = obj.material_slots[0].material
+    node = direct_base_image(new_mat)[1]
+    src = node.inputs["Vector"].links[0].from_node
+    assert src.bl_idname == "ShaderNodeUVMap" and src.uv_map == name
+    old_node = next(n for n in original_mat.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage")
+    assert not old_node.inputs["Vector"].is_linked or old_node.inputs["Vector"].links[0].from_node.uv_map != name
