@@ -33,12 +33,21 @@ def test_cli_capture_prints_progress_and_writes_a_viewset(tmp_path):
     assert manifest["object"]["name"] == "Avocado" and len(manifest["views"]) == 3
 
 
+def test_cli_capture_into_a_new_unwrapped_uv_map(tmp_path):
+    r = _groupedit("capture", str(ASSETS / "Suzanne.glb"), "--views", "2", "--rig", "orbit", "--view-size", "64",
+                   "--samples", "1", "--unwrap", "--out", str(tmp_path / "vs"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "added UV map 'GroupEdit_UV'" in r.stdout
+    assert json.loads((tmp_path / "vs" / "manifest.json").read_text())["object"]["uv_map"] == "GroupEdit_UV"
+
+
 @pytest.mark.parametrize(
     "args,code,message",
     [
         (["--object", "Chair"], 2, "no object named 'Chair'"),
         (["--views", "0"], 2, "view count"),
         (["--rig", "scene"], 2, "needs cameras"),
+        (["--uv-map", "Lightmap"], 2, "no UV map 'Lightmap' (it has: UVMap)"),
     ],
 )
 def test_cli_errors_have_codes_and_messages(tmp_path, args, code, message):
