@@ -87,9 +87,26 @@ def device_memory() -> dict[str, Any]:
     return {"device": "cpu", "vram_total": None, "vram_free": None, "vram_peak": None}
 
 
+def _exit_with_parent() -> None:
+    """End this worker process as soon as the server process that started it is gone, even when that was
+    killed outright (no clean shutdown): an orphaned worker would keep the model in GPU memory."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the sentinel pipe closes
+        log.warning("the server process is gone: the worker exits")
+        os._exit(0)
+
+    threading.Thread(target=watch, name="groupedit-parent-watch", daemon=True).start()
+
+
 def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, events: Any, cancel_flag: Any) -> None:
     """Entry point of the worker process."""
     from .jobfiles import read_inputs, write_results
+
+    _exit_with_parent()
 
     try:
         editor = load_editor(editor_name, editor_config)

@@ -148,6 +148,34 @@ def test_restart_runs_queued_jobs_in_order_and_keeps_results(tmp_path):
         s2.kill()
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def test_worker_exits_when_the_server_is_killed(tmp_path):
+    s = Server(tmp_path / "data").start()
+    worker = s.health()["worker_pid"]
+    assert worker and _process_alive(worker)
+    s.proc.kill()  # no clean shutdown: the supervisor never gets to stop its worker
+    s.proc.wait()
+    end = time.time() + 15
+    while _process_alive(worker) and time.time() < end:
+        time.sleep(0.1)
+    alive = _process_alive(worker)
+    s.kill()
+    assert not alive, "the worker outlived its server (it would keep the model in GPU memory)"
+
+
 def test_concurrent_clients_fifo_queue_limit_and_private_streams(server):
     results: list[requests.Response] = [None] * 10  # type: ignore[list-item]
 
