@@ -62,6 +62,11 @@ def texture_targets(obj: Any, uv_map: str | None = None) -> list[TextureTarget]:
     ``uv_map``: the UV map the bake goes into (the captured one); an image drawn on another map carries
     that map's UVs (``base_uvs``) so that the bake can redraw it first.
     """
+    if uv_map and uv_map not in obj.data.uv_layers:
+        raise InvalidInputError(
+            f"the views were captured on the UV map {uv_map!r}, which {obj.name!r} does not have here: bake in the "
+            "scene it was captured from (a map added by --unwrap exists only there: use 'groupedit run --unwrap', "
+            "or save that scene)")
     slots = list(obj.material_slots) or [None]
     groups: dict[str, TextureTarget] = {}
     for i, slot in enumerate(slots):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -39,6 +40,14 @@ def test_cli_capture_into_a_new_unwrapped_uv_map(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "added UV map 'GroupEdit_UV'" in r.stdout
     assert json.loads((tmp_path / "vs" / "manifest.json").read_text())["object"]["uv_map"] == "GroupEdit_UV"
+    # the new map lives in that session's scene only: a bake on a fresh import says so
+    (tmp_path / "vs" / "edited").mkdir()
+    for png in (tmp_path / "vs" / "colour").glob("*.png"):
+        shutil.copy(png, tmp_path / "vs" / "edited" / png.name)
+    r = _groupedit("bake", "--views", str(tmp_path / "vs"), "--input", str(ASSETS / "Suzanne.glb"),
+                   "--out", str(tmp_path / "t.png"), cwd=tmp_path)
+    assert r.returncode == 2 and "'GroupEdit_UV', which 'Suzanne' does not have here" in r.stderr, r.stderr
+    assert not (tmp_path / "t.png").exists()
 
 
 @pytest.mark.parametrize(
