@@ -100,8 +100,12 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
         bpy.context.view_layer.objects.active = obj
         s = bpy.context.scene.groupedit
         s.rig, s.views, s.view_size, s.samples, s.output_dir = "orbit", 2, 64, 1, {str(tmp_path / "captures")!r}
+        assert bpy.ops.groupedit.add_uv_map() == {{"FINISHED"}} and s.uv_map == "GroupEdit_UV"
+        assert obj.data.uv_layers["UVMap"].active_render  # what renders is unchanged
         assert bpy.ops.groupedit.capture_views() == {{"FINISHED"}}
-        print("RESULT", json.dumps({{"views": s.last_views, "coverage": s.last_coverage, "folder": s.last_folder}}))
+        uv_map = json.load(open(s.last_folder + "/manifest.json"))["object"]["uv_map"]
+        print("RESULT", json.dumps({{"views": s.last_views, "coverage": s.last_coverage, "folder": s.last_folder,
+                                     "uv_map": uv_map}}))
         handler = sys.modules[mod + ".cli"].blender_command
         code = handler(["capture", "--rig", "orbit", "--views", "2", "--view-size", "64", "--samples", "1",
                         "--out", {str(tmp_path / "cli")!r}])
@@ -111,7 +115,7 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
     r = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     result = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT"))[7:])
-    assert result["views"] == 2 and result["coverage"] > 0.3
+    assert result["views"] == 2 and result["coverage"] > 0.3 and result["uv_map"] == "GroupEdit_UV"
     assert (Path(result["folder"]) / "manifest.json").is_file()
     assert Path(result["folder"]).parent == tmp_path / "captures"
     assert "CLI 0" in r.stdout and (tmp_path / "cli" / "manifest.json").is_file()
