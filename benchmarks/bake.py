@@ -134,7 +134,7 @@ def main() -> None:
             surface = rasterise_uv(mesh, size)
             result = bake(surface, views)
             ours.append(time.perf_counter() - t)
-        inputs = [a for v in views for a in (v.image, v.position, v.mask, v.uv)]
+        inputs = [a for v in views for a in (v.image, v.position, v.mask, v.uv, v.normal)]
         copies = []
         for _ in range(3):
             t = time.perf_counter()

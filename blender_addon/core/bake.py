@@ -43,7 +43,9 @@ class BakeSettings:
     ``max_angle_deg``: views that see a surface more obliquely are ignored. ``cos_power``: how much
     frontal views are preferred. ``edge_px``: width of the ramp (pixels) that fades out samples near
     silhouettes, depth jumps and frame edges. ``visibility_tol``: how far (in pixel footprints) the
-    view's surface point may lie from the texel's for the texel to count as visible. ``workers``:
+    view's surface point may lie from the texel's for the texel to count as visible. ``seam_cos``: a
+    bilinear tap across a UV jump counts when its normal and the texel's agree this well (cosine).
+    ``workers``:
     views gathered at once (0: one per CPU core); memory grows with it, not with the view count.
     """
 
@@ -52,6 +54,7 @@ class BakeSettings:
     cos_power: float = 4.0
     edge_px: int = 3
     visibility_tol: float = 1.0
+    seam_cos: float = 0.95
     workers: int = 0
 
     def validate(self) -> None:
@@ -65,13 +68,15 @@ class BakeSettings:
 class BakeView:
     """One view to bake from: ``image`` uint8 (H, W, 3) sRGB or float32 (H, W, C <= 4) linear values,
     ``position`` float (H, W, 3) world positions, ``mask`` bool (H, W), and optionally ``uv`` float (H, W, 2),
-    whose jumps (UV seams) are kept out of the samples."""
+    whose jumps (UV seams, other parts) are kept out of the samples, and ``normal`` float (H, W, 3) unit
+    normals, with which a UV jump on smooth surface (a seam, not a crease or another part) is let through."""
 
     camera: Camera
     image: np.ndarray
     position: np.ndarray
     mask: np.ndarray
     uv: np.ndarray | None = None
+    normal: np.ndarray | None = None
 
 
 def _view_depth(view: BakeView) -> np.ndarray:
@@ -166,7 +171,7 @@ def _cropped(view: BakeView, margin: int) -> tuple[BakeView, tuple[int, int]]:
     c0, c1 = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)
     box = (slice(r0, r1), slice(c0, c1))
     return BakeView(view.camera, view.image[box], view.position[box], view.mask[box],
-                    None if view.uv is None else view.uv[box]), (r0, c0)
+                    None if view.uv is None else view.uv[box], None if view.normal is None else view.normal[box]), (r0, c0)
 
 
 def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -216,7 +221,17 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     if view.uv is not None:
         vuv = np.ascontiguousarray(view.uv, f32).view(np.complex64).reshape(-1)
         uv_tol = f32(2.0 * math.sqrt(2.0)) * pix_len * texels.uv_per_length[idx] + f32(texels.uv_slack)
-        ok &= np.abs(vuv[taps] - texels.uv[idx]) <= uv_tol
+        uv_ok = np.abs(vuv[taps] - texels.uv[idx]) <= uv_tol
+        if view.normal is not None:
+            # a UV jump where the surface runs on smoothly is a UV seam: the pixels beyond it show the same
+            # surface (taps across creases, silhouettes or onto other parts differ in normal and stay out)
+            across = np.flatnonzero(ok & ~uv_ok)
+            if len(across):
+                t, m = np.divmod(across, len(idx))
+                tap_normal = view.normal.reshape(-1, 3)[taps[t, m]]
+                smooth = np.einsum("kd,kd->k", tap_normal, texels.normal[idx[m]]) >= f32(settings.seam_cos)
+                uv_ok.reshape(-1)[across[smooth]] = True
+        ok &= uv_ok
     bilinear *= ok
     tap_w = bilinear.sum(axis=0)
     image, decode = _packed_image(view.image)
@@ -332,7 +347,8 @@ def views_from_viewset(viewset: ViewSet, pass_name: str = "albedo", images: list
     out = []
     for i, v in enumerate(viewset.views):
         image = images[i] if images is not None else viewset.load(v, pass_name)
-        out.append(BakeView(v.camera, image, viewset.load(v, "position"), viewset.load(v, "mask"), viewset.load(v, "uv")))
+        out.append(BakeView(v.camera, image, viewset.load(v, "position"), viewset.load(v, "mask"), viewset.load(v, "uv"),
+                            viewset.load(v, "normal")))
     return out
 
 

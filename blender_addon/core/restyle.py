@@ -117,7 +117,8 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
         mask = viewset.load(v, "mask")
         response = (viewset.load(v, "black"), viewset.load(v, "white"), curve) if curve is not None else None
         delta = edit_delta(image, viewset.load(v, "colour"), viewset.load(v, "albedo"), mask, settings, response)
-        out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv")))
+        out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
+                            viewset.load(v, "normal")))
     return out
 
 

@@ -115,6 +115,44 @@ def test_hidden_texels_are_never_painted_from_that_view():
     assert seen[back][visible_back].mean() > 0.8, "parts of BACK that peek out are seen"
 
 
+def _ramp_view(mesh, eye, size):
+    """A view whose colour is a ramp in world x (continuous across any UV seam), with normals."""
+    cam = Camera(Intrinsics.from_fov(50, size, size), look_at(np.array(eye, float), np.zeros(3)))
+    pos, mask, uv = raycast(mesh, cam)
+    img = np.zeros((size, size, 3), np.uint8)
+    img[mask] = np.round(np.clip(pos[mask][:, :1] * 100 + 128, 0, 255) * [1, 1, 1]).astype(np.uint8)
+    normal = np.zeros_like(pos)
+    normal[mask] = [0.0, -1.0, 0.0]
+    return BakeView(cam, img, pos.astype(np.float32), mask, uv.astype(np.float32), normal.astype(np.float32))
+
+
+def test_taps_cross_uv_seams_on_smooth_surface_only():
+    # one flat plane cut in two UV islands at x = 0; seen at a low resolution, texels along the cut need
+    # the pixels beyond it. The colour runs on smoothly across the cut, so those pixels are right to use.
+    left = np.array([[-1, 0, -1], [0, 0, -1], [0, 0, 1], [-1, 0, 1]], float)
+    mesh = quad_mesh([(left, (0.0, 0.0, 0.3, 1.0)), (left + [1.0, 0, 0], (0.7, 0.0, 1.0, 1.0))])
+    surface = rasterise_uv(mesh, 128)
+    with_normals = [_ramp_view(mesh, eye, 32) for eye in ([0, -4, 0], [0.7, -3.8, 0.5])]
+    without = [BakeView(v.camera, v.image, v.position, v.mask, v.uv) for v in with_normals]
+    expected = np.clip(surface.position[:, 0] * 100 + 128, 0, 255)
+    near_cut = np.abs(surface.position[:, 0]) < 0.05
+    errors = []
+    for views in (with_normals, without):
+        res = bake(surface, views)
+        got = res.texture[surface.rows, surface.cols][:, 0].astype(float)
+        errors.append(np.abs(got - expected)[near_cut].mean())
+    assert errors[0] < 0.5 * errors[1], errors
+    # folded into a crease the pixels beyond the cut show another surface: normals keep them out
+    folded = quad_mesh([(left, (0.0, 0.0, 0.45, 1.0)),
+                        (np.array([[0, 0, -1], [0, 1, -1], [0, 1, 1], [0, 0, 1]], float), (0.55, 0.0, 1.0, 1.0))])
+    fs = rasterise_uv(folded, 128)
+    eye = [2.5, -2.5, 0.3]
+    a = bake(fs, [_ramp_view(folded, eye, 40)])
+    plain = _ramp_view(folded, eye, 40)
+    b = bake(fs, [BakeView(plain.camera, plain.image, plain.position, plain.mask, plain.uv)])
+    assert np.array_equal(a.texture, b.texture)
+
+
 def test_output_has_no_empty_texel():
     mesh = quad_mesh([(FRONT, (0.1, 0.1, 0.4, 0.9))])  # small island: most of the texture is gutter
     res = bake(rasterise_uv(mesh, 48), [_view(mesh, [0, -4, 0], image_fn=lambda uv: np.tile([10, 200, 90], (len(uv), 1)).astype(np.uint8))])
