@@ -361,7 +361,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                        oracle=args.oracle, progress=_print_progress)
     json_path = args.json or out / "check.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    keys = ["coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "bake_s"]
+    keys = ["coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "load_s", "bake_s"]
     keys += ["oracle_psnr_db", "oracle_drop_db"] if args.oracle else []
     for key in keys:
         print(f"{key}: {report[key]:.4f}")

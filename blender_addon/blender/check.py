@@ -83,8 +83,11 @@ def run_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: P
                                             response_passes=oracle), out / "views", progress=progress)
     capture_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    views = views_from_viewset(vs, "albedo")
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     surface = rasterise_uv(vs.mesh(), texture_size)
-    result = bake(surface, views_from_viewset(vs, "albedo"))
+    result = bake(surface, views)
     bake_s = time.perf_counter() - t0
     reference = _texel_reference(surface, texture)
     seen = result.seen
@@ -98,7 +101,7 @@ def run_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: P
         "object": obj.name, "views": len(vs.views), "view_size": view_size, "texture_size": texture_size,
         "coverage": float((area * seen).sum() / max(area.sum(), 1e-30)),
         "psnr_db": scores.psnr_db, "psnr_interior_db": scores.psnr_interior_db, "ssim": scores.ssim,
-        "capture_s": capture_s, "bake_s": bake_s,
+        "capture_s": capture_s, "load_s": load_s, "bake_s": bake_s,
         "error_map": str(out / "error_map.png"), "baked": str(out / "baked.png"), "viewset": str(vs.root),
     }
     if oracle:
