@@ -138,6 +138,11 @@ class _Texels:
         return cls(origin, position, normal, uv, surface.uv_per_length.astype(f32), 1.0 / max(surface.size),
                    np.einsum("nd,nd->n", normal, position), np.einsum("nd,nd->n", position, position))
 
+    def part(self, lo: int, hi: int) -> "_Texels":
+        """Texels ``lo`` to ``hi`` (views of the arrays, no copies)."""
+        return _Texels(self.origin, self.position[lo:hi], self.normal[lo:hi], self.uv[lo:hi], self.uv_per_length[lo:hi],
+                       self.uv_slack, self.n_dot_p[lo:hi], self.p_dot_p[lo:hi])
+
 
 #: The four bilinear taps' offsets (columns, rows) from the top-left one.
 _TAPS = ((0, 0), (1, 0), (0, 1), (1, 1))
@@ -174,8 +179,39 @@ def _cropped(view: BakeView, margin: int) -> tuple[BakeView, tuple[int, int]]:
                     None if view.uv is None else view.uv[box], None if view.normal is None else view.normal[box]), (r0, c0)
 
 
-def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices into the covered texels, linear values (M, C), weights (M,)) of the texels ``view`` sees."""
+@dataclass
+class _PreparedView:
+    """What every chunk of texels reads from one view, computed once: the view cut to the object (the
+    mask's box plus a margin wider than the edge ramp, so the crop's border is outside the mask or the
+    frame's own border) and, per pixel of the crop (flattened), its depth (+inf off the object), its
+    distance inside the reliable region (:func:`reliable_distance`), its colour packed for gathering,
+    its UV (complex64) and normal."""
+
+    camera: Camera
+    crop: tuple[int, int]
+    shape: tuple[int, int]
+    depth: np.ndarray
+    edge: np.ndarray
+    image: np.ndarray
+    decode: Callable[[np.ndarray], np.ndarray]
+    channels: int
+    uv: np.ndarray | None
+    normal: np.ndarray | None
+
+    @classmethod
+    def of(cls, view: BakeView, settings: BakeSettings) -> "_PreparedView":
+        crop_view, crop = _cropped(view, settings.edge_px + 2)
+        depth = _view_depth(crop_view)
+        edge = reliable_distance(depth, view.camera.intrinsics.fx, settings.edge_px)
+        image, decode = _packed_image(crop_view.image)
+        channels = 3 if view.image.dtype == np.uint8 else view.image.shape[2]
+        uv = None if crop_view.uv is None else np.ascontiguousarray(crop_view.uv, np.float32).view(np.complex64).reshape(-1)
+        normal = None if crop_view.normal is None else np.ascontiguousarray(crop_view.normal, np.float32).reshape(-1, 3)
+        return cls(view.camera, crop, depth.shape, depth.reshape(-1), edge.reshape(-1), image, decode, channels, uv, normal)
+
+
+def gather_view(texels: _Texels, view: _PreparedView, settings: BakeSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices into ``texels``, linear values (M, C), weights (M,)) of the texels ``view`` sees."""
     cam = view.camera
     k = cam.intrinsics
     f32 = np.float32
@@ -191,18 +227,16 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     with np.errstate(divide="ignore", invalid="ignore"):
         u = k.fx * pc[:, 0] / z + k.cx
         v = k.fy * pc[:, 1] / z + k.cy
-    # all per-pixel work below runs on the object's part of the frame only (the mask's box plus a margin
-    # wider than the edge ramp, so the crop's border is outside the mask or the frame's own border)
-    view, (r0, c0) = _cropped(view, settings.edge_px + 2)
-    height, w = view.mask.shape
+    # all per-pixel work below runs on the object's part of the frame only (see _PreparedView)
+    r0, c0 = view.crop
+    height, w = view.shape
     u, v = u - c0, v - r0
     inside = (z > 0) & (u >= 0.5) & (u < w - 0.5) & (v >= 0.5) & (v < height - 0.5)  # frustum
     idx, u, v, z = idx[inside], u[inside], v[inside], z[inside]
     c = facing[idx] / np.sqrt(dist2[idx])
     # 2. exact visibility: the view's surface point at the texel's pixel lies where the texel does (its
     #    depth within one pixel's length on the surface; +inf off the object)
-    depth_img = _view_depth(view)
-    depth = depth_img.reshape(-1)
+    depth = view.depth
     flat = v.astype(np.int64) * w + u.astype(np.int64)
     pix_len = (z / f32(k.fx)) / np.maximum(c, f32(0.25))  # world length one pixel spans on the surface
     visible = np.abs(depth[flat] - z) <= settings.visibility_tol * pix_len + f32(1e-6)
@@ -219,7 +253,7 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
     bilinear = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
     ok = np.abs(depth[taps] - z) <= f32(2.0) * pix_len + f32(1e-6)
     if view.uv is not None:
-        vuv = np.ascontiguousarray(view.uv, f32).view(np.complex64).reshape(-1)
+        vuv = view.uv
         uv_tol = f32(2.0 * math.sqrt(2.0)) * pix_len * texels.uv_per_length[idx] + f32(texels.uv_slack)
         uv_ok = np.abs(vuv[taps] - texels.uv[idx]) <= uv_tol
         if view.normal is not None:
@@ -228,21 +262,19 @@ def gather_view(texels: _Texels, view: BakeView, settings: BakeSettings) -> tupl
             across = np.flatnonzero(ok & ~uv_ok)
             if len(across):
                 t, m = np.divmod(across, len(idx))
-                tap_normal = view.normal.reshape(-1, 3)[taps[t, m]]
+                tap_normal = view.normal[taps[t, m]]
                 smooth = np.einsum("kd,kd->k", tap_normal, texels.normal[idx[m]]) >= f32(settings.seam_cos)
                 uv_ok.reshape(-1)[across[smooth]] = True
         ok &= uv_ok
     bilinear *= ok
     tap_w = bilinear.sum(axis=0)
-    image, decode = _packed_image(view.image)
-    channels = 3 if view.image.dtype == np.uint8 else view.image.shape[2]
-    colour = np.einsum("tm,tmc->mc", bilinear, decode(image[taps]))
+    colour = np.einsum("tm,tmc->mc", bilinear, view.decode(view.image[taps]))
     colour *= (f32(1.0) / np.maximum(tap_w, f32(1e-12)))[:, None]
     # 4. weights: view angle, pixel density, distance from silhouettes / depth jumps / frame edges
-    edge = reliable_distance(depth_img, k.fx, settings.edge_px).reshape(-1)[flat]
+    edge = view.edge[flat]
     weight = (c ** settings.cos_power) * (f32(k.fx) / z) ** 2 * (edge / f32(settings.edge_px)) * (tap_w > 0.25)
     keep = weight > 0
-    return idx[keep], np.compress(keep, colour[:, :channels], axis=0), weight[keep]
+    return idx[keep], np.compress(keep, colour[:, :view.channels], axis=0), weight[keep]
 
 
 @dataclass
@@ -256,6 +288,10 @@ class Gathered:
     @property
     def seen(self) -> np.ndarray:
         return self.weight > 0
+
+
+#: Texels gathered from a view at once: bounds the per-view working memory (about 1 GB) at large textures.
+TEXEL_CHUNK = 1 << 21
 
 
 def gather(surface: TexelSurface, views: list[BakeView], settings: BakeSettings | None = None) -> Gathered:
@@ -274,12 +310,15 @@ def gather(surface: TexelSurface, views: list[BakeView], settings: BakeSettings 
     lock = threading.Lock()
 
     def one(view: BakeView) -> None:
-        idx, colour, weight = gather_view(texels, view, settings)
+        prepared = _PreparedView.of(view, settings)
+        parts = [(lo, gather_view(texels.part(lo, lo + TEXEL_CHUNK), prepared, settings)) for lo in range(0, n, TEXEL_CHUNK)]
         if settings.mode == "best":
-            weight = weight ** 8 / max(float(weight.max()), 1e-30) ** 8
+            top = max((float(w.max()) for _, (_, _, w) in parts if len(w)), default=1e-30)
+            parts = [(lo, (i, c, w ** 8 / top ** 8)) for lo, (i, c, w) in parts]
         with lock:
-            wsum[idx] += weight  # idx is unique per view
-            acc[idx] += colour * weight[:, None]
+            for lo, (idx, colour, weight) in parts:
+                wsum[lo + idx] += weight  # idx is unique per view
+                acc[lo + idx] += colour * weight[:, None]
 
     # views are streamed, ``workers`` at a time (numpy releases the GIL in its array loops)
     with ThreadPoolExecutor(max_workers=settings.workers or os.cpu_count() or 1) as pool:
