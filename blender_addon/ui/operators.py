@@ -157,6 +157,7 @@ class GROUPEDIT_OT_add_uv_map(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         context.scene.groupedit.uv_map = name
+        context.scene.groupedit.uv_warning = ""
         self.report({"INFO"}, f"added UV map {name!r} to {obj.name}: capture again to bake into it")
         return {"FINISHED"}
 

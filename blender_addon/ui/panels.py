@@ -103,6 +103,12 @@ class GROUPEDIT_PT_texture(_GroupEditTab, bpy.types.Panel):
         col.prop(s, "remove_lighting")
         layout.operator("groupedit.apply_texture", icon="TEXTURE")
         layout.operator("groupedit.switch_materials", icon="MATERIAL")
+        if s.uv_warning:  # the last bake found texels shared by two surface places
+            box = layout.box()
+            box.label(text="Overlapping or mirrored UV islands:", icon="ERROR")
+            box.label(text="two places share texels and get one colour.")
+            box.operator("groupedit.add_uv_map", icon="UV")
+            box.label(text="then capture, edit and apply again.")
 
 
 register, unregister = bpy.utils.register_classes_factory((GROUPEDIT_PT_capture, GROUPEDIT_PT_edit, GROUPEDIT_PT_texture))

@@ -54,9 +54,10 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
             return {"CANCELLED"}
         finally:
             context.window_manager.progress_end()
-        for tb in bakes:
-            if tb.layout.overlapping:
-                self.report({"WARNING"}, f"{tb.target.name}: {tb.layout.message()}")
+        warnings = [f"{tb.target.name}: {tb.layout.message()}" for tb in bakes if tb.layout.overlapping]
+        s.uv_warning = "; ".join(warnings)
+        for warning in warnings:
+            self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"applied {len(applied.images)} texture(s) to {obj.name}")
         return {"FINISHED"}
 

@@ -149,7 +149,7 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
             assert bpy.ops.groupedit.switch_materials() == {{"FINISHED"}}
             switched = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
             print("RESULT", json.dumps({{"folder": s.last_folder, "status": s.edit_status, "original": original,
-                                         "restyled": restyled, "switched": switched}}))
+                                         "restyled": restyled, "switched": switched, "uv_warning": s.uv_warning}}))
             prefs.server_url = "http://127.0.0.1:9"  # nothing listens there
             try:
                 bpy.ops.groupedit.edit_views()
@@ -164,6 +164,7 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
         assert [p.name for p in edited] == ["view_000.png", "view_001.png"]
         assert "2 edited views" in result["status"]
         assert result["restyled"] == result["original"] + "_GroupEdit" and result["switched"] == result["original"]
+        assert result["uv_warning"] == ""  # the avocado's islands do not overlap
         dead = next(line for line in r.stdout.splitlines() if line.startswith("DEAD"))
         assert "backend not running" in dead
     finally:
