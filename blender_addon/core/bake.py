@@ -345,10 +345,8 @@ def fill_texture(surface: TexelSurface, value: np.ndarray, known: np.ndarray) ->
     filled = fill_along_surface(surface.position, value, known, texel_world_size(surface))
     h, w = surface.size
     img = np.zeros((h, w, value.shape[1]), np.float32)
-    wt = np.zeros((h, w), np.float64)
     img[surface.rows, surface.cols] = filled
-    wt[surface.rows, surface.cols] = 1.0
-    grown, known_img = dilate(img, wt > 0, GUTTER_RINGS)
+    grown, known_img = dilate(img, surface.covered, GUTTER_RINGS)
     return push_pull(grown, known_img.astype(np.float32))
 
 

@@ -28,11 +28,16 @@ def _spread_bits(x: np.ndarray) -> np.ndarray:
     return (x | (x << 2)) & 0x1249249249249249
 
 
-def _morton(cells: np.ndarray) -> np.ndarray:
-    """Morton (Z-order) code of non-negative integer 3D cells (N, 3) below 2**21: the code of a cell's
-    parent (coordinates halved) is the code shifted right by 3, so sorted codes stay sorted and grouped
-    at every coarser level."""
-    return _spread_bits(cells[:, 0]) | (_spread_bits(cells[:, 1]) << 1) | (_spread_bits(cells[:, 2]) << 2)
+def _morton(position: np.ndarray, origin: np.ndarray, cell: float) -> np.ndarray:
+    """Morton (Z-order) code of the voxels (side ``cell``, from ``origin``) holding ``position`` (N, 3),
+    coordinates clipped to 0 .. 2**21 - 1: the code of a voxel's parent (side doubled) is the code shifted
+    right by 3, so sorted codes stay sorted and grouped at every coarser level. One axis at a time, so
+    that no (N, 3) temporaries are made."""
+    code = np.zeros(len(position), np.int64)
+    for d in range(3):
+        index = np.clip(np.floor((position[:, d] - origin[d]) / cell), 0, 2**21 - 1).astype(np.int64)
+        code |= _spread_bits(index) << d
+    return code
 
 
 def _merge_runs(codes: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,7 +61,7 @@ def fill_along_surface(position: np.ndarray, values: np.ndarray, known: np.ndarr
     origin = np.array([position[:, d].min() for d in range(3)])  # (per column: far faster than axis=0)
     extent = max(float(position[:, d].max() - origin[d]) for d in range(3))
     cell = max(cell, extent / (2.0**21 - 2), 1e-12)
-    code = _morton(np.clip(np.floor((position - origin) / cell), 0, 2**21 - 1).astype(np.int64))
+    code = _morton(position, origin, cell)
     known_rows = np.flatnonzero(known)
     order = known_rows[np.argsort(code[known_rows])]
     keys, sums, counts = _merge_runs(code[order], np.take(out, order, axis=0), np.ones(len(order)))
