@@ -1,10 +1,12 @@
 """Bake views back into a UV texture: per-texel gather with exact visibility, weighting, blending, fill.
 
 For every covered texel (see :mod:`.uv_raster`) and every view: project the texel's world position,
-cull (behind, outside the frame, beyond the angle cut-off), test visibility by comparing with the
-view's *position pass* at that pixel (a surface point, not a depth: mixed pixels and interpenetrating
-parts do not pass), sample the view's colour bilinearly, and weight by the view angle, the pixel
-density and the distance from silhouettes, depth jumps and frame edges. Texels no view sees are filled
+cull (behind, outside the frame, beyond the angle cut-off), test visibility against the surface point
+the view shows at that pixel (from its exact per-pixel *position pass*, so no mixed pixels: its depth
+must match the texel's within one pixel's length on the surface), sample the view's colour bilinearly
+from the taps that show the texel's own surface (depth, UV island, or a UV seam on smooth surface),
+and weight by the view angle, the pixel density and the distance from silhouettes, depth jumps and
+frame edges. Texels no view sees are filled
 along the surface (3D neighbours, across UV seams), gutters from their UV neighbours (see :mod:`.fill`),
 so the texture has no empty texel. Colours are blended in linear light.
 
@@ -243,8 +245,7 @@ def gather_view(texels: _Texels, view: _PreparedView, settings: BakeSettings) ->
     idx, u, v, z, c, flat, pix_len = (a[visible] for a in (idx, u, v, z, c, flat, pix_len))
     # 3. bilinear taps, each kept only if it shows the texel's own surface: on the object, its depth near
     #    the texel's (not across a silhouette or depth jump) and, with a UV pass, its UV near the texel's
-    #    (not across a UV seam, where the other island's texels need not agree); the kept taps' weights
-    #    are renormalised
+    #    (not onto another part, nor across a UV seam on a crease); the kept taps' weights are renormalised
     x, y = u - f32(0.5), v - f32(0.5)
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = x - x0, y - y0
