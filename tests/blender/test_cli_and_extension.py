@@ -189,6 +189,28 @@ def test_demo_runs_the_whole_flow(tmp_path):
         requests.get(url + "/v1/health", timeout=2)
 
 
+def test_run_with_unwrap_saves_the_new_uv_map_and_uses_it(tmp_path):
+    r = _groupedit("run", str(ASSETS / "Suzanne.glb"), "--instruction", "make it dark green", "--unwrap",
+                   "--views", "2", "--rig", "orbit", "--view-size", "64", "--samples", "1", "--out", str(tmp_path / "r"),
+                   cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    script = textwrap.dedent(f"""
+        import bpy, json
+        bpy.ops.wm.open_mainfile(filepath={str(tmp_path / "r" / "Suzanne_restyled.blend")!r})
+        obj = bpy.data.objects["Suzanne"]
+        mat = obj.material_slots[0].material
+        tex = next(n for n in mat.node_tree.nodes if n.bl_idname == "ShaderNodeTexImage" and n.outputs["Color"].is_linked)
+        src = tex.inputs["Vector"].links[0].from_node if tex.inputs["Vector"].is_linked else None
+        print("RESULT", json.dumps({{"maps": [m.name for m in obj.data.uv_layers], "material": mat.name,
+                                     "reads": src.uv_map if src is not None else None}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[7:])
+    assert "GroupEdit_UV" in result["maps"] and result["material"].endswith("_GroupEdit")
+    assert result["reads"] == "GroupEdit_UV"
+
+
 @pytest.mark.parametrize("asset", ["Avocado.glb", "Suzanne.glb"])
 def test_check_round_trip_report(tmp_path, asset):
     """groupedit check at a small setting: the identity round trip reproduces the asset's texture."""
