@@ -106,6 +106,24 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
         uv_map = json.load(open(s.last_folder + "/manifest.json"))["object"]["uv_map"]
         print("RESULT", json.dumps({{"views": s.last_views, "coverage": s.last_coverage, "folder": s.last_folder,
                                      "uv_map": uv_map}}))
+        # the panels draw (headless Blender never draws them: call draw with a layout that records calls)
+        class Layout:
+            def __init__(self, log):
+                self.log = log
+            def __getattr__(self, name):
+                def call(*args, **kwargs):
+                    self.log.append((name, args[0] if args else kwargs.get("text", "")))
+                    return Layout(self.log)
+                return call
+        panels = sys.modules[mod + ".ui.panels"]
+        drawn = {{}}
+        for uv_warning in ("", "Suzanne_BaseColor: 3.0% of the texels are shared"):
+            s.uv_warning = uv_warning
+            for cls in (panels.GROUPEDIT_PT_capture, panels.GROUPEDIT_PT_edit, panels.GROUPEDIT_PT_texture):
+                log = []
+                cls.draw(type("Panel", (), {{"layout": Layout(log)}})(), bpy.context)
+                drawn[cls.__name__ + ("+warning" if uv_warning else "")] = [a for kind, a in log if kind == "operator"]
+        print("DRAWN", json.dumps(drawn))
         handler = sys.modules[mod + ".cli"].blender_command
         code = handler(["capture", "--rig", "orbit", "--views", "2", "--view-size", "64", "--samples", "1",
                         "--out", {str(tmp_path / "cli")!r}])
@@ -119,6 +137,11 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
     assert (Path(result["folder"]) / "manifest.json").is_file()
     assert Path(result["folder"]).parent == tmp_path / "captures"
     assert "CLI 0" in r.stdout and (tmp_path / "cli" / "manifest.json").is_file()
+    drawn = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("DRAWN"))[6:])
+    assert "groupedit.add_uv_map" in drawn["GROUPEDIT_PT_capture"] and "groupedit.capture_views" in drawn["GROUPEDIT_PT_capture"]
+    assert "groupedit.apply_texture" in drawn["GROUPEDIT_PT_texture"]
+    assert "groupedit.add_uv_map" not in drawn["GROUPEDIT_PT_texture"]
+    assert "groupedit.add_uv_map" in drawn["GROUPEDIT_PT_texture+warning"]
     assert (tmp_path / "user" / "extensions" / "user_default" / "groupedit" / "blender_manifest.toml").is_file()
 
 
