@@ -71,7 +71,8 @@ class BakeView:
     """One view to bake from: ``image`` uint8 (H, W, 3) sRGB or float32 (H, W, C <= 4) linear values,
     ``position`` float (H, W, 3) world positions, ``mask`` bool (H, W), and optionally ``uv`` float (H, W, 2),
     whose jumps (UV seams, other parts) are kept out of the samples, and ``normal`` float (H, W, 3) unit
-    normals, with which a UV jump on smooth surface (a seam, not a crease or another part) is let through."""
+    shading normals, with which a UV jump on smooth surface (a seam, not a crease or another part) is let
+    through."""
 
     camera: Camera
     image: np.ndarray
@@ -119,7 +120,8 @@ def reliable_distance(depth: np.ndarray, fx: float, edge_px: int) -> np.ndarray:
 class _Texels:
     """The covered texels in float32, positions relative to ``origin`` (keeps precision far from the world
     origin), with the per-texel products the per-view culling reuses: ``n_dot_p`` normal . position,
-    ``p_dot_p`` position . position. ``uv`` is complex64 (u + i v)."""
+    ``p_dot_p`` position . position. ``uv`` is complex64 (u + i v). ``surface`` and ``first`` (the index
+    of the first texel here in it) serve the few lookups made for some texels only."""
 
     origin: np.ndarray
     position: np.ndarray
@@ -129,6 +131,8 @@ class _Texels:
     uv_slack: float
     n_dot_p: np.ndarray
     p_dot_p: np.ndarray
+    surface: TexelSurface
+    first: int = 0
 
     @classmethod
     def of(cls, surface: TexelSurface) -> "_Texels":
@@ -138,12 +142,12 @@ class _Texels:
         normal = surface.normal.astype(f32)
         uv = surface.uv.astype(f32).view(np.complex64).reshape(-1)
         return cls(origin, position, normal, uv, surface.uv_per_length.astype(f32), 1.0 / max(surface.size),
-                   np.einsum("nd,nd->n", normal, position), np.einsum("nd,nd->n", position, position))
+                   np.einsum("nd,nd->n", normal, position), np.einsum("nd,nd->n", position, position), surface)
 
     def part(self, lo: int, hi: int) -> "_Texels":
         """Texels ``lo`` to ``hi`` (views of the arrays, no copies)."""
         return _Texels(self.origin, self.position[lo:hi], self.normal[lo:hi], self.uv[lo:hi], self.uv_per_length[lo:hi],
-                       self.uv_slack, self.n_dot_p[lo:hi], self.p_dot_p[lo:hi])
+                       self.uv_slack, self.n_dot_p[lo:hi], self.p_dot_p[lo:hi], self.surface, self.first + lo)
 
 
 #: The four bilinear taps' offsets (columns, rows) from the top-left one.
@@ -263,8 +267,8 @@ def gather_view(texels: _Texels, view: _PreparedView, settings: BakeSettings) ->
             across = np.flatnonzero(ok & ~uv_ok)
             if len(across):
                 t, m = np.divmod(across, len(idx))
-                tap_normal = view.normal[taps[t, m]]
-                smooth = np.einsum("kd,kd->k", tap_normal, texels.normal[idx[m]]) >= f32(settings.seam_cos)
+                texel_normal = texels.surface.shading_normal(texels.first + idx[m]).astype(f32)
+                smooth = np.einsum("kd,kd->k", view.normal[taps[t, m]], texel_normal) >= f32(settings.seam_cos)
                 uv_ok.reshape(-1)[across[smooth]] = True
         ok &= uv_ok
     bilinear *= ok

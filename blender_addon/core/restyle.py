@@ -22,8 +22,8 @@ from .bake import BakeResult, BakeView, bake, fill_texture, sample_texture, view
 from .edit_bake import EditBakeSettings, ResponseCurve, bake_edit, edit_delta, response_ratio
 from .errors import InvalidInputError, ViewSetFormatError
 from .images import read_png, srgb_to_linear
-from .uv_raster import TexelSurface, UVLayoutReport, corner_values_at, rasterise_uv, uv_layout_report
-from .viewset import MeshData, ViewSet
+from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
+from .viewset import ViewSet
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ def resample(image: np.ndarray, size: int) -> np.ndarray:
     return sample_texture(image, uv).reshape(size, size, -1).astype(image.dtype)
 
 
-def transfer_texture(image: np.ndarray, mesh: MeshData, surface: TexelSurface, uvs: np.ndarray) -> np.ndarray:
-    """``image`` (H, W, C), drawn on the UV map ``uvs`` (T, 3, 2) of ``mesh``, redrawn on the layout of
-    ``surface``: every covered texel takes the image (bilinear) where its surface point lies on ``uvs``;
+def transfer_texture(image: np.ndarray, surface: TexelSurface, uvs: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, C), drawn on the UV map ``uvs`` (T, 3, 2) of the mesh ``surface`` was rasterised
+    from, redrawn on the layout of ``surface``: every covered texel takes the image (bilinear) where its surface point lies on ``uvs``;
     gutters are grown from the islands. float32 (rows, cols, C), the size of ``surface``."""
-    values = sample_texture(image, corner_values_at(mesh, surface, uvs))
+    values = sample_texture(image, surface.corner_values(uvs))
     return fill_texture(surface, values, np.ones(len(values), bool))
 
 
@@ -146,7 +146,7 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
         if layout.overlapping:
             log.warning("%s: %s", target.name, layout.message())
         if target.base is not None and target.base_uvs is not None:
-            base = transfer_texture(np.asarray(target.base, np.float32)[..., :3], mesh, surface, target.base_uvs)
+            base = transfer_texture(np.asarray(target.base, np.float32)[..., :3], surface, target.base_uvs)
         elif target.base is not None:
             base = resample(np.asarray(target.base, np.float32)[..., :3], size)
         else:

@@ -24,7 +24,9 @@ class TexelSurface:
     triangle; ``position`` (N, 3) world position; ``normal`` (N, 3)
     unit geometric normal; ``uv`` (N, 2) the texel centre's UV; ``uv_per_length`` (N,) how many UV
     units one world unit spans on its triangle; ``shared`` (N,) the texel's centre lies inside more
-    than one triangle (overlapping or mirrored UVs: two surface places share it).
+    than one triangle (overlapping or mirrored UVs: two surface places share it). ``corner_uvs`` (T, 3, 2)
+    and ``corner_normals`` (T, 3, 3): the rasterised mesh's UVs and unit shading normals per triangle
+    corner (references, not copies), for values interpolated at texels (:meth:`corner_values`).
     """
 
     size: tuple[int, int]
@@ -36,6 +38,34 @@ class TexelSurface:
     uv: np.ndarray
     uv_per_length: np.ndarray
     shared: np.ndarray
+    corner_uvs: np.ndarray
+    corner_normals: np.ndarray
+
+    def corner_values(self, corners: np.ndarray, texels: np.ndarray | None = None) -> np.ndarray:
+        """``corners`` (T, 3, C), values per triangle corner (another UV map's coordinates, shading
+        normals...), interpolated at the centres of the covered ``texels`` (indices; default all): (K, C)."""
+        corners = np.asarray(corners)
+        if corners.shape[:2] != self.corner_uvs.shape[:2]:
+            raise InvalidInputError(f"corner values for {corners.shape[0]} triangles, but the mesh has "
+                                    f"{self.corner_uvs.shape[0]}: the mesh changed since the capture; capture again")
+        which = slice(None) if texels is None else texels
+        tri = self.triangle[which]
+        sv, su = self.size
+        uv = self.corner_uvs[tri].astype(np.float64)  # (K, 3, 2) the corners in the rasterised layout
+        px = np.stack([uv[..., 0] * su - 0.5, (1.0 - uv[..., 1]) * sv - 0.5], axis=-1)
+        a, e1, e2 = px[:, 0], px[:, 1] - px[:, 0], px[:, 2] - px[:, 0]
+        d = np.stack([self.cols[which], self.rows[which]], axis=1) - a
+        det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
+        det = np.where(np.abs(det) > 1e-12, det, 1e-12)
+        l1 = (d[:, 0] * e2[:, 1] - e2[:, 0] * d[:, 1]) / det
+        l2 = (e1[:, 0] * d[:, 1] - d[:, 0] * e1[:, 1]) / det
+        c = np.take(corners, tri, axis=0).astype(np.float64)
+        return c[:, 0] * (1.0 - l1 - l2)[:, None] + c[:, 1] * l1[:, None] + c[:, 2] * l2[:, None]
+
+    def shading_normal(self, texels: np.ndarray | None = None) -> np.ndarray:
+        """Unit shading normals (K, 3) at the centres of the covered ``texels`` (default all)."""
+        n = self.corner_values(self.corner_normals, texels)
+        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
     @property
     def covered(self) -> np.ndarray:
@@ -134,27 +164,8 @@ def rasterise_uv(mesh: MeshData, size: int | tuple[int, int], triangles: np.ndar
     texel_uv[:, 0] = (cols + 0.5) / su
     texel_uv[:, 1] = 1.0 - (rows + 0.5) / sv
     shared = claims[flat] > 1
-    return TexelSurface((sv, su), rows, cols, tri, position, np.take(normals, tri, axis=0), texel_uv, scale[tri], shared)
-
-
-def corner_values_at(mesh: MeshData, surface: TexelSurface, corners: np.ndarray) -> np.ndarray:
-    """Per covered texel of ``surface`` (rasterised from ``mesh``), ``corners`` (T, 3, C) values given per
-    triangle corner (for example another UV map's coordinates), interpolated at the texel centre (N, C)."""
-    corners = np.asarray(corners, np.float64)
-    if corners.shape[:2] != mesh.triangles.shape:
-        raise InvalidInputError(f"corner values for {corners.shape[0]} triangles, but the mesh has {len(mesh.triangles)}: "
-                                "the mesh changed since the capture; capture again")
-    sv, su = surface.size
-    uv = mesh.uvs[surface.triangle].astype(np.float64)  # (N, 3, 2) the corners in the rasterised layout
-    px = np.stack([uv[..., 0] * su - 0.5, (1.0 - uv[..., 1]) * sv - 0.5], axis=-1)
-    a, e1, e2 = px[:, 0], px[:, 1] - px[:, 0], px[:, 2] - px[:, 0]
-    d = np.stack([surface.cols, surface.rows], axis=1) - a
-    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
-    det = np.where(np.abs(det) > 1e-12, det, 1e-12)
-    l1 = (d[:, 0] * e2[:, 1] - e2[:, 0] * d[:, 1]) / det
-    l2 = (e1[:, 0] * d[:, 1] - d[:, 0] * e1[:, 1]) / det
-    c = np.take(corners, surface.triangle, axis=0)
-    return c[:, 0] * (1.0 - l1 - l2)[:, None] + c[:, 1] * l1[:, None] + c[:, 2] * l2[:, None]
+    return TexelSurface((sv, su), rows, cols, tri, position, np.take(normals, tri, axis=0), texel_uv, scale[tri], shared,
+                        mesh.uvs, mesh.corner_normals)
 
 
 @dataclass

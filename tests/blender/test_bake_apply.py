@@ -173,9 +173,9 @@ def test_restyled_asset_rerendered_at_a_new_view_shows_no_seams(tmp_path):
     assert whole > 33, whole
     err = np.abs(b.astype(int) - a.astype(int)).max(axis=2)
     on_seams = err[erode(mask, 2) & seams]
-    # measured: seams about 32 dB, elsewhere about 43 dB (texels along island borders are less accurate;
+    # measured: seams about 34 dB, elsewhere about 43 dB (texels along island borders are less accurate;
     # see docs/bake.md)
-    assert np.median(on_seams) <= 4 and psnr(b, a, erode(mask, 2) & seams) > 30, np.percentile(on_seams, [50, 90])
+    assert np.median(on_seams) <= 4 and psnr(b, a, erode(mask, 2) & seams) > 32, np.percentile(on_seams, [50, 90])
 
 
 @pytest.mark.parametrize("asset", ["Suzanne.glb"])

@@ -192,25 +192,24 @@ def test_mirrored_uvs_are_detected():
 
 def test_a_texture_is_redrawn_on_another_uv_map():
     from blender_addon.core.restyle import transfer_texture
-    from blender_addon.core.uv_raster import corner_values_at
 
     right = FRONT + [2.0, 0.0, 0.0]
     apart = quad_mesh([(FRONT, (0.0, 0.0, 0.5, 1.0)), (right, (0.5, 0.0, 1.0, 1.0))])
     mirrored = quad_mesh([(FRONT, (0.0, 0.0, 0.5, 1.0)), (right, (0.5, 0.0, 0.0, 1.0))])
     surface = rasterise_uv(apart, 64)
     # the rasterised layout's own UVs, interpolated at the texels, are the texel centres
-    assert np.allclose(corner_values_at(apart, surface, apart.uvs), surface.uv, atol=1e-6)
+    assert np.allclose(surface.corner_values(apart.uvs), surface.uv, atol=1e-6)
     # a texture drawn on the mirrored layout: a ramp in u over its one island
     ramp = np.tile(np.linspace(0.0, 1.0, 32)[None, :, None], (64, 1, 3)) * np.array([1.0, 0.5, 0.25])
     old = np.zeros((64, 64, 3))
     old[:, :32] = ramp
-    new = transfer_texture(old, apart, surface, mirrored.uvs)
+    new = transfer_texture(old, surface, mirrored.uvs)
     assert new.shape == (64, 64, 3) and np.isfinite(new).all()
     # left quad: the same texels; right quad: the ramp mirrored (both places keep their own colour)
     assert np.allclose(new[:, 2:30], old[:, 2:30], atol=1e-5)
     assert np.allclose(new[:, 34:62], old[:, 29:1:-1], atol=1e-5)
     with pytest.raises(Exception, match="capture again"):
-        corner_values_at(apart, surface, mirrored.uvs[:1])
+        surface.corner_values(mirrored.uvs[:1])
 
 
 def test_dilate_grows_islands_ring_by_ring():
