@@ -319,7 +319,7 @@ def gather(surface: TexelSurface, views: list[BakeView], settings: BakeSettings 
         parts = [(lo, gather_view(texels.part(lo, lo + TEXEL_CHUNK), prepared, settings)) for lo in range(0, n, TEXEL_CHUNK)]
         if settings.mode == "best":
             top = max((float(w.max()) for _, (_, _, w) in parts if len(w)), default=1e-30)
-            parts = [(lo, (i, c, w ** 8 / top ** 8)) for lo, (i, c, w) in parts]
+            parts = [(lo, (i, c, (w / np.float32(top)) ** 8)) for lo, (i, c, w) in parts]  # scaled first: no overflow
         with lock:
             for lo, (idx, colour, weight) in parts:
                 wsum[lo + idx] += weight  # idx is unique per view

@@ -153,6 +153,28 @@ def test_taps_cross_uv_seams_on_smooth_surface_only():
     assert np.array_equal(a.texture, b.texture)
 
 
+def test_best_view_mode_with_sharp_views():
+    # a long lens: pixel densities (f / z)^2 whose 8th power overflows float32 unless scaled first
+    mesh = quad_mesh([(FRONT, (0.0, 0.0, 1.0, 1.0))])
+    surface = rasterise_uv(mesh, 64)
+    cam_views = []
+    for eye in ([0, -4, 0], [0.3, -4, 0.2]):
+        cam = Camera(Intrinsics.from_fov(5, 128, 128), look_at(np.array(eye, float), np.zeros(3)))
+        pos, mask, uv = raycast(mesh, cam)
+        img = np.zeros((128, 128, 3), np.uint8)
+        img[mask] = checker(uv[mask][:, 0], uv[mask][:, 1])
+        cam_views.append(BakeView(cam, img, pos.astype(np.float32), mask, uv.astype(np.float32)))
+    assert (cam_views[0].camera.intrinsics.fx / 4.0) ** 16 > 1e39  # (f / z)^2, to the 8th, beyond float32
+    blend = bake(surface, cam_views)
+    best = bake(surface, cam_views, BakeSettings(mode="best"))
+    seen = best.seen
+    assert seen.sum() > 50 and np.array_equal(seen, blend.seen)
+    assert np.abs(best.texture.astype(int) - blend.texture.astype(int))[seen].max() <= 40  # same colours, sharper choice
+    expected = np.zeros_like(best.texture)
+    expected[surface.rows, surface.cols] = checker(surface.uv[:, 0], surface.uv[:, 1])
+    assert np.median(np.abs(best.texture.astype(int) - expected.astype(int)).max(axis=2)[seen]) <= 2
+
+
 def test_output_has_no_empty_texel():
     mesh = quad_mesh([(FRONT, (0.1, 0.1, 0.4, 0.9))])  # small island: most of the texture is gutter
     res = bake(rasterise_uv(mesh, 48), [_view(mesh, [0, -4, 0], image_fn=lambda uv: np.tile([10, 200, 90], (len(uv), 1)).astype(np.uint8))])
