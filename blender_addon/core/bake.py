@@ -85,7 +85,9 @@ class BakeView:
 def _view_depth(view: BakeView) -> np.ndarray:
     """Per pixel of ``view``: the surface point's depth along the view axis (float32), +inf outside the mask."""
     cam = view.camera
-    depth = view.position @ cam.forward.astype(np.float32) - np.float32(cam.centre @ cam.forward)
+    # relative to the camera first: far from the world origin a dot product of absolute coordinates would
+    # lose the precision the pass has
+    depth = (view.position - cam.centre.astype(np.float32)) @ cam.forward.astype(np.float32)
     depth[~view.mask] = np.inf
     return depth
 
