@@ -64,6 +64,10 @@ class BakeSettings:
             raise InvalidInputError(f"bake mode must be 'blend' or 'best', got {self.mode!r}")
         if not 0 < self.max_angle_deg < 90:
             raise InvalidInputError("the angle cut-off must be between 0 and 90 degrees")
+        if not -1.0 <= self.seam_cos <= 1.0:
+            raise InvalidInputError(f"seam_cos is a cosine: between -1 and 1, got {self.seam_cos}")
+        if self.edge_px < 1 or self.visibility_tol <= 0:
+            raise InvalidInputError("edge_px must be at least 1 pixel and visibility_tol above 0")
 
 
 @dataclass

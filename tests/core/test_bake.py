@@ -193,6 +193,10 @@ def test_push_pull_fills_from_sparse_samples():
 def test_settings_are_checked():
     with pytest.raises(Exception, match="blend"):
         BakeSettings(mode="paint").validate()
+    with pytest.raises(Exception, match="cosine"):
+        BakeSettings(seam_cos=18.0).validate()
+    with pytest.raises(Exception, match="edge_px"):
+        BakeSettings(edge_px=0).validate()
 
 
 def test_mirrored_uvs_are_detected():
