@@ -44,13 +44,18 @@ def render_uv_map(obj: Any) -> str | None:
     return next((layer.name for layer in uv_layers if layer.active_render), uv_layers[0].name)
 
 
-def image_uv_map(obj: Any, node: Any) -> str | None:
-    """Name of the UV map an Image Texture node reads: its UV Map node's, else the render one."""
+def _uv_map_node_map(obj: Any, node: Any) -> str | None:
+    """The UV map an Image Texture node reads through a UV Map node linked to its vector, if any."""
     if node.inputs["Vector"].is_linked:
         src = node.inputs["Vector"].links[0].from_node
         if src.bl_idname == "ShaderNodeUVMap" and src.uv_map in obj.data.uv_layers:
             return src.uv_map
-    return render_uv_map(obj)
+    return None
+
+
+def image_uv_map(obj: Any, node: Any) -> str | None:
+    """Name of the UV map an Image Texture node reads: its UV Map node's, else the render one."""
+    return _uv_map_node_map(obj, node) or render_uv_map(obj)
 
 
 def base_colour_uv_map(obj: Any) -> str | None:
@@ -60,10 +65,8 @@ def base_colour_uv_map(obj: Any) -> str | None:
         if mat is None or not mat.use_nodes:
             continue
         for node in mat.node_tree.nodes:
-            if node.bl_idname == "ShaderNodeTexImage" and node.inputs["Vector"].is_linked:
-                src = node.inputs["Vector"].links[0].from_node
-                if src.bl_idname == "ShaderNodeUVMap" and src.uv_map in obj.data.uv_layers:
-                    return src.uv_map
+            if node.bl_idname == "ShaderNodeTexImage" and (name := _uv_map_node_map(obj, node)) is not None:
+                return name
     return render_uv_map(obj)
 
 

@@ -66,8 +66,9 @@ def resample(image: np.ndarray, size: int) -> np.ndarray:
 
 def transfer_texture(image: np.ndarray, surface: TexelSurface, uvs: np.ndarray) -> np.ndarray:
     """``image`` (H, W, C), drawn on the UV map ``uvs`` (T, 3, 2) of the mesh ``surface`` was rasterised
-    from, redrawn on the layout of ``surface``: every covered texel takes the image (bilinear) where its surface point lies on ``uvs``;
-    gutters are grown from the islands. float32 (rows, cols, C), the size of ``surface``."""
+    from, redrawn on the layout of ``surface``: every covered texel takes the image (bilinear) where its
+    surface point lies on ``uvs``; gutters are grown from the islands. float32 (rows, cols, C), the size
+    of ``surface``."""
     values = sample_texture(image, surface.corner_values(uvs))
     return fill_texture(surface, values, np.ones(len(values), bool))
 

@@ -76,8 +76,8 @@ def test_rasterise_covers_and_interpolates():
     assert half.covered[:, :16].all() and not half.covered[:, 16:].any()
 
 
-def _view(mesh, eye, size=96, image_fn=None):
-    cam = Camera(Intrinsics.from_fov(50, size, size), look_at(np.array(eye, float), np.zeros(3)))
+def _view(mesh, eye, size=96, image_fn=None, fov=50.0):
+    cam = Camera(Intrinsics.from_fov(fov, size, size), look_at(np.array(eye, float), np.zeros(3)))
     pos, mask, uv = raycast(mesh, cam)
     img = np.zeros((size, size, 3), np.uint8)
     img[mask] = (image_fn or (lambda uv: checker(uv[:, 0], uv[:, 1])))(uv[mask])
@@ -117,13 +117,11 @@ def test_hidden_texels_are_never_painted_from_that_view():
 
 def _ramp_view(mesh, eye, size):
     """A view whose colour is a ramp in world x (continuous across any UV seam), with normals."""
-    cam = Camera(Intrinsics.from_fov(50, size, size), look_at(np.array(eye, float), np.zeros(3)))
-    pos, mask, uv = raycast(mesh, cam)
-    img = np.zeros((size, size, 3), np.uint8)
-    img[mask] = np.round(np.clip(pos[mask][:, :1] * 100 + 128, 0, 255) * [1, 1, 1]).astype(np.uint8)
-    normal = np.zeros_like(pos)
-    normal[mask] = [0.0, -1.0, 0.0]
-    return BakeView(cam, img, pos.astype(np.float32), mask, uv.astype(np.float32), normal.astype(np.float32))
+    v = _view(mesh, eye, size)
+    v.image[v.mask] = np.round(np.clip(v.position[v.mask][:, :1] * 100 + 128, 0, 255) * [1, 1, 1]).astype(np.uint8)
+    v.normal = np.zeros_like(v.position)
+    v.normal[v.mask] = [0.0, -1.0, 0.0]
+    return v
 
 
 def test_taps_cross_uv_seams_on_smooth_surface_only():
@@ -157,13 +155,7 @@ def test_best_view_mode_with_sharp_views():
     # a long lens: pixel densities (f / z)^2 whose 8th power overflows float32 unless scaled first
     mesh = quad_mesh([(FRONT, (0.0, 0.0, 1.0, 1.0))])
     surface = rasterise_uv(mesh, 64)
-    cam_views = []
-    for eye in ([0, -4, 0], [0.3, -4, 0.2]):
-        cam = Camera(Intrinsics.from_fov(5, 128, 128), look_at(np.array(eye, float), np.zeros(3)))
-        pos, mask, uv = raycast(mesh, cam)
-        img = np.zeros((128, 128, 3), np.uint8)
-        img[mask] = checker(uv[mask][:, 0], uv[mask][:, 1])
-        cam_views.append(BakeView(cam, img, pos.astype(np.float32), mask, uv.astype(np.float32)))
+    cam_views = [_view(mesh, eye, size=128, fov=5.0) for eye in ([0, -4, 0], [0.3, -4, 0.2])]
     assert (cam_views[0].camera.intrinsics.fx / 4.0) ** 16 > 1e39  # (f / z)^2, to the 8th, beyond float32
     blend = bake(surface, cam_views)
     best = bake(surface, cam_views, BakeSettings(mode="best"))
