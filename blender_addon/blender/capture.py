@@ -55,8 +55,9 @@ class CaptureSettings:
     ``colour_filter_px``: pixel filter width of the colour (and response) renders; None keeps the scene's
     (Cycles' default 1.5 px: anti-aliased views to edit). A tiny width such as 0.01 samples every pixel at
     its centre like the data passes: aliased edges, but bakes of lit edits keep finer texture detail.
-    ``response_passes``: two more lit renders, with the base colour black and white, so that the bake
-    can remove the lighting from edited views (the ``black`` and ``white`` passes).
+    ``response_passes``: two more lit renders, with the base colour black and white, and the albedo through
+    the colour render's pixel filter, so that the bake can remove the lighting from edited views (the
+    ``black``, ``white`` and ``albedo_filtered`` passes).
     ``inter_reflections``: light bouncing off the object onto itself (diffuse and glossy bounces) in the
     colour render. Off by default: then the colour is the albedo times direct light (plus highlights),
     so the bake can remove the lighting from edited views without the bounce light of the *old* colours
@@ -353,13 +354,17 @@ def capture_steps(
                     view_layer.material_override = mats[0]
                 frgba = _channels(_render(scene, tmp / "flat.exr"), "Combined", "RGBA")
                 response["white" if value else "black"] = frgba[..., :3] / np.maximum(frgba[..., 3:4], 1e-6)
-            t_resp = time.perf_counter()
 
-            # 3) data
+            # 3) data: with the response passes, the albedo once through the colour render's pixel filter
+            #    (what the lighting removal compares the colour with), then exactly per pixel centre
             for s, m in zip(slots, data_mats):
                 s.material = m
             if not slots:
                 view_layer.material_override = data_mats[0]
+            if flat_mats:
+                argba = _channels(_render(scene, tmp / "albedo.exr"), "Combined", "RGBA")
+                response["albedo_filtered"] = argba[..., :3] / np.maximum(argba[..., 3:4], 1e-6)
+            t_resp = time.perf_counter()
             cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
             t3 = time.perf_counter()
             data_exr = _render(scene, tmp / "data.exr")
@@ -383,7 +388,10 @@ def capture_steps(
                     "normal": normal,
                     "uv": uv,
                     "position": position,
-                    **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()},
+                    **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()
+                       if k != "albedo_filtered"},
+                    **({"albedo_filtered": to_uint8(linear_to_srgb(np.where(mask[..., None], response["albedo_filtered"],
+                                                                              bg)))} if response else {}),
                 },
             )
             written.append(View(rv.name, cam, files, rv.azimuth_deg, rv.elevation_deg, rv.label))

@@ -72,7 +72,7 @@ class BakeSettings:
 
 @dataclass
 class BakeView:
-    """One view to bake from: ``image`` uint8 (H, W, 3) sRGB or float32 (H, W, C <= 4) linear values,
+    """One view to bake from: ``image`` uint8 (H, W, 3) sRGB or float32 (H, W, C <= 8) linear values,
     ``position`` float (H, W, 3) world positions, ``mask`` bool (H, W), and optionally ``uv`` float (H, W, 2),
     whose jumps (UV seams, other parts) are kept out of the samples, and ``normal`` float (H, W, 3) unit
     shading normals, with which a UV jump on smooth surface (a seam, not a crease or another part) is let
@@ -162,18 +162,20 @@ _TAPS = ((0, 0), (1, 0), (0, 1), (1, 1))
 
 def _packed_image(image: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """One wide scalar per pixel (so a tap gathers one element) and the function that decodes gathered
-    ones (4, M) into linear float32 (4, M, 4): four taps of four channels (unused channels 0; the
-    padding byte of 8-bit pixels is code 0, linear 0)."""
+    ones (4, M) into linear float32 (4, M, 4 or 8): four taps of four (or, for float views of more
+    channels, eight) channels (unused channels 0; the padding byte of 8-bit pixels is code 0, linear 0)."""
     h, w, ch = image.shape
     if image.dtype == np.uint8:
         rgba = np.zeros((h * w, 4), np.uint8)
         rgba[:, :3] = image[..., :3].reshape(-1, 3)
         return rgba.view(np.uint32).reshape(-1), lambda g: _SRGB_TO_LINEAR.take(g.view(np.uint8)).reshape(4, -1, 4)
-    if ch > 4:
-        raise InvalidInputError(f"a float view carries at most 4 channels, got {ch}")
-    rows = np.zeros((h * w, 4), np.float32)
+    if ch > 8:
+        raise InvalidInputError(f"a float view carries at most 8 channels, got {ch}")
+    width = 4 if ch <= 4 else 8
+    rows = np.zeros((h * w, width), np.float32)
     rows[:, :ch] = image.reshape(-1, ch)
-    return rows.view(np.complex128).reshape(-1), lambda g: g.view(np.float32).reshape(4, -1, 4)
+    packed = rows.view(np.complex128 if width == 4 else np.dtype("V32")).reshape(-1)
+    return packed, lambda g: g.view(np.float32).reshape(4, -1, width)
 
 
 def _cropped(view: BakeView, margin: int) -> tuple[BakeView, tuple[int, int]]:

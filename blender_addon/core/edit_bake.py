@@ -18,6 +18,11 @@ the original texture and writes only the texels some view changed (plus unseen t
 next to changes, filled along the surface and in UV space). Every other texel keeps the original's
 value exactly, so repeated edits do not degrade a texture.
 
+The albedo the lighting removal compares with (``albedo_filtered``: through the colour render's pixel
+filter, as blurred as the colour render) is gathered too, as the *guide* of a detail transfer
+(:mod:`.detail_transfer`): the texture's detail that the views blur away comes back, mapped the way
+the edit maps the original's colours.
+
 Limits of the shading removal: it assumes the edit keeps the lighting (same lights, same shadows, same
 reflections). Shadows or highlights that the editor moves or invents end up in the albedo; so does the
 bounce light of the old colours when the capture rendered inter-reflections (off by default). Colours
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bake import BakeResult, BakeSettings, BakeView, fill_texture, gather
+from .detail_transfer import transfer_detail
 from .errors import InvalidInputError
 from .images import linear_to_srgb, srgb_to_linear, to_uint8
 from .uv_raster import TexelSurface
@@ -45,11 +51,14 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 class EditBakeSettings:
     """``delight``: remove the renders' shading (edited views are lit renders); off when the edited
     views are albedo already. ``tolerance``: 8-bit levels a pixel must change by to count as edited.
-    ``fill_threshold``: linear change below which a filled (unseen or gutter) texel keeps the original."""
+    ``fill_threshold``: linear change below which a filled (unseen or gutter) texel keeps the original.
+    ``detail``: give the changed texels back the original texture's detail the views blur away, mapped
+    like the edit maps colours (:func:`~.detail_transfer.transfer_detail`)."""
 
     delight: bool = True
     tolerance: int = 2
     fill_threshold: float = 1.0 / 255.0
+    detail: bool = True
     bake: BakeSettings | None = None
 
 
@@ -140,13 +149,15 @@ def response_ratio(colour: np.ndarray, black: np.ndarray, white: np.ndarray) -> 
 def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np.ndarray,
                settings: EditBakeSettings | None = None,
                response: tuple[np.ndarray, np.ndarray, ResponseCurve] | None = None) -> np.ndarray:
-    """float32 (H, W, 4): the linear albedo change an edit implies (RGB) and 1.0 where the pixel changed.
+    """float32 (H, W, 7): the linear albedo change an edit implies (RGB), 1.0 where the pixel changed, and
+    there the linear albedo the change is relative to (RGB: the guide of the detail transfer).
 
     ``edited``, ``lit``: uint8 (H, W, 3) sRGB, the edited view and the original colour render;
-    ``albedo``: uint8 (H, W, 3) sRGB, the original albedo pass; ``mask``: bool (H, W), the object;
+    ``albedo``: uint8 (H, W, 3) sRGB, the original albedo as the colour render shows it (the
+    ``albedo_filtered`` pass; the ``albedo`` pass for older captures); ``mask``: bool (H, W), the object;
     ``response``: optional (black, white, curve): float (H, W, 3) linear renders with a black / white base
     colour and the capture's :class:`ResponseCurve`.
-    Pixels that did not change (or lie outside ``mask``) get exactly 0 in all four channels.
+    Pixels that did not change (or lie outside ``mask``) get exactly 0 in all channels.
     """
     settings = settings or EditBakeSettings()
     if not (edited.shape[:2] == lit.shape[:2] == albedo.shape[:2] == mask.shape):
@@ -154,22 +165,23 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
             f"edited view {edited.shape[1]}x{edited.shape[0]} does not match its capture "
             f"{lit.shape[1]}x{lit.shape[0]}: edit the views of this ViewSet at their own size")
     changed = mask & (np.abs(edited[..., :3].astype(np.int16) - lit[..., :3]).max(axis=2) > settings.tolerance)
-    out = np.zeros(mask.shape + (4,), np.float32)
-    e, l = _linear(edited[changed]), _linear(lit[changed])
+    out = np.zeros(mask.shape + (7,), np.float32)
+    e, l, x0 = _linear(edited[changed]), _linear(lit[changed]), _linear(albedo[changed])
     diff = e - l
     if settings.delight and response is not None:
         black, white, curve = response
         b, w = black[changed].astype(np.float32), white[changed].astype(np.float32)
         r_e, usable = response_ratio(e, b, w)
         r_l, _ = response_ratio(l, b, w)
-        x0 = _linear(albedo[changed])
         clipped = lit[changed].max(axis=1) >= 254  # the 8-bit render lost the top: the shared curve only
         diff = (curve.solve(r_e, x0, np.where(clipped[:, None], np.nan, r_l)) - x0)[usable]
+        x0 = x0[usable]
         changed[changed] = usable
     elif settings.delight:
-        diff /= shading(l, _linear(albedo[changed]))
+        diff /= shading(l, x0)
     out[changed, :3] = diff
     out[changed, 3] = 1.0
+    out[changed, 4:] = x0
     return out
 
 
@@ -185,14 +197,21 @@ def bake_edit(surface: TexelSurface, views: list[BakeView], base: np.ndarray,
     if base.shape[:2] != surface.size:
         raise InvalidInputError(f"the base texture is {base.shape[1]}x{base.shape[0]} but the bake is "
                                 f"{surface.size[1]}x{surface.size[0]}: resample it first")
-    if any(v.image.dtype != np.float32 or v.image.shape[2] != 4 for v in views):
-        raise InvalidInputError("edit views must carry edit_delta() arrays (float32, 4 channels)")
+    if any(v.image.dtype != np.float32 or v.image.shape[2] != 7 for v in views):
+        raise InvalidInputError("edit views must carry edit_delta() arrays (float32, 7 channels)")
     g = gather(surface, views, settings.bake)
     share = g.value[:, 3]  # weight share of the samples that changed
     changed_texel = g.seen & (share > 0)
     # the change is averaged over the samples that show one: a view where the texel lies in deep shadow may
     # show a large albedo change as a change below the tolerance, which is no evidence of "unchanged"
-    change = np.where(changed_texel[:, None], g.value[:, :3] / np.maximum(share, 1e-12)[:, None], 0.0)
+    per_change = np.where(changed_texel, 1.0 / np.maximum(share, 1e-12), 0.0)[:, None]
+    change = (g.value[:, :3] * per_change).astype(np.float32)
+    base = base[..., :3].astype(np.float32)
+    if settings.detail and changed_texel.any():
+        guide = (g.value[:, 4:] * per_change).astype(np.float32)
+        original = srgb_to_linear(base[surface.rows, surface.cols])
+        edited = transfer_detail(surface, guide, guide + change, original, changed_texel)
+        change = np.where(changed_texel[:, None], edited - original, 0.0).astype(np.float32)
     # deltas of unseen texels and gutters come from their neighbours (seen-but-unchanged texels count as 0)
     delta = fill_texture(surface, change, g.seen)
     changed = np.zeros(surface.size, bool)
@@ -200,7 +219,6 @@ def bake_edit(surface: TexelSurface, views: list[BakeView], base: np.ndarray,
     seen = np.zeros(surface.size, bool)
     seen[surface.rows, surface.cols] = g.seen
     apply = changed | (~seen & (np.abs(delta).max(axis=2) > settings.fill_threshold))
-    base = base[..., :3].astype(np.float32)
     new = linear_to_srgb(srgb_to_linear(base[apply]) + delta[apply].astype(np.float32))
     out = base.copy()
     out[apply] = new

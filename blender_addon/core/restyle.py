@@ -23,7 +23,7 @@ from .edit_bake import EditBakeSettings, ResponseCurve, bake_edit, edit_delta, r
 from .errors import InvalidInputError, ViewSetFormatError
 from .images import read_png, srgb_to_linear
 from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
-from .viewset import ViewSet
+from .viewset import View, ViewSet
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,12 @@ def load_edited(viewset: ViewSet, folder: str = "edited") -> list[np.ndarray]:
     return out
 
 
+def reference_albedo(view: View) -> str:
+    """The albedo pass the colour render is compared with: ``albedo_filtered`` (through the colour render's
+    pixel filter, as blurred as the colour), or ``albedo`` for captures that lack it."""
+    return "albedo_filtered" if "albedo_filtered" in view.files else "albedo"
+
+
 def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve | None:
     """The capture's :class:`ResponseCurve` from every view's colour, albedo, black and white passes
     (None when the capture has no response passes)."""
@@ -98,7 +104,7 @@ def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve | No
     for v in viewset.views:
         mask = viewset.load(v, "mask")
         colour = srgb_to_linear(viewset.load(v, "colour")[mask] / np.float32(255.0))
-        albedo = srgb_to_linear(viewset.load(v, "albedo")[mask] / np.float32(255.0))
+        albedo = srgb_to_linear(viewset.load(v, reference_albedo(v))[mask] / np.float32(255.0))
         r, usable = response_ratio(colour, viewset.load(v, "black")[mask].astype(np.float32),
                                    viewset.load(v, "white")[mask].astype(np.float32))
         x, r = albedo[usable].ravel(), r[usable].ravel()
@@ -117,7 +123,8 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
     for v, image in zip(viewset.views, edited):
         mask = viewset.load(v, "mask")
         response = (viewset.load(v, "black"), viewset.load(v, "white"), curve) if curve is not None else None
-        delta = edit_delta(image, viewset.load(v, "colour"), viewset.load(v, "albedo"), mask, settings, response)
+        delta = edit_delta(image, viewset.load(v, "colour"), viewset.load(v, reference_albedo(v)), mask, settings,
+                           response)
         out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
                             viewset.load(v, "normal")))
     return out

@@ -1,0 +1,108 @@
+"""Give a baked edit back the detail the bake cannot see, as a local colour mapping of the original texture.
+
+A bake is as sharp as its views: the views have fewer pixels across the object than the texture has
+texels, and the colour render's pixel filter blurs them further. The original texture ``T`` is known
+exactly, though, and so is how the same bake blurs it: the *guide* ``I``, the bake of the original
+capture's albedo (through the colour render's pixel filter) from the same samples. Where the edit is
+locally a colour mapping of the original (``T' = A T + b`` in a window, ``A`` a 3 x 3 matrix), and since a
+bake is a weighted mean (linear), the bake of the edited views is ``p = A I + b``, so
+
+    T' = p + A (T - I):
+
+the edit's bake plus the detail the bake lost from the original, mapped the way the edit maps colours.
+What no such mapping explains (detail the edit adds where the original is plain) stays as baked. ``A``
+comes from a ridge regression of ``p`` on ``I`` over windows of texels, pulled towards the identity: where
+the guide is flat (``T - I`` small anyway), the result is the original texture plus the baked change.
+
+All values are linear light, per covered texel (the order of a :class:`~.uv_raster.TexelSurface`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .uv_raster import TexelSurface
+
+#: Windows are 3 x 3 tiles of this share of the texture's side (8 texels at 1024, 32 at 4096).
+TILE_SHARE = 1.0 / 128.0
+#: Ridge weight (linear albedo squared) pulling the mapping towards the identity: guides whose local
+#: spread is below about its square root (0.003) tell little about the mapping.
+RIDGE = 1e-5
+
+
+def _tile_sums(tile: np.ndarray, tiles: int, values: np.ndarray) -> np.ndarray:
+    """(tiles, C) float64 sums of ``values`` (M, C) per tile index ``tile`` (M,)."""
+    return np.stack([np.bincount(tile, weights=values[:, c], minlength=tiles) for c in range(values.shape[1])], axis=1)
+
+
+def _window_sums(grid: np.ndarray) -> np.ndarray:
+    """Sums over each tile's 3 x 3 neighbourhood of tiles, for a (Gy, Gx, C) grid."""
+    padded = np.pad(grid, ((1, 1), (1, 1), (0, 0)))
+    gy, gx = grid.shape[:2]
+    return sum(padded[dy:dy + gy, dx:dx + gx] for dy in range(3) for dx in range(3))
+
+
+def _interpolate(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, tile: int) -> np.ndarray:
+    """Bilinear interpolation of a per-tile (Gy, Gx, C) grid at texels (rows, cols), tile centres as nodes."""
+    gy, gx = grid.shape[:2]
+    fy = np.clip((rows + 0.5) / tile - 0.5, 0.0, gy - 1.0)
+    fx = np.clip((cols + 0.5) / tile - 0.5, 0.0, gx - 1.0)
+    y0 = np.minimum(fy.astype(np.int64), max(gy - 2, 0))
+    x0 = np.minimum(fx.astype(np.int64), max(gx - 2, 0))
+    y1, x1 = np.minimum(y0 + 1, gy - 1), np.minimum(x0 + 1, gx - 1)
+    wy, wx = (fy - y0)[:, None], (fx - x0)[:, None]
+    return ((grid[y0, x0] * (1 - wx) + grid[y0, x1] * wx) * (1 - wy)
+            + (grid[y1, x0] * (1 - wx) + grid[y1, x1] * wx) * wy)
+
+
+def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, known: np.ndarray,
+                   tile: int | None = None, ridge: float = RIDGE) -> np.ndarray:
+    """Per texel, the 3 x 3 matrix ``A`` ((N, 3, 3), ``value ~ A @ guide + b``) fitted on the ``known`` texels
+    of windows of 3 x 3 tiles of ``tile`` texels (default :data:`TILE_SHARE` of the texture's side) and
+    interpolated between tile centres; windows without a known texel give the identity."""
+    n = len(surface.rows)
+    if guide.shape != (n, 3) or value.shape != (n, 3) or known.shape != (n,):
+        raise InvalidInputError(f"detail transfer needs (N, 3) guide and value and (N,) known for N = {n} texels, "
+                                f"got {guide.shape}, {value.shape}, {known.shape}")
+    h, w = surface.size
+    tile = tile or max(int(round(max(h, w) * TILE_SHARE)), 2)
+    gy, gx = -(-h // tile), -(-w // tile)
+    rows, cols = surface.rows[known], surface.cols[known]
+    where = (rows // tile) * gx + cols // tile
+    g = guide[known].astype(np.float64)
+    v = value[known].astype(np.float64)
+    # centred on the means, so that the covariances below do not lose their digits to cancellation
+    g -= g.mean(axis=0) if len(g) else 0.0
+    v -= v.mean(axis=0) if len(v) else 0.0
+    products = np.concatenate([np.ones((len(g), 1)), g, v, (g[:, :, None] * g[:, None, :]).reshape(-1, 9),
+                               (g[:, :, None] * v[:, None, :]).reshape(-1, 9)], axis=1)
+    sums = _window_sums(_tile_sums(where, gy * gx, products).reshape(gy, gx, -1))
+    count = sums[..., 0]
+    safe = np.maximum(count, 1.0)[..., None]
+    mg, mv = sums[..., 1:4] / safe, sums[..., 4:7] / safe
+    gg = sums[..., 7:16].reshape(gy, gx, 3, 3) / safe[..., None] - mg[..., :, None] * mg[..., None, :]
+    gv = sums[..., 16:25].reshape(gy, gx, 3, 3) / safe[..., None] - mg[..., :, None] * mv[..., None, :]
+    eye = np.eye(3) * ridge
+    # ridge towards the identity: argmin |v - A g - b|^2 + ridge |A - 1|^2 per window, as A^T
+    a_t = np.linalg.solve(gg + eye, gv + eye)
+    a_t[count == 0] = np.eye(3)
+    # interpolated with the windows' texel counts as weights, so that empty tiles do not pull towards identity
+    weight = np.minimum(count, 9.0 * tile * tile)[..., None]
+    num = _interpolate((a_t.reshape(gy, gx, 9) * weight), surface.rows, surface.cols, tile)
+    den = _interpolate(weight, surface.rows, surface.cols, tile)
+    a = np.where(den > 0, num / np.maximum(den, 1e-12), np.eye(3).reshape(1, 9))
+    return a.reshape(n, 3, 3).transpose(0, 2, 1).astype(np.float32)
+
+
+def transfer_detail(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, base: np.ndarray,
+                    known: np.ndarray, tile: int | None = None, ridge: float = RIDGE) -> np.ndarray:
+    """``value + A (base - guide)`` per texel ((N, 3) float32), ``A`` from :func:`local_mappings`.
+
+    ``guide`` (N, 3): the bake of the original capture; ``value`` (N, 3): the bake of the edited views
+    from the same samples; ``base`` (N, 3): the original texture; ``known`` (N,): the texels where both
+    bakes hold values (only those are fitted; the result elsewhere is meaningless).
+    """
+    a = local_mappings(surface, guide, value, known, tile, ridge)
+    detail = (base - guide).astype(np.float32)
+    return (value + np.einsum("nij,nj->ni", a, detail)).astype(np.float32)
