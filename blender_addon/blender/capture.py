@@ -353,7 +353,8 @@ def capture_steps(
                 if not slots:
                     view_layer.material_override = mats[0]
                 frgba = _channels(_render(scene, tmp / "flat.exr"), "Combined", "RGBA")
-                response["white" if value else "black"] = frgba[..., :3] / np.maximum(frgba[..., 3:4], 1e-6)
+                # composited like the colour: along the silhouette both mix in the same background
+                response["white" if value else "black"] = frgba[..., :3] + (1.0 - frgba[..., 3:4]) * bg
 
             # 3) data: with the response passes, the albedo once through the colour render's pixel filter
             #    (what the lighting removal compares the colour with), then exactly per pixel centre

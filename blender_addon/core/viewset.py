@@ -43,8 +43,8 @@ PASSES: dict[str, tuple[str, str]] = {
     "normal": ("npy", "float32 (H, W, 3), world-space unit shading normal, 0 outside"),
     "uv": ("npy", "float32 (H, W, 2), UV of the object's UV map (origin bottom-left), 0 outside"),
     "position": ("npy", "float32 (H, W, 3), world-space position at the pixel centre, 0 outside"),
-    "black": ("npy", "float16 (H, W, 3), linear colour render with the base colour set to black, 0 outside"),
-    "white": ("npy", "float16 (H, W, 3), linear colour render with the base colour set to white, 0 outside"),
+    "black": ("npy", "float16 (H, W, 3), linear colour render (composited like colour) with the base colour set to black, 0 outside"),
+    "white": ("npy", "float16 (H, W, 3), linear colour render (composited like colour) with the base colour set to white, 0 outside"),
     "albedo_filtered": ("png", "uint8 (H, W, 3), sRGB-encoded unlit base colour through the colour render's pixel "
                         "filter and samples (what the colour render shows of it)"),
 }
