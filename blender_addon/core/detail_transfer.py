@@ -31,9 +31,21 @@ TILE_SHARE = 1.0 / 128.0
 RIDGE = 1e-5
 
 
-def _tile_sums(tile: np.ndarray, tiles: int, values: np.ndarray) -> np.ndarray:
-    """(tiles, C) float64 sums of ``values`` (M, C) per tile index ``tile`` (M,)."""
-    return np.stack([np.bincount(tile, weights=values[:, c], minlength=tiles) for c in range(values.shape[1])], axis=1)
+#: Texels processed at once (bounds the working memory at 4096² textures).
+CHUNK = 1 << 20
+
+
+def _tile_sums(tile: np.ndarray, tiles: int, guide: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """(tiles, 25) float64 per-tile sums of 1, guide (3), value (3), guide guide^T (9) and guide value^T (9)
+    for texels in tiles ``tile`` (M,) with ``guide``, ``value`` (M, 3) float64."""
+    sums = np.zeros((tiles, 25))
+    for lo in range(0, len(tile), CHUNK):
+        t, g, v = tile[lo:lo + CHUNK], guide[lo:lo + CHUNK], value[lo:lo + CHUNK]
+        products = np.concatenate([np.ones((len(t), 1)), g, v, (g[:, :, None] * g[:, None, :]).reshape(-1, 9),
+                                   (g[:, :, None] * v[:, None, :]).reshape(-1, 9)], axis=1)
+        for c in range(25):
+            sums[:, c] += np.bincount(t, weights=products[:, c], minlength=tiles)
+    return sums
 
 
 def _window_sums(grid: np.ndarray) -> np.ndarray:
@@ -57,10 +69,11 @@ def _interpolate(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, tile: int
 
 
 def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, known: np.ndarray,
-                   tile: int | None = None, ridge: float = RIDGE) -> np.ndarray:
-    """Per texel, the 3 x 3 matrix ``A`` ((N, 3, 3), ``value ~ A @ guide + b``) fitted on the ``known`` texels
-    of windows of 3 x 3 tiles of ``tile`` texels (default :data:`TILE_SHARE` of the texture's side) and
-    interpolated between tile centres; windows without a known texel give the identity."""
+                   tile: int | None = None, ridge: float = RIDGE) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per tile, the 3 x 3 matrix ``A`` (``value ~ A @ guide + b``) fitted on the ``known`` texels of the
+    window of 3 x 3 tiles of ``tile`` texels around it (default :data:`TILE_SHARE` of the texture's side),
+    as a (Gy, Gx, 9) grid of row-major ``A`` times the window's weight, the (Gy, Gx, 1) weights (its known
+    texels, capped at a full window) and the tile size; windows without a known texel give the identity."""
     n = len(surface.rows)
     if guide.shape != (n, 3) or value.shape != (n, 3) or known.shape != (n,):
         raise InvalidInputError(f"detail transfer needs (N, 3) guide and value and (N,) known for N = {n} texels, "
@@ -69,40 +82,42 @@ def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, 
     tile = tile or max(int(round(max(h, w) * TILE_SHARE)), 2)
     gy, gx = -(-h // tile), -(-w // tile)
     rows, cols = surface.rows[known], surface.cols[known]
-    where = (rows // tile) * gx + cols // tile
     g = guide[known].astype(np.float64)
     v = value[known].astype(np.float64)
     # centred on the means, so that the covariances below do not lose their digits to cancellation
-    g -= g.mean(axis=0) if len(g) else 0.0
-    v -= v.mean(axis=0) if len(v) else 0.0
-    products = np.concatenate([np.ones((len(g), 1)), g, v, (g[:, :, None] * g[:, None, :]).reshape(-1, 9),
-                               (g[:, :, None] * v[:, None, :]).reshape(-1, 9)], axis=1)
-    sums = _window_sums(_tile_sums(where, gy * gx, products).reshape(gy, gx, -1))
+    if len(g):
+        g -= g.mean(axis=0)
+        v -= v.mean(axis=0)
+    sums = _window_sums(_tile_sums((rows // tile) * gx + cols // tile, gy * gx, g, v).reshape(gy, gx, -1))
     count = sums[..., 0]
     safe = np.maximum(count, 1.0)[..., None]
     mg, mv = sums[..., 1:4] / safe, sums[..., 4:7] / safe
     gg = sums[..., 7:16].reshape(gy, gx, 3, 3) / safe[..., None] - mg[..., :, None] * mg[..., None, :]
     gv = sums[..., 16:25].reshape(gy, gx, 3, 3) / safe[..., None] - mg[..., :, None] * mv[..., None, :]
     eye = np.eye(3) * ridge
-    # ridge towards the identity: argmin |v - A g - b|^2 + ridge |A - 1|^2 per window, as A^T
+    # ridge towards the identity: argmin |v - A g - b|^2 + ridge |A - 1|^2 per window, solved for A^T
     a_t = np.linalg.solve(gg + eye, gv + eye)
     a_t[count == 0] = np.eye(3)
-    # interpolated with the windows' texel counts as weights, so that empty tiles do not pull towards identity
     weight = np.minimum(count, 9.0 * tile * tile)[..., None]
-    num = _interpolate((a_t.reshape(gy, gx, 9) * weight), surface.rows, surface.cols, tile)
-    den = _interpolate(weight, surface.rows, surface.cols, tile)
-    a = np.where(den > 0, num / np.maximum(den, 1e-12), np.eye(3).reshape(1, 9))
-    return a.reshape(n, 3, 3).transpose(0, 2, 1).astype(np.float32)
+    return a_t.transpose(0, 1, 3, 2).reshape(gy, gx, 9) * weight, weight, tile
 
 
 def transfer_detail(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, base: np.ndarray,
                     known: np.ndarray, tile: int | None = None, ridge: float = RIDGE) -> np.ndarray:
-    """``value + A (base - guide)`` per texel ((N, 3) float32), ``A`` from :func:`local_mappings`.
+    """``value + A (base - guide)`` per texel ((N, 3) float32), ``A`` from :func:`local_mappings`,
+    interpolated between tile centres (weighted by the windows' known texels, so that empty tiles do not
+    pull towards the identity).
 
     ``guide`` (N, 3): the bake of the original capture; ``value`` (N, 3): the bake of the edited views
     from the same samples; ``base`` (N, 3): the original texture; ``known`` (N,): the texels where both
     bakes hold values (only those are fitted; the result elsewhere is meaningless).
     """
-    a = local_mappings(surface, guide, value, known, tile, ridge)
-    detail = (base - guide).astype(np.float32)
-    return (value + np.einsum("nij,nj->ni", a, detail)).astype(np.float32)
+    weighted, weight, tile = local_mappings(surface, guide, value, known, tile, ridge)
+    out = np.empty((len(surface.rows), 3), np.float32)
+    for lo in range(0, len(out), CHUNK):
+        rows, cols = surface.rows[lo:lo + CHUNK], surface.cols[lo:lo + CHUNK]
+        den = _interpolate(weight, rows, cols, tile)
+        a = np.where(den > 0, _interpolate(weighted, rows, cols, tile) / np.maximum(den, 1e-12), np.eye(3).reshape(1, 9))
+        detail = base[lo:lo + CHUNK] - guide[lo:lo + CHUNK]
+        out[lo:lo + CHUNK] = value[lo:lo + CHUNK] + np.einsum("nij,nj->ni", a.reshape(-1, 3, 3), detail)
+    return out

@@ -3,11 +3,13 @@
 The edited views are lit renders (the capture's ``colour`` pass, restyled by an editor). For every
 view, :func:`edit_delta` turns the edit into the change of *albedo* it implies, in linear light:
 
-    response  colour = black + (white - black) * g(albedo): the capture renders every view again with the
-                base colour black and white (``black``, ``white`` passes); g, one increasing curve per
-                capture, is fitted on all pixels (:class:`ResponseCurve`; metals respond non-linearly)
-    delta     = g^-1(r(edited)) - g^-1(r(lit)),  r(c) = (c - black) / (white - black)
-                (the albedo pass stands in for g^-1(r(lit)) where the 8-bit colour render clipped)
+    response  colour = black + (white - black) * g_p(albedo): the capture renders every view again with
+                the base colour black and white (``black``, ``white`` passes); g, one increasing curve per
+                capture, is fitted on all pixels (:class:`ResponseCurve`; metals respond non-linearly),
+                and each pixel's own g_p is g bent and corrected to pass through the pixel's known
+                points, (albedo, r(lit)) for each of its channels
+    delta     = g_p^-1(r(edited)) - albedo,  r(c) = (c - black) / (white - black)
+                (the shared curve alone where the 8-bit colour render clipped)
 
 Without response passes (``response_passes`` off at capture) a linear response through black is
 assumed: delta = (edited - lit) / s with the shading s = lit / albedo.
@@ -89,51 +91,102 @@ class ResponseCurve:
     y: np.ndarray
 
     @classmethod
-    def fit(cls, albedo: np.ndarray, ratio: np.ndarray, bins: int = 32, min_count: int = 20) -> "ResponseCurve":
-        """Binned medians of ``ratio`` (M,) = (colour - black) / (white - black) against ``albedo`` (M,), made
-        increasing and pinned to g(0) = 0, g(1) = 1; bins with fewer than ``min_count`` pixels are left out."""
+    def fit(cls, albedo: np.ndarray, ratio: np.ndarray, bins: int = 32, min_count: int = 20,
+            degree: int = 4, steps: int = 64) -> "ResponseCurve":
+        """A smooth increasing curve through the binned medians of ``ratio`` (M,) = (colour - black) /
+        (white - black) against ``albedo`` (M,), pinned to g(0) = 0, g(1) = 1.
+
+        Bins with fewer than ``min_count`` pixels are left out. The curve is x + x (1 - x) p(x), p a
+        polynomial of ``degree`` - 1 (fewer with few bins) fitted to the medians by least squares
+        (weighted by their pixel counts), tabulated at ``steps`` + 1 points: the medians themselves are
+        noisy, and their kinks would bend every pixel's curve (:meth:`solve`) where the data has none.
+        """
         edges = np.linspace(0.0, 1.0, bins + 1)
         which = np.clip(np.searchsorted(edges, albedo, side="right") - 1, 0, bins - 1)
-        xs, ys = [0.0], [0.0]
         order = np.argsort(which, kind="stable")
         sw, sr, sa = which[order], ratio[order], albedo[order]
         starts = np.searchsorted(sw, np.arange(bins))
         stops = np.searchsorted(sw, np.arange(bins), side="right")
+        xs, ys, counts = [], [], []
         for lo, hi in zip(starts, stops):
             if hi - lo >= min_count and 0.0 < float(np.median(sa[lo:hi])) < 1.0:
                 xs.append(float(np.median(sa[lo:hi])))
                 ys.append(float(np.clip(np.median(sr[lo:hi]), 0.0, 1.0)))
-        xs.append(1.0)
-        ys.append(1.0)
-        y = np.maximum.accumulate(np.asarray(ys))
-        y = y + np.arange(len(y)) * 1e-6  # strictly increasing, so that it can be inverted
-        return cls(np.asarray(xs), y / y[-1])
+                counts.append(float(hi - lo))
+        grid = np.linspace(0.0, 1.0, steps + 1)
+        y = grid.copy()  # no medians: the straight line
+        if xs:
+            x, w = np.asarray(xs), np.sqrt(np.asarray(counts))
+            powers = np.arange(min(degree, len(xs)))
+            basis = lambda t: (t * (1.0 - t))[:, None] * t[:, None] ** powers[None, :]  # noqa: E731
+            coef = np.linalg.lstsq(basis(x) * w[:, None], (np.asarray(ys) - x) * w, rcond=None)[0]
+            y = np.clip(grid + basis(grid) @ coef, 0.0, 1.0)
+        y = np.maximum.accumulate(y) + np.arange(len(y)) * 1e-6  # strictly increasing, so that it can be inverted
+        return cls(grid, y / y[-1])
 
-    def solve(self, target: np.ndarray, x0: np.ndarray, r0: np.ndarray, steps: int = 64) -> np.ndarray:
-        """Per element, the albedo whose response reaches ``target``, on the curve bent to pass through the
-        pixel's own known point (``x0``, ``r0``): g_p(x) = g(x) + (r0 - g(x0)) x (1 - x) / (x0 (1 - x0)).
+    def solve(self, target: np.ndarray, x0: np.ndarray, r0: np.ndarray, steps: int = 32,
+              through: float = 1.0) -> np.ndarray:
+        """Per element, the albedo whose response reaches ``target``, on the pixel's own curve through its
+        known points (``x0``, ``r0``), one per channel.
 
-        All arrays have one shape (..., C); the bend is shared by a pixel's channels (weighted towards
-        mid-range albedo, where it is measured best); ``r0`` NaN uses the shared curve. Returns albedo in 0..1.
+        All arrays have one shape (..., C) (a pixel's C channels respond along one curve: its shape comes
+        from the view's geometry and the material, not the channel). The pixel's curve is the shared one
+        bent, g(x) + k x (1 - x), with the bend k that fits its points best (weighted towards mid-range
+        albedo, where they are measured best), plus what is left at each point, interpolated linearly
+        between the points and (0, 0), (1, 1): so it passes through every point exactly and keeps the bend
+        away from them (``through`` scales what is left: 0 gives the bend alone). Points with ``x0``
+        outside (0.02, 0.98) or ``r0`` NaN are not used (no point: the shared curve). Returns albedo in 0..1.
         """
         xs = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
-        g = np.interp(xs, self.x, self.y).astype(np.float32)
-        a, r = x0.reshape(-1, x0.shape[-1]), r0.reshape(-1, x0.shape[-1])
+        shape, c = target.shape, x0.shape[-1]
+        a, r = x0.reshape(-1, c).astype(np.float32), r0.reshape(-1, c).astype(np.float32)
         inner = (a > 0.02) & (a < 0.98) & np.isfinite(r)
         with np.errstate(divide="ignore", invalid="ignore"):
-            k_c = np.where(inner, (r - np.interp(a, self.x, self.y)) / (a * (1.0 - a)), 0.0)
-        # the bend comes from the view's geometry, not the channel: share it, trusting mid-range albedo most
+            left = np.where(inner, r - np.interp(a, self.x, self.y), 0.0)
+            k_c = np.where(inner, left / (a * (1.0 - a)), 0.0)
         wt = np.where(inner, (a * (1.0 - a)) ** 2, 0.0)
-        k = (k_c * wt).sum(axis=1) / np.maximum(wt.sum(axis=1), 1e-12)
-        k = np.repeat(k, x0.shape[-1]).astype(np.float32)
-        t = target.ravel()
-        curves = g[None, :] + k[:, None] * (xs * (1.0 - xs))[None, :]
-        curves = np.maximum.accumulate(curves, axis=1)
-        i = np.clip((curves < t[:, None]).sum(axis=1), 1, steps)
-        rows = np.arange(len(t))
-        lo, hi = curves[rows, i - 1], curves[rows, i]
-        frac = np.clip((t - lo) / np.maximum(hi - lo, 1e-9), 0.0, 1.0)
-        return np.clip(xs[i - 1] + frac * (xs[i] - xs[i - 1]), 0.0, 1.0).reshape(target.shape).astype(np.float32)
+        k = ((k_c * wt).sum(axis=1) / np.maximum(wt.sum(axis=1), 1e-12)).astype(np.float32)
+        # the points' residuals after the bend, and the ends (0, 0), (1, 0); unused points sit on (0, 0)
+        px = np.concatenate([np.zeros((len(a), 1)), np.where(inner, a, 0.0), np.ones((len(a), 1))], axis=1)
+        pd = np.concatenate([np.zeros((len(a), 1)), through * np.where(inner, left - k[:, None] * a * (1.0 - a), 0.0),
+                             np.zeros((len(a), 1))], axis=1)
+        order = np.argsort(px, axis=1)
+        px, pd = np.take_along_axis(px, order, 1).astype(np.float32), np.take_along_axis(pd, order, 1).astype(np.float32)
+        t = target.reshape(-1, c)
+        out = np.empty(t.shape, np.float32)
+        for lo in range(0, len(t), _SOLVE_CHUNK):
+            sl = slice(lo, lo + _SOLVE_CHUNK)
+            grid, curves = self._pixel_curves(xs, k[sl], px[sl], pd[sl])
+            for ch in range(c):
+                out[sl, ch] = _invert(grid, curves, t[sl, ch])
+        return out.reshape(shape)
+
+    def _pixel_curves(self, xs: np.ndarray, k: np.ndarray, px: np.ndarray, pd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel, (grid, curve) (M, X + P): g + k x (1 - x) + the residuals ``pd`` at the points ``px``
+        ((M, P), sorted) interpolated linearly, tabulated at ``xs`` (X,) and at the points themselves (so
+        that the curve is exact there), made non-decreasing."""
+        grid = np.sort(np.concatenate([np.broadcast_to(xs, (len(px), len(xs))), px], axis=1), axis=1)
+        # the piecewise-linear residual as a sum of ramps, one per point (px[:, 0] is the origin)
+        slopes = np.diff(pd, axis=1) / np.maximum(np.diff(px, axis=1), 1e-6)
+        residual = slopes[:, :1] * grid
+        for j in range(1, px.shape[1] - 1):
+            residual += (slopes[:, j] - slopes[:, j - 1])[:, None] * np.maximum(grid - px[:, j, None], 0.0)
+        curves = np.interp(grid, self.x, self.y).astype(np.float32) + k[:, None] * grid * (1.0 - grid) + residual
+        return grid, np.maximum.accumulate(curves, axis=1)
+
+
+
+#: Pixels whose curves are tabulated at once in :meth:`ResponseCurve.solve`.
+_SOLVE_CHUNK = 1 << 15
+
+
+def _invert(grid: np.ndarray, curves: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per row of ``curves`` (M, X) tabulated at ``grid`` (M, X), the x where it reaches ``t`` (M,), clipped to 0..1."""
+    i = np.clip((curves < t[:, None]).sum(axis=1), 1, curves.shape[1] - 1)
+    rows = np.arange(len(t))
+    lo, hi = curves[rows, i - 1], curves[rows, i]
+    frac = np.clip((t - lo) / np.maximum(hi - lo, 1e-9), 0.0, 1.0)
+    return np.clip(grid[rows, i - 1] + frac * (grid[rows, i] - grid[rows, i - 1]), 0.0, 1.0)
 
 
 def response_ratio(colour: np.ndarray, black: np.ndarray, white: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

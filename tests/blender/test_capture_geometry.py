@@ -57,7 +57,12 @@ def test_manifest_describes_the_capture(captured, name):
     assert back.uv_map and back.rig["kind"] == "orbit-poles" and len(back.views) == 6
     assert 0.8 < back.coverage <= 1.0
     for v in back.views:
-        assert set(v.files) == {"colour", "albedo", "mask", "depth", "normal", "uv", "position", "black", "white"}
+        assert set(v.files) == {"colour", "albedo", "mask", "depth", "normal", "uv", "position", "black", "white",
+                                "albedo_filtered"}
+        # the albedo through the colour render's filter: the same unlit colours, blurred only across edges
+        mask = back.load(v, "mask")
+        diff = np.abs(back.load(v, "albedo_filtered").astype(int) - back.load(v, "albedo"))[mask]
+        assert np.median(diff) <= 2 and diff.max() > 0
         assert (v.camera.intrinsics.width, v.camera.intrinsics.height) == (128, 128)
     mesh = back.mesh()
     assert mesh.uvs.shape == (len(mesh.triangles), 3, 2)
