@@ -178,7 +178,7 @@ def test_restyled_asset_rerendered_at_a_new_view_shows_no_seams(tmp_path):
     assert np.median(on_seams) <= 4 and psnr(b, a, erode(mask, 2) & seams) > 32, np.percentile(on_seams, [50, 90])
 
 
-@pytest.mark.parametrize("asset", ["Suzanne.glb"])
+@pytest.mark.parametrize("asset", ["Suzanne.glb", "Avocado.glb"])
 def test_lighting_removal_oracle_within_3db(tmp_path, asset):
     """Lit renders of the asset re-textured with a known recolour stand in for edited views; the edit bake
     with lighting removal matches the recolour within 3 dB of the unlit identity round trip."""
