@@ -75,7 +75,8 @@ def _add_capture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--colour-filter", type=float, help="pixel filter width of the colour render in pixels "
                    "(default: the scene's; 0.01 samples pixel centres: aliased, sharper bakes of lit edits)")
     p.add_argument("--no-response-passes", dest="response_passes", action="store_false",
-                   help="skip the black/white base-colour renders that lighting removal needs (faster capture)")
+                   help="skip the black/white base-colour and filtered-albedo renders that lighting removal "
+                   "needs (faster capture)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier capture in --out")
     p.add_argument("--out", required=True, type=Path, help="output folder for the ViewSet (new or empty)")
 

@@ -42,8 +42,8 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     )
     response_passes: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Lighting removal passes", default=True,
-        description="Render each view twice more (base colour black and white) so that Apply to texture can "
-                    "remove the lighting from edited views")
+        description="Render each view three times more (base colour black and white, and the albedo through "
+                    "the colour's pixel filter) so that Apply to texture can remove the lighting from edited views")
     add_uv: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Add UV map if missing", description="Add a Smart UV Project map named GroupEdit_UV to meshes without UVs"
     )
