@@ -362,9 +362,10 @@ def capture_steps(
                 s.material = m
             if not slots:
                 view_layer.material_override = data_mats[0]
+            filtered_albedo = None
             if flat_mats:
                 argba = _channels(_render(scene, tmp / "albedo.exr"), "Combined", "RGBA")
-                response["albedo_filtered"] = argba[..., :3] / np.maximum(argba[..., 3:4], 1e-6)
+                filtered_albedo = argba[..., :3] / np.maximum(argba[..., 3:4], 1e-6)
             t_resp = time.perf_counter()
             cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
             t3 = time.perf_counter()
@@ -377,24 +378,24 @@ def capture_steps(
             normal = np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32)
             uv = np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32)
             depth = np.where(mask, (position - cam.centre) @ cam.forward, 0.0).astype(np.float32)
-            albedo = np.where(mask[..., None], albedo, bg)
-            files = write_view_files(
-                out_dir,
-                rv.name,
-                {
-                    "colour": to_uint8(linear_to_srgb(colour)),
-                    "albedo": to_uint8(linear_to_srgb(albedo)),
-                    "mask": mask,
-                    "depth": depth,
-                    "normal": normal,
-                    "uv": uv,
-                    "position": position,
-                    **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()
-                       if k != "albedo_filtered"},
-                    **({"albedo_filtered": to_uint8(linear_to_srgb(np.where(mask[..., None], response["albedo_filtered"],
-                                                                              bg)))} if response else {}),
-                },
-            )
+
+            def unlit(values: np.ndarray) -> np.ndarray:
+                """An albedo pass: sRGB-encoded, the background colour outside the object."""
+                return to_uint8(linear_to_srgb(np.where(mask[..., None], values, bg)))
+
+            passes = {
+                "colour": to_uint8(linear_to_srgb(colour)),
+                "albedo": unlit(albedo),
+                "mask": mask,
+                "depth": depth,
+                "normal": normal,
+                "uv": uv,
+                "position": position,
+                **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()},
+            }
+            if filtered_albedo is not None:
+                passes["albedo_filtered"] = unlit(filtered_albedo)
+            files = write_view_files(out_dir, rv.name, passes)
             written.append(View(rv.name, cam, files, rv.azimuth_deg, rv.elevation_deg, rv.label))
             depth_maps.append((cam, depth))
             t5 = time.perf_counter()

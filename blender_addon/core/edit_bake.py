@@ -175,7 +175,6 @@ class ResponseCurve:
         return grid, np.maximum.accumulate(curves, axis=1)
 
 
-
 #: Pixels whose curves are tabulated at once in :meth:`ResponseCurve.solve`.
 _SOLVE_CHUNK = 1 << 15
 
