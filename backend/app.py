@@ -20,9 +20,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import __version__
 from .config import ServerConfig
 from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
-from .jobfiles import decode_image, preview_path, result_path, stage_inputs
+from .jobfiles import decode_image, preview_path, read_metadata, result_path, stage_inputs
 from .store import TERMINAL, JobStore
-from .viewdata import GEOMETRY_PASSES, Camera, all_or_none, decode_pass, parse_camera
+from .viewdata import GEOMETRY_PASSES, Camera, all_or_none, decode_pass, decode_token_file, parse_camera
+
+#: Longest subject label a job may give (an object name).
+MAX_SUBJECT_CHARS = 200
 from .worker import Supervisor, device_memory
 
 
@@ -128,7 +131,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     def job_view(job_id: str) -> dict[str, Any]:
         job = store.get(job_id)
         preview = store.last_preview(job_id) if job.state in ("running", "succeeded") else None
-        return {**job.to_dict(store.position(job)), "progress": store.last_progress(job_id), "preview": preview}
+        result = read_metadata(store.folder(job.id)) if job.state == "succeeded" else None
+        return {**job.to_dict(store.position(job)), "progress": store.last_progress(job_id), "preview": preview,
+                "result": result}
 
     @app.get("/v1/health")
     def health() -> dict[str, Any]:
@@ -148,7 +153,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         if key and (known := store.by_key(key)) is not None:  # a retried submit: the same job, once
             return JSONResponse(known.to_dict(store.position(known)), status_code=202)
         try:
-            form = await request.form(max_files=(2 + len(GEOMETRY_PASSES)) * limits.max_views + 1, max_fields=8)
+            form = await request.form(max_files=(2 + len(GEOMETRY_PASSES)) * limits.max_views + 2, max_fields=8)
         except PayloadTooLarge:
             raise
         except Exception as exc:  # noqa: BLE001 - malformed multipart
@@ -161,10 +166,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             instruction = str(manifest.get("instruction", ""))
             options = dict(manifest.get("options", {}))
             views = list(manifest["views"])
+            text = {k: str(manifest[k]) for k in ("description", "subject") if manifest.get(k) is not None}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidInput(f"the manifest is not valid: {exc}") from exc
-        if len(instruction) > limits.max_instruction_chars:
-            raise InvalidInput(f"instruction of {len(instruction)} characters is over {limits.max_instruction_chars}")
+        for what, value, limit in (("instruction", instruction, limits.max_instruction_chars),
+                                   ("description", text.get("description", ""), limits.max_instruction_chars),
+                                   ("subject", text.get("subject", ""), MAX_SUBJECT_CHARS)):
+            if len(value) > limit:
+                raise InvalidInput(f"{what} of {len(value)} characters is over {limit}")
         if not 1 <= len(views) <= limits.max_views:
             raise InvalidInput(f"a job takes 1 to {limits.max_views} views, got {len(views)}")
         image_bytes, mask_bytes, names = [], [], []
@@ -201,9 +210,17 @@ def create_app(config: ServerConfig) -> FastAPI:
                 raise InvalidInput(f"reference field {ref_field!r} must be uploaded")
             reference = await part.read()
             decode_image(reference, "reference image", limits.max_pixels, "RGB")
+        tokens = None
+        tokens_field = manifest.get("geometry_tokens")
+        if tokens_field:
+            part = form.get(str(tokens_field))
+            if part is None or isinstance(part, str):
+                raise InvalidInput(f"geometry_tokens field {tokens_field!r} must be uploaded (a .npy file)")
+            tokens = decode_token_file(await part.read(), len(views))
         job, _created = await asyncio.to_thread(
-            store.create, instruction, options, names, key, 
-            lambda folder: stage_inputs(folder, image_bytes, mask_bytes, reference, staged_cameras, geometry),
+            store.create, instruction, options, names, key,
+            lambda folder: stage_inputs(folder, image_bytes, mask_bytes, reference, staged_cameras, geometry, text,
+                                        tokens),
             limits.max_queue,
         )
         return JSONResponse(job.to_dict(store.position(job)), status_code=202)

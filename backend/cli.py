@@ -12,6 +12,7 @@ from typing import Any
 
 from .config import Limits, ServerConfig
 from .errors import BackendError
+from .groupediting.settings import SETTING_NAMES, EditSettings, add_setting_flags
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "groupedit-server"
 
@@ -33,7 +34,8 @@ def read_token(path: Path, create: bool) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="groupedit-server", description="GroupEdit's local edit server",
-        epilog="To download the groupediting editor's weights: groupedit-server download --to DIR (see --help there)",
+        epilog="To download the groupediting editor's weights: groupedit-server download --to DIR; to check a "
+               "weights file: groupedit-server inspect-weights FILE (see --help there)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     p.add_argument("--port", type=int, default=8765)
@@ -49,43 +51,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Flags (argparse ``dest``) passed to :class:`backend.editors.groupediting.GroupEditingEditor` under the same
-#: keyword when given (every one defaults to None = unset, so the editor's own defaults apply).
-GROUPEDITING_FLAGS: tuple[str, ...] = (
-    "model_dir", "weights", "dtype", "offload", "device", "rope_preset", "attention_backend", "threads",
-    "weights_layout", "lora_scale", "steps", "guidance", "seed", "pixel_budget", "mask_dilation", "flow_sigma",
-    "negative_prompt", "vram_check", "vae_tiling", "vae_slicing",
+#: Model flags (argparse ``dest``) passed to :class:`backend.editors.groupediting.GroupEditingEditor` under the same
+#: keyword when given; the edit settings' flags (:data:`~backend.groupediting.settings.SETTING_NAMES`) follow them.
+MODEL_FLAGS: tuple[str, ...] = (
+    "model_dir", "weights", "vggt", "dtype", "offload", "device", "attention_backend", "threads", "weights_layout",
+    "lora_scale", "vram_check", "vae_tiling", "vae_slicing",
 )
+GROUPEDITING_FLAGS: tuple[str, ...] = MODEL_FLAGS + SETTING_NAMES
 
 
 def add_groupediting_arguments(p: argparse.ArgumentParser) -> None:
-    """The groupediting editor's model, device and sampling-default flags (see docs/models.md)."""
+    """The groupediting editor's model and device flags, and its edit-setting defaults (see docs/models.md)."""
     g = p.add_argument_group("groupediting editor (see docs/models.md)")
     g.add_argument("--model-dir", type=Path, help="the diffusers Wan2.1-VACE directory (required for groupediting)")
     g.add_argument("--weights", type=Path, help="GroupEditing weights (.safetensors: the release file or our format); "
                                                 "without it the base model runs alone")
+    g.add_argument("--vggt", type=Path, help="VGGT-1B's model.safetensors (or its folder): geometry tokens; without "
+                                             "it, geometry tokens are off unless a job brings them")
     g.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
                    help="transformer and text encoder type (default: bf16 on CUDA, fp32 on the CPU)")
     g.add_argument("--offload", choices=["none", "model", "sequential", "group"],
                    help="keep everything on the GPU (none, default) or move parts in turn to save GPU memory")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when torch sees a GPU")
-    g.add_argument("--rope-preset", choices=["release", "paper", "grid"], help="RoPE coordinates (default release)")
     g.add_argument("--attention-backend", help="a diffusers attention backend (e.g. native, flash, sage)")
     g.add_argument("--threads", type=int, help="torch CPU threads of the worker")
     g.add_argument("--weights-layout", choices=["auto", "release", "groupedit"], help="default auto (from the keys)")
     g.add_argument("--lora-scale", type=float, help="scale of the weights' LoRA (default 1)")
-    g.add_argument("--steps", type=int, help="default denoising steps (50); a job's options.steps overrides it")
-    g.add_argument("--guidance", type=float, help="default guidance scale (5.0)")
-    g.add_argument("--seed", type=int, help="default noise seed (0)")
-    g.add_argument("--pixel-budget", type=int, help="default total pixels of a group at model resolution "
-                                                   "(4 x 528 x 528)")
-    g.add_argument("--mask-dilation", type=int, help="default pixels the edit region grows by (5)")
-    g.add_argument("--flow-sigma", type=float, help="default Ge-RoPE blur in tokens (1.0)")
-    g.add_argument("--negative-prompt", help="default negative prompt (empty)")
     g.add_argument("--no-vram-check", dest="vram_check", action="store_const", const=False,
                    help="load even when the free GPU memory looks too small")
     g.add_argument("--vae-tiling", action="store_const", const=True, help="decode in tiles (less GPU memory)")
     g.add_argument("--vae-slicing", action="store_const", const=True, help="decode one view at a time")
+    s = p.add_argument_group("groupediting edit defaults (a job's options override them; see docs/models.md)")
+    add_setting_flags(s)
 
 
 def editor_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,6 +96,7 @@ def editor_config(args: argparse.Namespace) -> dict[str, Any]:
     if "model_dir" not in given:
         raise BackendError("--editor groupediting needs --model-dir DIR (the diffusers Wan2.1-VACE directory): "
                            "see docs/models.md, or `groupedit-server download --to DIR`")
+    EditSettings().with_options({k: v for k, v in given.items() if k in SETTING_NAMES})  # refuse bad values now
     return {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
 
 
@@ -108,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         from .groupediting.download import main as download_main
 
         return download_main(argv[1:])
+    if argv[:1] == ["inspect-weights"]:
+        return inspect_weights_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -129,6 +129,46 @@ def main(argv: list[str] | None = None) -> int:
     print(f"groupedit-server {args.editor} editor on http://{args.host}:{args.port} (data in {args.data_dir})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def inspect_weights_main(argv: list[str]) -> int:
+    """``groupedit-server inspect-weights FILE [--model-dir DIR] [--json]``: what a weights file holds, from its
+    header only."""
+    import json
+
+    p = argparse.ArgumentParser(prog="groupedit-server inspect-weights",
+                                description="Read a GroupEditing weights file's header (no tensor is loaded) and say "
+                                            "what it holds and what loading would skip")
+    p.add_argument("file", type=Path, help="a .safetensors file (the release's epoch-9.safetensors or our format)")
+    p.add_argument("--model-dir", type=Path, help="plan the file against this Wan2.1-VACE directory's transformer, "
+                                                  "exactly as loading would")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = p.parse_args(argv)
+    from .groupediting.weights import inspect_weights
+
+    try:
+        info = inspect_weights(args.file, args.model_dir)
+    except BackendError as exc:
+        print(f"groupedit-server inspect-weights: error: {exc.message}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0 if info["problem"] is None else 1
+    print(f"{info['path']}\n  layout: {info['layout']}\n  tensors: {info['tensors']} "
+          f"({info['parameters'] / 1e9:.3f} B parameters, {info['bytes'] / 2**30:.2f} GiB)")
+    print("  dtypes: " + ", ".join(f"{d} x {n}" for d, n in info["dtypes"].items()))
+    print(f"  VACE tensors: {info['vace_tensors']}; LoRA pairs: {info['lora_pairs']} "
+          f"(rank {', '.join(map(str, info['lora_ranks'])) or '-'}); other tensors: {info['other_tensors']}")
+    for label, names in (("would be skipped", info["skipped"]), ("kept from the base", info["kept_from_base"])):
+        shown = ", ".join(names[:10]) + (f", … and {len(names) - 10} more" if len(names) > 10 else "")
+        print(f"  {label}: {len(names)}" + (f" ({shown})" if names else ""))
+    if args.model_dir is None:
+        print("  (pass --model-dir to check it against the base model exactly as loading would)")
+    elif info["problem"]:
+        print(f"  loading would refuse it: {info['problem']}")
+    else:
+        print("  loads into this base model")
+    return 0 if info["problem"] is None else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ Layout under the job folder (the server generates every name; none comes from a 
     inputs/000_image.png  inputs/000_mask.png  ...  [inputs/reference.png]   (PNG or JPEG bytes as uploaded)
     [inputs/cameras.json]                  {"K": [N x 3x3], "camera_to_world": [N x 4x4]} (checked, float64)
     [inputs/000_<pass>.npy ...]            geometry passes (checked, float32 (H, W, C); see :mod:`.viewdata`)
-    results/000.png ...   (written to results.part/ first, renamed when complete)
+    [inputs/text.json]                     {"description": ..., "subject": ...} when the job gave either
+    [inputs/geometry_tokens.npy]           the job's geometry tokens (checked, float32 (N*P, C))
+    results/000.png ... results/metadata.json   (written to results.part/ first, renamed when complete; the
+                          metadata says how the edit was made, see :class:`~.editors.base.EditResult`)
     [preview.png]         the latest live preview of a running job: one contact sheet of all views
                           (written to preview.png.part first, renamed; removed with the results on fail/cancel)
 """
@@ -18,13 +21,18 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .editors.base import EditInput
+from .editors.base import EditInput, EditResult
 from .errors import InvalidInput
 from .viewdata import GEOMETRY_PASSES, Camera
+
+TEXT_FILE = "text.json"
+TOKENS_FILE = "geometry_tokens.npy"
+METADATA_FILE = "metadata.json"
 
 
 def decode_image(data: bytes, what: str, max_pixels: int, mode: str) -> np.ndarray:
@@ -45,9 +53,11 @@ def decode_image(data: bytes, what: str, max_pixels: int, mode: str) -> np.ndarr
 
 
 def stage_inputs(folder: Path, images: list[bytes], masks: list[bytes], reference: bytes | None,
-                 cameras: list[Camera] | None = None, geometry: dict[str, list[np.ndarray]] | None = None) -> None:
-    """Store the uploaded files as they came (already decoded once to validate them), and the checked cameras
-    (N pairs of K (3, 3), camera_to_world (4, 4)) and geometry passes (name -> N float32 (H, W, C))."""
+                 cameras: list[Camera] | None = None, geometry: dict[str, list[np.ndarray]] | None = None,
+                 text: dict[str, str] | None = None, geometry_tokens: np.ndarray | None = None) -> None:
+    """Store the uploaded files as they came (already decoded once to validate them), the checked cameras
+    (N pairs of K (3, 3), camera_to_world (4, 4)) and geometry passes (name -> N float32 (H, W, C)), the job's
+    ``description`` / ``subject`` (``text``) and its geometry tokens (float32 (N*P, C))."""
     inputs = folder / "inputs"
     inputs.mkdir(parents=True)
     for i, (img, m) in enumerate(zip(images, masks)):
@@ -63,6 +73,10 @@ def stage_inputs(folder: Path, images: list[bytes], masks: list[bytes], referenc
             raise InvalidInput(f"unknown geometry pass {name!r}")
         for i, array in enumerate(arrays):
             np.save(inputs / f"{i:03d}_{name}.npy", np.asarray(array, np.float32), allow_pickle=False)
+    if text:
+        (inputs / TEXT_FILE).write_text(json.dumps(text))
+    if geometry_tokens is not None:
+        np.save(inputs / TOKENS_FILE, np.asarray(geometry_tokens, np.float32), allow_pickle=False)
 
 
 def read_inputs(folder: Path) -> EditInput:
@@ -79,17 +93,31 @@ def read_inputs(folder: Path) -> EditInput:
                    for k, c in zip(doc["K"], doc["camera_to_world"])]
     geometry = {name: [np.load(inputs / f"{i:03d}_{name}.npy", allow_pickle=False) for i in range(n)]
                 for name in GEOMETRY_PASSES if (inputs / f"000_{name}.npy").is_file()}
+    text = json.loads((inputs / TEXT_FILE).read_text()) if (inputs / TEXT_FILE).is_file() else {}
+    tokens = np.load(inputs / TOKENS_FILE, allow_pickle=False) if (inputs / TOKENS_FILE).is_file() else None
     return EditInput(images, masks, np.asarray(Image.open(ref).convert("RGB")) if ref.exists() else None,
-                     geometry, cameras)
+                     geometry, cameras, description=text.get("description"), subject=text.get("subject"),
+                     geometry_tokens=tokens)
 
 
-def write_results(folder: Path, images: list[np.ndarray]) -> None:
+def write_results(folder: Path, result: EditResult) -> None:
+    """The edited views as ``results/000.png`` … and the edit's ``results/metadata.json``, atomically."""
     part = folder / "results.part"
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir()
-    for i, img in enumerate(images):
+    for i, img in enumerate(result.images):
         Image.fromarray(img).save(part / f"{i:03d}.png", compress_level=1)
+    (part / METADATA_FILE).write_text(json.dumps(result.metadata, ensure_ascii=False))
     os.replace(part, folder / "results")
+
+
+def read_metadata(folder: Path) -> dict[str, Any] | None:
+    """The metadata of a job's results (None before they exist)."""
+    path = folder / "results" / METADATA_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def result_path(folder: Path, index: int) -> Path:

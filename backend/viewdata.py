@@ -82,3 +82,43 @@ def all_or_none(present: list[bool], what: str) -> bool:
         raise InvalidInput(f"{what} is given for some views but not for views {missing}: send it for every view "
                            "or for none")
     return bool(present) and all(present)
+
+
+#: Patch tokens per view side of the geometry tokens (VGGT: 518 / 14).
+TOKEN_SIDE = 37
+#: Special tokens (camera + 4 registers) VGGT-1B puts before each view's patch tokens.
+TOKEN_SPECIAL = 5
+
+
+def token_array(array: Any, num_views: int, side: int = TOKEN_SIDE) -> np.ndarray:
+    """Geometry tokens as the transformer takes them, (N*side², C) float32, from an array such as the release's
+    ``*_aggregated_tokens.npy`` (VGGT's last aggregator layer, (1, 4, 1374, 2048)).
+
+    Accepted: (1, N, P, C), (N, P, C), (1, G, C) or (G, C) with ``P`` = side² or side² + 5 per view and ``G = N P``;
+    each view's 5 special tokens are dropped when present. Anything else raises :class:`InvalidInput`.
+    """
+    a = np.asarray(array)
+    if a.dtype.kind != "f" or a.size == 0 or not np.isfinite(a).all():
+        raise InvalidInput(f"geometry tokens must be finite floats, got {a.dtype} {a.shape}")
+    per_view, full = side * side, side * side + TOKEN_SPECIAL
+    shape = a.shape
+    if a.ndim == 4 and shape[0] == 1:
+        a = a[0]
+    elif a.ndim == 2:
+        a = a[None]
+    if a.ndim == 3 and a.shape[0] == 1 and a.shape[1] in (num_views * per_view, num_views * full):
+        a = a.reshape(num_views, -1, a.shape[-1])
+    if a.ndim != 3 or a.shape[0] != num_views or a.shape[1] not in (per_view, full):
+        raise InvalidInput(
+            f"geometry tokens of shape {shape} do not fit {num_views} views: expected (1, {num_views}, {full} or "
+            f"{per_view}, C), as the release's *_aggregated_tokens.npy, or ({num_views * per_view}, C)")
+    return np.ascontiguousarray(a[:, -per_view:], np.float32).reshape(num_views * per_view, -1)
+
+
+def decode_token_file(data: bytes, num_views: int) -> np.ndarray:
+    """An uploaded ``.npy`` of geometry tokens -> (N*side², C) float32 (see :func:`token_array`)."""
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - numpy raises several kinds for bad data
+        raise InvalidInput(f"geometry tokens are not a readable .npy array ({type(exc).__name__}: {exc})") from exc
+    return token_array(array, num_views)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ServerConfig
+from .editors.base import EditResult
 from .errors import BackendError, Cancelled, ModelNotReady
 from .store import JobStore
 
@@ -136,10 +137,11 @@ def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, even
         editor.preview = _preview_writer(job_id, folder, events)
         try:
             group = read_inputs(folder)
-            images = editor.edit(group, instruction, options, progress, lambda: bool(cancel_flag.value))
+            result = EditResult.of(editor.edit(group, instruction, options, progress,
+                                               lambda: bool(cancel_flag.value)))
             if cancel_flag.value:
                 raise Cancelled("the job was cancelled")
-            write_results(folder, images)
+            write_results(folder, result)
             events.put(("succeeded", job_id, {}))
         except BackendError as exc:
             state = "cancelled" if isinstance(exc, Cancelled) else "failed"

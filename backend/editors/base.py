@@ -30,6 +30,9 @@ class EditInput:
     sizes (``position``: float32 (H_i, W_i, 3) world point at each pixel centre, 0 outside the object).
     ``cameras``: optional N pairs ``(K, camera_to_world)``: K float64 (3, 3) intrinsics in pixels of the image
     (origin at the top-left corner, v down), camera_to_world float64 (4, 4) rigid OpenCV pose (+Z forward).
+    ``description``: optional text saying what the result should show ("red leather jacket"); ``subject``: optional
+    label of what the views show (the object's name). ``geometry_tokens``: optional float32 (N*P, C) precomputed
+    geometry tokens (VGGT aggregator patch tokens, P per view; see :func:`backend.viewdata.token_array`).
     """
 
     images: list[np.ndarray]
@@ -37,6 +40,9 @@ class EditInput:
     reference: np.ndarray | None = None
     geometry: dict[str, list[np.ndarray]] = field(default_factory=dict)
     cameras: list[tuple[np.ndarray, np.ndarray]] | None = None
+    description: str | None = None
+    subject: str | None = None
+    geometry_tokens: np.ndarray | None = None
 
     def check(self) -> None:
         """Raise :class:`InvalidInput` unless images and masks are a consistent group."""
@@ -65,6 +71,20 @@ class EditInput:
                                        f"{np.shape(k)} and {np.shape(c2w)}")
 
 
+@dataclass
+class EditResult:
+    """What an editor returns: N uint8 (H_i, W_i, 3) ``images`` in the input's order and sizes, and ``metadata``
+    (JSON-ready: how the edit was made, reported with the job's result)."""
+
+    images: list[np.ndarray]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, value: EditResult | list[np.ndarray]) -> EditResult:
+        """An :class:`EditResult` from what :meth:`Editor.edit` returned (editors may return a plain image list)."""
+        return value if isinstance(value, EditResult) else cls(list(value))
+
+
 class Editor(ABC):
     """Edits a group of views consistently. Subclasses set ``name`` and implement :meth:`edit`.
 
@@ -87,8 +107,9 @@ class Editor(ABC):
 
     @abstractmethod
     def edit(self, group: EditInput, instruction: str, options: dict[str, Any], progress: Progress,
-             cancel: CancelCheck) -> list[np.ndarray]:
-        """Return N uint8 (H_i, W_i, 3) images, in the input's order and sizes."""
+             cancel: CancelCheck) -> EditResult | list[np.ndarray]:
+        """N uint8 (H_i, W_i, 3) images, in the input's order and sizes, as an :class:`EditResult` (with metadata)
+        or a plain list."""
 
 
 def check_cancel(cancel: CancelCheck) -> None:

@@ -5,14 +5,18 @@ incomplete model directory raises ``model_not_ready`` there, with a message poin
 
 A job maps onto one :class:`~backend.groupediting.pipeline.GroupEditingPipeline` call:
 
+* settings: the server's defaults (its flags, :class:`~backend.groupediting.settings.EditSettings`) with the job's
+  ``options`` on top; the preset defaults to ``release`` (or to the preset a weights file of our own format names
+  in its metadata ``preset``);
 * views and masks as they are (uint8 (H_i, W_i, 3) and bool (H_i, W_i)); outputs come back at the input sizes,
-  and outside each mask dilated by ``mask_dilation`` model pixels the input pixels are returned bit-identical;
-* Ge-RoPE from exact ViewSet correspondences when the job carries the ``position`` pass *and* the cameras
-  (:func:`view_geometry`); otherwise grid coordinates (Identity-RoPE, where the preset uses it, from the masks);
-* progress ``("text" | "encode" | "denoise" | "decode", step, total)``, one ``"denoise"`` call per step;
-  cancellation is checked between steps;
-* live previews (when the worker sets :attr:`Editor.preview`): the pipeline's cheap latent previews, N uint8
-  images at latent resolution, about every tenth denoising step (:func:`preview_every`).
+  the edit feathered into the original just outside each dilated mask and the input bit-identical beyond;
+* text: the instruction, the job's description and subject (the prompt is built from them, :mod:`.prompt`);
+* exact Ge-RoPE (``exact`` and ``paper`` presets) from the ``position`` pass *and* the cameras
+  (:func:`view_geometry`); otherwise, and for the ``release`` preset always, the contour flow of the masks;
+* geometry tokens: the job's own (the release's ``.npy`` files), else computed with VGGT when the server has it;
+* progress ``("text" | "encode" | "geometry" | "denoise" | "decode", step, total)``, one ``"denoise"`` call per
+  step; cancellation is checked between steps; live previews about every tenth step (:func:`preview_every`);
+* the result's metadata: preset, every resolved setting, the text encoded, the sampler, the flow and token sources.
 
 This module imports no torch until an editor is built, so the editor registry stays cheap to import.
 """
@@ -20,79 +24,19 @@ This module imports no torch until an editor is built, so the editor registry st
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InvalidInput, ModelNotReady
-from .base import CancelCheck, EditInput, Editor, Progress
+from .base import CancelCheck, EditInput, Editor, EditResult, Progress
 
 if TYPE_CHECKING:
     from ..groupediting.correspondence import ViewGeometry
     from ..groupediting.loader import LoadSettings
 
 logger = logging.getLogger(__name__)
-
-#: Default total pixels of a group: the release's four 528 x 528 views (the pipeline's default too).
-DEFAULT_PIXEL_BUDGET = 4 * 528 * 528
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Sampling defaults of the server; a job's ``options`` may override each field by name.
-
-    ``steps``: denoising steps. ``guidance``: classifier-free guidance scale (off at <= 1). ``seed``: noise seed
-    (noise is drawn on the CPU: the same seed gives the same edit). ``pixel_budget``: total pixels of the group at
-    model resolution. ``mask_dilation``: model pixels the edit region grows by. ``flow_sigma``: Ge-RoPE blur in
-    tokens. ``reference_view``: the view displacements point to. ``shift``: flow shift (None: the scheduler's).
-    ``conditioning_scale``: VACE hint scale. ``negative_prompt``: what guidance steers away from.
-    """
-
-    steps: int = 50
-    guidance: float = 5.0
-    seed: int = 0
-    pixel_budget: int = DEFAULT_PIXEL_BUDGET
-    mask_dilation: int = 5
-    flow_sigma: float = 1.0
-    reference_view: int = 0
-    shift: float | None = None
-    conditioning_scale: float = 1.0
-    negative_prompt: str = ""
-
-    def with_options(self, options: dict[str, Any]) -> Sampling:
-        """These defaults with a job's ``options`` applied; unknown names and bad values raise InvalidInput."""
-        known = {f.name: f for f in fields(self)}
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise InvalidInput(f"unknown option(s) {', '.join(unknown)} for the groupediting editor; known: "
-                               f"{', '.join(known)}")
-        changes: dict[str, Any] = {}
-        for name, value in options.items():
-            default = getattr(self, name)
-            try:
-                if name == "negative_prompt":
-                    changes[name] = str(value)
-                elif value is None and name == "shift":
-                    changes[name] = None
-                elif isinstance(default, int) and not isinstance(default, bool):
-                    if isinstance(value, bool) or float(value) != int(value):
-                        raise ValueError("not a whole number")
-                    changes[name] = int(value)
-                else:
-                    changes[name] = float(value)
-                    if not math.isfinite(changes[name]):
-                        raise ValueError("not finite")
-            except (TypeError, ValueError) as exc:
-                raise InvalidInput(f"option {name}={value!r} is not valid ({exc}); default {default!r}") from exc
-        out = replace(self, **changes)
-        if out.steps < 1 or out.steps > 1000:
-            raise InvalidInput(f"option steps={out.steps}: use 1 to 1000")
-        if out.mask_dilation < 0 or out.flow_sigma < 0 or out.conditioning_scale < 0:
-            raise InvalidInput("options mask_dilation, flow_sigma and conditioning_scale must not be negative")
-        return out
 
 
 def subject_mask(position: np.ndarray) -> np.ndarray:
@@ -107,8 +51,8 @@ def view_geometry(group: EditInput) -> list[ViewGeometry] | None:
     positions = group.geometry.get("position")
     if positions is None or group.cameras is None:
         if positions is not None or group.cameras is not None:
-            logger.warning("Ge-RoPE needs both the position pass and the cameras; this job has only the %s: "
-                           "grid coordinates are used", "position pass" if positions is not None else "cameras")
+            logger.warning("exact Ge-RoPE needs both the position pass and the cameras; this job has only the %s: "
+                           "the contour flow is used", "position pass" if positions is not None else "cameras")
         return None
     return [ViewGeometry(position=np.asarray(p, np.float32), mask=subject_mask(np.asarray(p)),
                          K=np.asarray(k, np.float64), camera_to_world=np.asarray(c2w, np.float64))
@@ -126,15 +70,15 @@ class GroupEditingEditor(Editor):
     Args (server flags in parentheses; see docs/models.md):
         model_dir: diffusers Wan2.1-VACE directory (``--model-dir``). Required.
         weights: GroupEditing safetensors file, release or our format (``--weights``); None: the base alone.
+        vggt: VGGT-1B ``model.safetensors`` or its folder (``--vggt``); None: geometry tokens only from jobs.
         dtype: ``bf16``, ``fp16`` or ``fp32`` (``--dtype``); None: bf16 on CUDA, fp32 on the CPU.
         offload: ``none``, ``model``, ``sequential`` or ``group`` (``--offload``).
         device: ``auto``, ``cpu`` or ``cuda`` (``--device``).
-        rope_preset: ``release``, ``paper`` or ``grid`` (``--rope-preset``); None: the model config's.
         attention_backend: a diffusers attention backend name (``--attention-backend``).
         vram_check: refuse to load when the free GPU memory is below the estimate (``--no-vram-check`` turns it off).
         threads: torch CPU threads (``--threads``); None: torch's default.
-        steps, guidance, seed, pixel_budget, mask_dilation, flow_sigma, negative_prompt: :class:`Sampling` defaults.
         weights_layout, lora_scale, vae_tiling, vae_slicing: passed to the loader.
+        **defaults: :class:`~backend.groupediting.settings.EditSettings` fields (``--preset``, ``--steps``, ...).
     """
 
     name = "groupediting"
@@ -143,10 +87,10 @@ class GroupEditingEditor(Editor):
         self,
         model_dir: str | Path | None = None,
         weights: str | Path | None = None,
+        vggt: str | Path | None = None,
         dtype: str | None = None,
         offload: str = "none",
         device: str = "auto",
-        rope_preset: str | None = None,
         attention_backend: str | None = None,
         vram_check: bool = True,
         threads: int | None = None,
@@ -154,53 +98,61 @@ class GroupEditingEditor(Editor):
         lora_scale: float = 1.0,
         vae_tiling: bool = False,
         vae_slicing: bool = False,
-        **sampling: Any,
+        **defaults: Any,
     ) -> None:
         if model_dir is None:
             raise ModelNotReady("the groupediting editor needs --model-dir (the diffusers Wan2.1-VACE directory); "
                                 "see docs/models.md for what to download")
-        self.sampling = Sampling().with_options(sampling)
         import torch
 
         from ..groupediting.loader import LoadSettings, cached_pipeline
+        from ..groupediting.settings import EditSettings
 
+        self.defaults = EditSettings().with_options(defaults)
         if threads:
             torch.set_num_threads(int(threads))
         self.settings: LoadSettings = LoadSettings(
             model_dir=Path(model_dir).expanduser(), weights=Path(weights).expanduser() if weights else None,
-            dtype=dtype, offload=offload, device=device, rope_preset=rope_preset, attention_backend=attention_backend,
-            weights_layout=weights_layout, lora_scale=float(lora_scale), vae_tiling=vae_tiling,
-            vae_slicing=vae_slicing, vram_check=vram_check)
-        self.pipeline = cached_pipeline(self.settings)
+            vggt=Path(vggt).expanduser() if vggt else None, dtype=dtype, offload=offload, device=device,
+            attention_backend=attention_backend, weights_layout=weights_layout, lora_scale=float(lora_scale),
+            vae_tiling=vae_tiling, vae_slicing=vae_slicing, vram_check=vram_check)
+        self.pipeline, self.report = cached_pipeline(self.settings)
+        preferred = (self.report.metadata if self.report is not None else {}).get("preset")
+        if "preset" not in defaults and preferred:
+            self.defaults = self.defaults.with_options({"preset": preferred})
 
     def info(self) -> dict[str, Any]:
-        s = self.settings
+        from ..groupediting.recipe import RECIPES
+
+        s, resolved = self.settings, self.defaults.resolved()
         return {
             "name": self.name, "model": str(s.model_dir), "weights": str(s.weights) if s.weights else None,
             "device": s.resolved_device(), "dtype": str(s.resolved_dtype()).removeprefix("torch."),
-            "offload": s.offload, "rope_preset": self.pipeline.transformer.config.rope_preset,
+            "offload": s.offload, "preset": resolved.preset, "presets": {k: r.about for k, r in RECIPES.items()},
+            "geometry_tokens": "vggt" if self.pipeline.geometry_encoder is not None else "off",
+            "vggt": str(s.vggt) if s.vggt else None,
+            "weights_warnings": self.report.warnings() if self.report is not None else [],
             "geometry_passes": ["position"], "cameras": True,
-            "defaults": {"steps": self.sampling.steps, "guidance": self.sampling.guidance, "seed": self.sampling.seed,
-                         "pixel_budget": self.sampling.pixel_budget},
+            "defaults": {k: v for k, v in resolved.to_dict().items() if k != "negative_prompt"},
         }
 
     def edit(self, group: EditInput, instruction: str, options: dict[str, Any], progress: Progress,
-             cancel: CancelCheck) -> list[np.ndarray]:
-        """N uint8 (H_i, W_i, 3) edited views; input pixels kept exactly outside the dilated masks."""
+             cancel: CancelCheck) -> EditResult:
+        """N uint8 (H_i, W_i, 3) edited views and the metadata of the edit (see the module doc)."""
+        import torch
+
         group.check()
         if group.reference is not None:
             raise InvalidInput("the groupediting editor does not use a reference image: describe the look in the "
                                "instruction (the classical editor transfers a reference's colours)")
-        opts = self.sampling.with_options(options)
-        geometry = view_geometry(group)
-        logger.info("groupediting: %d views, %d steps, seed %d, %s coordinates", len(group.images), opts.steps,
-                    opts.seed, "Ge-RoPE" if geometry is not None else "grid")
+        settings = self.defaults.with_options(options)
+        geometry = view_geometry(group) if settings.recipe.flow == "positions" else None
+        tokens = None if group.geometry_tokens is None else torch.from_numpy(group.geometry_tokens)[None]
+        logger.info("groupediting: %d views, preset %s, seed %d", len(group.images), settings.preset, settings.seed)
         out = self.pipeline(
-            group.images, [np.asarray(m, bool) for m in group.masks], instruction, opts.negative_prompt,
-            geometry=geometry, reference_view=opts.reference_view, flow_sigma=opts.flow_sigma,
-            num_inference_steps=opts.steps, guidance_scale=opts.guidance, shift=opts.shift, seed=opts.seed,
-            pixel_budget=opts.pixel_budget, mask_dilation=opts.mask_dilation,
-            conditioning_scale=opts.conditioning_scale, keep_unmasked=True, progress=progress, cancel=cancel,
-            preview=self.preview, preview_every=preview_every(opts.steps),
+            group.images, [np.asarray(m, bool) for m in group.masks], instruction, settings=settings,
+            description=group.description, subject=group.subject, geometry=geometry, geometry_tokens=tokens,
+            progress=progress, cancel=cancel, preview=self.preview,
+            preview_every=preview_every(settings.resolved().steps or 1),
         )
-        return out.images
+        return EditResult(out.images, out.metadata)

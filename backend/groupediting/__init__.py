@@ -2,14 +2,21 @@
 
 Modules (import them directly; this package imports nothing heavy on its own):
 
+* :mod:`.recipe` - the presets (``release``, ``exact``, ``paper``, ``grid``): what an edit feeds the model.
+* :mod:`.settings` - per-edit settings: defaults, ranges and help in one place (server flags, job options).
+* :mod:`.prompt` - the text encoded: the release's template, a description of the result, the negative prompt.
+* :mod:`.contour_flow` - the release's Ge-RoPE flow from masks: thin-plate splines between mask contours.
+* :mod:`.correspondence` - exact Ge-RoPE displacements and Identity-RoPE offsets from position passes and cameras.
+* :mod:`.coordinates` - per-token RoPE coordinates of a group from either flow, and the geometry tokens' positions.
 * :mod:`.rope` - Wan rotary tables from arbitrary per-token (t, h, w) coordinates.
-* :mod:`.correspondence` - Ge-RoPE displacement fields and Identity-RoPE offsets from world-position passes
-  and cameras (numpy only), and the per-token coordinates built from them.
+* :mod:`.vggt` / :mod:`.geometry_tokens` - VGGT's aggregator and the geometry tokens made with it.
 * :mod:`.budget` - joint resizing of all views to one global pixel budget, and back.
-* :mod:`.conditioning` - the pseudo-video: one latent frame per view, VACE context, mask dilation and grey fill.
+* :mod:`.conditioning` - the pseudo-video: one latent frame per view, VACE context, mask dilation and grey fill,
+  the feathered paste-back.
 * :mod:`.transformer` - :class:`~.transformer.GroupEditingTransformer`, a ``WanVACETransformer3DModel`` with
   per-branch RoPE coordinates and geometry tokens as extra keys/values.
-* :mod:`.pipeline` - :class:`~.pipeline.GroupEditingPipeline`, the sampler that ties them together.
+* :mod:`.pipeline` - :class:`~.pipeline.GroupEditingPipeline`, which ties them together.
 
-Weight checks, loading and downloads have their own modules in this package.
+Weight checks, loading and downloads have their own modules in this package (:mod:`.weights`, :mod:`.keymap`,
+:mod:`.loader`, :mod:`.download`).
 """

@@ -12,18 +12,15 @@ Conventions:
   and has the RoPE coordinates ``(a, b)``; a continuous pixel ``(u, v)`` therefore sits at the token coordinates
   ``(v h/H - 0.5, u w/W - 0.5)``. All displacements and offsets below are ``(dh, dw)`` in these *token units*.
 
-Ge-RoPE: for view ``t`` and reference view ``r``, the displacement of pixel ``p`` is
-``Δ_{t→r}(p) = π_r(P_t(p)) - p``: where the surface point seen at ``p`` lands in the reference image, kept only
-where that point is visible in ``r`` (the reference's own position pass at the landing pixel agrees with it to
-within a few pixel footprints). Background and unmatched pixels carry no displacement. The pixel field is pooled
-to the token grid (mean over the valid pixels of each token) and smoothed by a masked, normalised Gaussian blur
-(``σ`` in tokens), then restricted to tokens that show the subject. Adding it to the grid gives each token the
-position of its surface point in the reference view, so corresponding points share RoPE phases.
-
-The public release instead fits a thin-plate-spline warp between mask contours of consecutive views, resizes the
-pixel flow to the token grid, divides by 16, blurs it with a zero-padded Gaussian (kernel 21, σ 11) and clamps the
-warped coordinates to the grid; exact dense flow from position passes needs far less smoothing, hence the small
-default ``σ``.
+Exact Ge-RoPE (the ``exact`` and ``paper`` recipes, :mod:`.recipe`): for consecutive views ``t`` and ``r = t + 1``
+(the release's chain: every view points to the next one, the last view is the anchor), the displacement of pixel
+``p`` is ``Δ_{t→r}(p) = π_r(P_t(p)) - p``: where the surface point seen at ``p`` lands in view ``r``, kept only
+where that point is visible in ``r`` (``r``'s own position pass at the landing pixel agrees with it to within a few
+pixel footprints). Background and unmatched pixels carry no displacement. The pixel field is pooled to the token
+grid (mean over the valid pixels of each token) and smoothed by a masked, normalised Gaussian blur (``σ`` in
+tokens), then restricted to tokens that show the subject. The release instead fits a thin-plate spline between
+mask contours (:mod:`.contour_flow`) and smooths it heavily (:mod:`.coordinates`); exact dense flow needs far less
+smoothing, hence the small default ``σ``.
 
 Identity-RoPE: each view's coordinates are taken relative to its subject's mask bounding box, ``grid - o`` with
 ``o`` the box's top-left corner in token units, so a subject point keeps its phase wherever the subject sits.
@@ -227,116 +224,50 @@ def identity_offsets(masks: Sequence[np.ndarray], token_grids: Sequence[tuple[in
     return out
 
 
-def ge_rope_displacements(
+def exact_chain_displacements(
     views: Sequence[ViewGeometry],
     token_grids: Sequence[tuple[int, int]],
-    reference: int = 0,
     sigma: float = 1.0,
     tolerance_px: float = 2.0,
-    box_relative: bool = False,
     offsets: np.ndarray | None = None,
 ) -> list[DisplacementField]:
-    """Ge-RoPE displacement of every view to the reference view, on each view's token grid.
+    """Exact Ge-RoPE displacements between consecutive views, ``i -> i + 1``, on each source view's token grid.
 
     Args:
-        views: N views (the reference among them).
+        views: N views in group order.
         token_grids: N ``(h_i, w_i)`` token grids (the sizes the views are resized to for the model).
-        reference: index of the reference view (its own field is zero).
         sigma: std of the masked normalised Gaussian blur, in tokens (0: none).
-        tolerance_px: visibility tolerance, in reference pixel footprints (see :func:`pixel_correspondence`).
-        box_relative: measure positions relative to each view's subject box (Identity-RoPE + Ge-RoPE): the
-            field becomes ``Δ - (o_r - o_t)`` so that ``grid - o_t + Δ'`` is the reference's box-relative position.
-        offsets: (N, 2) Identity-RoPE offsets ``o`` for ``box_relative`` (default: :func:`identity_offsets` of the
-            views' masks); pass the ones the coordinates will subtract, so that both agree.
+        tolerance_px: visibility tolerance, in target pixel footprints (see :func:`pixel_correspondence`).
+        offsets: optional (N, 2) Identity-RoPE box offsets ``o``: the field then becomes ``Δ - (o_{i+1} - o_i)``
+            where a correspondence exists, so that ``grid - o_i + Δ'`` is the target's box-relative position.
 
     Returns:
-        N :class:`DisplacementField` in token units, ``(dh, dw)``; 0 outside the subject.
+        N - 1 :class:`DisplacementField` in token units, ``(dh, dw)``: field ``i`` on view ``i``'s grid, giving each
+        token the position of its surface point in view ``i + 1``; 0 outside the subject. (The last view is the
+        anchor and has no field.)
     """
     if len(views) != len(token_grids):
         raise InvalidInput(f"{len(views)} views but {len(token_grids)} token grids")
-    if not 0 <= reference < len(views):
-        raise InvalidInput(f"reference view {reference} out of range for {len(views)} views")
     for i, v in enumerate(views):
         v.check(i)
-    if box_relative and offsets is None:
-        offsets = identity_offsets([v.mask for v in views], token_grids)
-    if box_relative and np.shape(offsets) != (len(views), 2):
+    if offsets is not None and np.shape(offsets) != (len(views), 2):
         raise InvalidInput(f"offsets must be ({len(views)}, 2), got {np.shape(offsets)}")
-    if not box_relative:
-        offsets = None
-    ref = views[reference]
-    ref_grid = token_grids[reference]
     fields: list[DisplacementField] = []
-    for n, (view, grid) in enumerate(zip(views, token_grids)):
-        h, w = grid
-        subject, cover = _pool(np.zeros((*view.size, 1)), view.mask.astype(np.float64), grid)
-        if n == reference:
-            fields.append(DisplacementField(np.zeros((h, w, 2), np.float32), (cover > 0).astype(np.float32)))
-            continue
-        uv, valid = pixel_correspondence(view, ref, tolerance_px)
+    for n in range(len(views) - 1):
+        view, target, grid, target_grid = views[n], views[n + 1], token_grids[n], token_grids[n + 1]
+        _, cover = _pool(np.zeros((*view.size, 1)), view.mask.astype(np.float64), grid)
+        uv, valid = pixel_correspondence(view, target, tolerance_px)
         own = _pixel_token_coords(view.size, grid)
-        target = np.stack([np.nan_to_num(uv[..., 1]) * ref_grid[0] / ref.size[0] - 0.5,
-                           np.nan_to_num(uv[..., 0]) * ref_grid[1] / ref.size[1] - 0.5], axis=-1)
-        delta_px = target - own
+        landing = np.stack([np.nan_to_num(uv[..., 1]) * target_grid[0] / target.size[0] - 0.5,
+                            np.nan_to_num(uv[..., 0]) * target_grid[1] / target.size[1] - 0.5], axis=-1)
+        delta_px = landing - own
         if offsets is not None:
-            delta_px -= offsets[reference] - offsets[n]
+            delta_px -= np.asarray(offsets[n + 1], np.float64) - np.asarray(offsets[n], np.float64)
         delta_tok, weight = _pool(delta_px, valid.astype(np.float64), grid)
         smooth = masked_blur(delta_tok, weight, sigma)
         smooth[cover <= 0] = 0.0
-        logger.debug("view %d -> %d: %.1f%% of subject pixels matched, mean |Δ| %.2f tokens", n, reference,
+        logger.debug("view %d -> %d: %.1f%% of subject pixels matched, mean |Δ| %.2f tokens", n, n + 1,
                      100.0 * valid.sum() / max(int(view.mask.sum()), 1),
                      float(np.linalg.norm(smooth, axis=-1)[cover > 0].mean()) if (cover > 0).any() else 0.0)
         fields.append(DisplacementField(smooth.astype(np.float32), weight.astype(np.float32)))
     return fields
-
-
-def token_coordinates(
-    num_views: int,
-    grid: tuple[int, int],
-    displacements: Sequence[np.ndarray] | None = None,
-    offsets: np.ndarray | None = None,
-    clamp: bool = False,
-) -> np.ndarray:
-    """Per-token RoPE coordinates of a pseudo-video of ``num_views`` frames on one ``(h, w)`` grid.
-
-    ``coords = (t, a, b) + (0, Δ) - (0, o)``: the grid, plus the Ge-RoPE displacement of each view (``(h, w, 2)``
-    arrays, or None), minus its Identity-RoPE offset (``(N, 2)``, or None). ``clamp`` clips ``(a, b)`` to
-    ``[0, h-1] x [0, w-1]`` as the release does before indexing its frequency bank.
-
-    Returns:
-        (N*h*w, 3) float32, frame-major then row then column (the transformer's token order).
-    """
-    h, w = grid
-    t, a, b = np.meshgrid(np.arange(num_views), np.arange(h), np.arange(w), indexing="ij")
-    coords = np.stack([t, a, b], axis=-1).astype(np.float64)  # (N, h, w, 3)
-    if displacements is not None:
-        if len(displacements) != num_views:
-            raise InvalidInput(f"{len(displacements)} displacement fields for {num_views} views")
-        for n, d in enumerate(displacements):
-            if d.shape != (h, w, 2):
-                raise InvalidInput(f"view {n}: displacement field is {d.shape}, expected {(h, w, 2)}")
-            coords[n, ..., 1:] += d
-    if offsets is not None:
-        offsets = np.asarray(offsets, np.float64)
-        if offsets.shape != (num_views, 2):
-            raise InvalidInput(f"offsets must be ({num_views}, 2), got {offsets.shape}")
-        coords[..., 1:] -= offsets[:, None, None, :]
-    if clamp:
-        coords[..., 1] = np.clip(coords[..., 1], 0, h - 1)
-        coords[..., 2] = np.clip(coords[..., 2], 0, w - 1)
-    return coords.reshape(-1, 3).astype(np.float32)
-
-
-def geometry_token_coordinates(num_frames: int, grid: tuple[int, int], num_geometry_frames: int,
-                               side: int = 37) -> np.ndarray:
-    """RoPE coordinates the release gives its geometry tokens (``num_geometry_frames`` x ``side`` x ``side``).
-
-    ``t = round(linspace(0, F-1, num_geometry_frames))``, ``h = round(linspace(0, h-1, side))``,
-    ``w = round(linspace(0, w-1, side))``; returns (num_geometry_frames*side*side, 3) float32, frame-major.
-    """
-    h, w = grid
-    tt = np.round(np.linspace(0, num_frames - 1, num_geometry_frames))
-    hh = np.round(np.linspace(0, h - 1, side))
-    ww = np.round(np.linspace(0, w - 1, side))
-    t, a, b = np.meshgrid(tt, hh, ww, indexing="ij")
-    return np.stack([t, a, b], axis=-1).reshape(-1, 3).astype(np.float32)

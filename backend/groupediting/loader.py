@@ -3,7 +3,8 @@
 Order of work in :func:`load_pipeline` (every failure is a :class:`~backend.errors.BackendError` that says what to
 change): settings checked → model directory layout checked (:func:`.weights.check_model_dir`) → weights file
 checked → on CUDA, the free GPU memory compared with :func:`estimate_vram` → transformer (+ GroupEditing weights),
-VAE, text encoder, tokenizer and scheduler loaded → placed on the device or offloaded (:meth:`.configure`).
+VAE, text encoder, tokenizer and, with ``vggt``, the VGGT aggregator loaded → placed on the device or offloaded
+(:meth:`.configure`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import torch
 
 from ..errors import InvalidInput, OutOfMemory
 from .pipeline import GroupEditingPipeline
-from .transformer import ROPE_PRESETS
-from .weights import DOCS, check_model_dir, load_base_components, load_groupediting_transformer
+from .vggt import find_vggt_file, load_vggt_aggregator
+from .weights import DOCS, WeightsReport, check_model_dir, load_base_components, load_groupediting_transformer
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +39,17 @@ GIB = float(1 << 30)
 @dataclass(frozen=True)
 class LoadSettings:
     """How to load: ``model_dir`` (diffusers Wan2.1-VACE directory), ``weights`` (GroupEditing safetensors or
-    None for the base alone), ``dtype`` (a :data:`DTYPES` name; None: bf16 on CUDA, fp32 on the CPU), ``offload``
-    (:data:`OFFLOAD_MODES`), ``device`` (:data:`DEVICES`), ``rope_preset`` (None: the model's own, else a
-    :data:`~.transformer.ROPE_PRESETS` name), and memory/speed switches passed to :meth:`.configure`."""
+    None for the base alone), ``vggt`` (VGGT-1B's model.safetensors or its folder, for geometry tokens; None: no
+    geometry tokens unless a job brings them), ``dtype`` (a :data:`DTYPES` name; None: bf16 on CUDA, fp32 on the
+    CPU), ``offload`` (:data:`OFFLOAD_MODES`), ``device`` (:data:`DEVICES`), and memory/speed switches passed to
+    :meth:`.configure`."""
 
     model_dir: Path
     weights: Path | None = None
+    vggt: Path | None = None
     dtype: str | None = None
     offload: str = "none"
     device: str = "auto"
-    rope_preset: str | None = None
     attention_backend: str | None = None
     weights_layout: str = "auto"
     lora_scale: float = 1.0
@@ -80,8 +82,6 @@ class LoadSettings:
         if self.offload != "none" and self.resolved_device() != "cuda":
             raise InvalidInput(f"--offload {self.offload} moves weights between CPU and GPU and needs a CUDA GPU; "
                                "on the CPU use --offload none")
-        if self.rope_preset is not None and self.rope_preset not in ROPE_PRESETS:
-            raise InvalidInput(f"unknown --rope-preset {self.rope_preset!r}; use one of {', '.join(ROPE_PRESETS)}")
         if self.weights_layout not in ("auto", "release", "groupedit"):
             raise InvalidInput(f"unknown weights layout {self.weights_layout!r}; use auto, release or groupedit")
 
@@ -102,12 +102,31 @@ def _parameter_count(folder: Path) -> int:
     return total
 
 
-def estimate_vram(model_dir: str | Path, dtype: torch.dtype, offload: str) -> dict[str, int]:
+def _aggregator_count(vggt: Path | None) -> int:
+    """Parameters of the VGGT aggregator in ``vggt`` (0 without one), from the header."""
+    if vggt is None:
+        return 0
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(find_vggt_file(vggt)), framework="pt", device="cpu") as f:
+        for key in f.keys():
+            if key.startswith("aggregator."):
+                n = 1
+                for side in f.get_slice(key).get_shape():
+                    n *= int(side)
+                total += n
+    return total
+
+
+def estimate_vram(model_dir: str | Path, dtype: torch.dtype, offload: str, vggt: Path | None = None
+                  ) -> dict[str, int]:
     """Bytes of GPU memory an edit needs, per offload mode, from the parameter counts of ``model_dir``.
 
     Returns ``{"none": …, "model": …, "group": …, "sequential": …}``: ``none`` holds transformer + text encoder
     (``dtype``) + VAE (float32); ``model`` the largest of them plus the VAE; ``group`` / ``sequential`` the VAE and
-    a share of one block. Each adds :data:`ACTIVATION_MARGIN`. ``offload`` is only checked for validity.
+    a share of one block. Every mode adds the VGGT aggregator when ``vggt`` is given (float32, resident, as the
+    release runs it under bfloat16 autocast) and :data:`ACTIVATION_MARGIN`. ``offload`` is only checked for validity.
     """
     if offload not in OFFLOAD_MODES:
         raise InvalidInput(f"unknown offload mode {offload!r}")
@@ -116,11 +135,12 @@ def estimate_vram(model_dir: str | Path, dtype: torch.dtype, offload: str) -> di
     transformer = _parameter_count(root / "transformer") * size
     encoder = _parameter_count(root / "text_encoder") * size
     vae = _parameter_count(root / "vae") * 4
+    fixed = vae + _aggregator_count(vggt) * 4 + ACTIVATION_MARGIN
     return {
-        "none": transformer + encoder + vae + ACTIVATION_MARGIN,
-        "model": max(transformer, encoder) + vae + ACTIVATION_MARGIN,
-        "group": vae + transformer // 20 + ACTIVATION_MARGIN,
-        "sequential": vae + ACTIVATION_MARGIN,
+        "none": transformer + encoder + fixed,
+        "model": max(transformer, encoder) + fixed,
+        "group": transformer // 20 + fixed,
+        "sequential": fixed,
     }
 
 
@@ -140,14 +160,17 @@ def check_vram(needed: dict[str, int], offload: str, free: int, device_name: str
 
 
 # ---------------------------------------------------------------------------------------------------- loading
-def load_pipeline(settings: LoadSettings) -> GroupEditingPipeline:
-    """Load and place a GroupEditingPipeline as ``settings`` say (see the module docstring for the order)."""
+def load_pipeline(settings: LoadSettings) -> tuple[GroupEditingPipeline, WeightsReport | None]:
+    """Load and place a GroupEditingPipeline as ``settings`` say (see the module docstring for the order); also
+    returns what loading the GroupEditing weights reported (None without weights)."""
     settings.check()
     device, dtype = settings.resolved_device(), settings.resolved_dtype()
-    base = check_model_dir(settings.model_dir)
+    base = check_model_dir(settings.model_dir, COMPONENTS)
+    if settings.vggt is not None:
+        find_vggt_file(settings.vggt)  # a wrong path fails before the slow loads
     if settings.vram_check and device == "cuda":
         free, _total = torch.cuda.mem_get_info()
-        check_vram(estimate_vram(base.root, dtype, settings.offload), settings.offload, free,
+        check_vram(estimate_vram(base.root, dtype, settings.offload, settings.vggt), settings.offload, free,
                    torch.cuda.get_device_name(0))
     resident = device if settings.offload == "none" else None
     logger.info("loading GroupEditing (%s base) from %s, weights %s, %s on %s, offload %s", base.size, base.root,
@@ -156,28 +179,27 @@ def load_pipeline(settings: LoadSettings) -> GroupEditingPipeline:
         transformer, report = load_groupediting_transformer(
             base.root, settings.weights, dtype=dtype, device=resident,
             layout=settings.weights_layout, lora_scale=settings.lora_scale)  # type: ignore[arg-type]
-        parts = load_base_components(base.root, components=("vae", "text_encoder", "tokenizer", "scheduler"),
-                                     dtype=dtype, device=resident)
+        parts = load_base_components(base.root, components=("vae", "text_encoder", "tokenizer"), dtype=dtype,
+                                     device=resident)
+        aggregator = None if settings.vggt is None else load_vggt_aggregator(settings.vggt, device)
     except torch.OutOfMemoryError as exc:
         raise OutOfMemory(f"out of GPU memory while loading the model: use --offload model or group (see {DOCS})") \
             from exc
-    if settings.rope_preset is not None:
-        transformer.register_to_config(rope_preset=settings.rope_preset)
     if report is not None:
         logger.info("GroupEditing weights: %d tensors replaced, LoRA merged into %d layers",
                     len(report.replaced), len(report.merged))
     pipe = GroupEditingPipeline(tokenizer=parts.tokenizer, text_encoder=parts.text_encoder, vae=parts.vae,
-                                scheduler=parts.scheduler, transformer=transformer)
+                                transformer=transformer, geometry_encoder=aggregator)
     pipe.configure(attention_backend=settings.attention_backend, vae_tiling=settings.vae_tiling,
                    vae_slicing=settings.vae_slicing, offload=None if settings.offload == "none" else settings.offload,
                    device=device)
-    return pipe
+    return pipe, report
 
 
-_CACHE: dict[LoadSettings, GroupEditingPipeline] = {}
+_CACHE: dict[LoadSettings, tuple[GroupEditingPipeline, WeightsReport | None]] = {}
 
 
-def cached_pipeline(settings: LoadSettings) -> GroupEditingPipeline:
+def cached_pipeline(settings: LoadSettings) -> tuple[GroupEditingPipeline, WeightsReport | None]:
     """:func:`load_pipeline`, once per process for the same settings (a different setting frees the old one)."""
     if settings not in _CACHE:
         _CACHE.clear()

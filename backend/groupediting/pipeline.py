@@ -1,20 +1,25 @@
 """GroupEditingPipeline: one instruction, N views + masks in, N consistently edited views out.
 
-The pipeline orchestrates; the pieces live in their own modules:
+The pipeline orchestrates; the pieces live in their own modules, and a :class:`~.recipe.Recipe` (chosen by
+:attr:`EditSettings.preset <.settings.EditSettings>`) decides what the model is given:
 
-1. :func:`check_inputs` - clear :class:`~backend.errors.InvalidInput` messages for bad groups and options.
-2. Text: UMT5 embeddings of the instruction and the negative prompt, cached per ``(prompt, negative)`` in a small
-   LRU (the text encoder is a large share of memory and time; a session re-uses instructions).
+1. :func:`check_inputs`: clear :class:`~backend.errors.InvalidInput` messages for bad groups.
+2. Text (:mod:`.prompt`): the recipe's prompt built from a description of the result (given, or derived from the
+   instruction), and its negative prompt; UMT5 embeddings cached per text in a small LRU.
 3. Views: resized jointly to a global pixel budget (:mod:`.budget`); views of different sizes are placed at the
-   top-left of one common canvas (the padding is kept grey and never edited) and cropped again afterwards.
-4. Conditioning (:mod:`.conditioning`): one latent frame per view; VACE context of the grey-filled, dilated edit
-   region. RoPE coordinates per branch from geometry (:mod:`.correspondence`), as the transformer's
-   ``rope_preset`` asks: Ge-RoPE displacement to a reference view, Identity-RoPE box offsets, or the grid.
-5. Flow-matching sampling with classifier-free guidance (negative and positive in one batch of 2), a progress
-   callback per step, cancellation checked between steps, and an optional cheap preview (a linear latent -> RGB
-   map fitted on this group's own conditioning latents, applied to the predicted clean latents).
-6. Decoding frame by frame, back to each view's original size and order; outside the dilated mask the original
-   pixels are kept (``keep_unmasked``).
+   top-left of one common canvas (the padding is grey and never edited) and cropped again afterwards.
+4. Conditioning (:mod:`.conditioning`): one latent frame per view; the VACE context of the grey-filled, dilated edit
+   region. RoPE coordinates per branch (:mod:`.coordinates`): Ge-RoPE along the view chain from the contour flow or
+   the exact position-pass correspondences, Identity-RoPE where the recipe uses it. Geometry tokens
+   (:mod:`.geometry_tokens`): given with the job, or computed by the VGGT aggregator when one is loaded.
+5. Euler flow-matching sampling with the recipe's sigmas and classifier-free guidance (negative and positive in
+   one batch of 2), a progress callback per step, cancellation checked between steps, and an optional cheap
+   preview (a linear latent -> RGB map fitted on this group's own conditioning latents).
+6. Decoding frame by frame, back to each view's original size and order; the edit is pasted into the original
+   inside the dilated mask and feathered into it just outside (:func:`~.conditioning.paste_back`).
+
+The output carries ``metadata``: the preset and every resolved value (text encoded, sampler and its first and last
+sigma, the source of the Ge-RoPE flow and of the geometry tokens), so a result says exactly how it was made.
 """
 
 from __future__ import annotations
@@ -24,14 +29,14 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKLWan, DiffusionPipeline
-from diffusers.schedulers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from diffusers.hooks import apply_group_offloading
+from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
 from ..errors import Cancelled, InvalidInput, ModelNotReady, OutOfMemory
@@ -42,53 +47,38 @@ from .conditioning import (
     dilate_mask,
     fit_latent_rgb,
     latent_preview,
+    paste_back,
     prepare_frames,
     to_uint8,
     vace_context,
 )
-from .correspondence import ViewGeometry, ge_rope_displacements, identity_offsets, token_coordinates
+from .coordinates import GroupLayout, geometry_token_coordinates, rope_coordinates
+from .correspondence import ViewGeometry
+from .geometry_tokens import TokenCache
+from .prompt import EditText, edit_text
+from .settings import EditSettings
 from .transformer import GroupEditingTransformer
+from .vggt import VGGTAggregator
 
 logger = logging.getLogger(__name__)
 
-#: ``progress(stage, step, total)``; stages: "text", "encode", "denoise", "decode".
+#: ``progress(stage, step, total)``; stages: "text", "encode", "geometry", "denoise", "decode".
 ProgressFn = Callable[[str, int, int], None]
 #: ``preview(step, images)`` with N uint8 (h, w, 3) images at latent resolution.
 PreviewFn = Callable[[int, list[np.ndarray]], None]
 CancelFn = Callable[[], bool]
 
-#: Default total pixels of a group: the release's four 528 x 528 views.
-DEFAULT_PIXEL_BUDGET = 4 * 528 * 528
-
 
 @dataclass
 class GroupEditingOutput:
     """``images``: N uint8 (H_i, W_i, 3) in the input order and sizes. ``model_sizes``: the (H', W') each view was
-    generated at. ``latents``: the final latents (1, z, N, h, w) on the CPU."""
+    generated at. ``latents``: the final latents (1, z, N, h, w) on the CPU. ``metadata``: how the edit was made
+    (JSON-ready; see the module doc)."""
 
     images: list[np.ndarray]
     model_sizes: list[tuple[int, int]]
     latents: torch.Tensor
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """Everything about one edit that is not data or a callback (see :meth:`GroupEditingPipeline.__call__`)."""
-
-    reference_view: int = 0
-    flow_sigma: float = 1.0
-    clamp_coordinates: bool = False
-    num_inference_steps: int = 50
-    guidance_scale: float = 5.0
-    shift: float | None = None
-    seed: int = 0
-    pixel_budget: int = DEFAULT_PIXEL_BUDGET
-    allow_upscale: bool = True
-    mask_dilation: int = 5
-    conditioning_scale: float = 1.0
-    max_sequence_length: int = 512
-    keep_unmasked: bool = True
-    preview_every: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def _clean_prompt(text: str) -> str:
@@ -99,17 +89,13 @@ def _clean_prompt(text: str) -> str:
 def check_inputs(
     images: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
-    prompt: str,
-    num_inference_steps: int,
-    guidance_scale: float,
-    pixel_budget: int,
+    instruction: str,
+    settings: EditSettings,
     geometry: Sequence[ViewGeometry] | None = None,
-    reference_view: int = 0,
     geometry_tokens: torch.Tensor | None = None,
-    geometry_coords: torch.Tensor | None = None,
 ) -> None:
     """Raise :class:`InvalidInput` with a clear message unless the request is well formed."""
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(instruction, str) or not instruction.strip():
         raise InvalidInput("the instruction is empty: say what the edit should do")
     if not images:
         raise InvalidInput("a group needs at least one view")
@@ -125,12 +111,8 @@ def check_inputs(
             raise InvalidInput(f"view {i}: {im.shape[1]}x{im.shape[0]} is too small (at least {SIDE_MULTIPLE} px)")
     if not any(np.asarray(m, bool).any() for m in masks):
         raise InvalidInput("every mask is empty: there is nothing to edit")
-    if int(num_inference_steps) < 1:
-        raise InvalidInput(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-    if not np.isfinite(guidance_scale) or guidance_scale < 0:
-        raise InvalidInput(f"guidance_scale must be a non-negative number, got {guidance_scale}")
-    if pixel_budget < len(images) * SIDE_MULTIPLE**2:
-        raise InvalidInput(f"pixel budget {pixel_budget} is too small for {len(images)} views")
+    if settings.pixel_budget < len(images) * SIDE_MULTIPLE**2:
+        raise InvalidInput(f"pixel budget {settings.pixel_budget} is too small for {len(images)} views")
     if geometry is not None:
         if len(geometry) != len(images):
             raise InvalidInput(f"geometry for {len(geometry)} views but {len(images)} images")
@@ -138,27 +120,24 @@ def check_inputs(
             g.check(i)
             if g.size != im.shape[:2]:
                 raise InvalidInput(f"view {i}: geometry is {g.size} but the image is {im.shape[:2]}")
-        if not 0 <= reference_view < len(images):
-            raise InvalidInput(f"reference view {reference_view} is out of range for {len(images)} views")
-    if (geometry_tokens is None) != (geometry_coords is None):
-        raise InvalidInput("geometry tokens need their coordinates (and the other way round)")
     if geometry_tokens is not None:
-        if geometry_tokens.ndim != 3 or geometry_tokens.shape[0] != 1:
-            raise InvalidInput(f"geometry tokens must be (1, G, C), got {tuple(geometry_tokens.shape)}")
-        if tuple(geometry_coords.shape) != (1, geometry_tokens.shape[1], 3):
-            raise InvalidInput(f"geometry coordinates must be (1, {geometry_tokens.shape[1]}, 3), "
-                               f"got {tuple(geometry_coords.shape)}")
+        g = geometry_tokens.shape
+        side = int(round((g[1] / len(images)) ** 0.5)) if geometry_tokens.ndim == 3 else 0
+        if geometry_tokens.ndim != 3 or g[0] != 1 or side * side * len(images) != g[1]:
+            raise InvalidInput(f"geometry tokens must be (1, N*side*side, C) for {len(images)} views, got {tuple(g)}")
 
 
 class GroupEditingPipeline(DiffusionPipeline):
     """Consistent multi-view editing with a GroupEditing (Wan2.1-VACE) transformer.
 
     Components: ``tokenizer`` (UMT5 tokenizer), ``text_encoder`` (``UMT5EncoderModel``), ``vae``
-    (``AutoencoderKLWan``), ``scheduler`` (``FlowMatchEulerDiscreteScheduler`` or ``UniPCMultistepScheduler`` with
-    flow sigmas), ``transformer`` (:class:`GroupEditingTransformer`).
+    (``AutoencoderKLWan``), ``transformer`` (:class:`GroupEditingTransformer`) and, optionally,
+    ``geometry_encoder`` (:class:`~.vggt.VGGTAggregator`; None: no geometry tokens unless a job brings them).
+    The sampler is the recipe's (:mod:`.recipe`), not a component.
     """
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _optional_components = ["geometry_encoder"]
     text_cache_size = 8
     check_inputs = staticmethod(check_inputs)
 
@@ -167,13 +146,14 @@ class GroupEditingPipeline(DiffusionPipeline):
         tokenizer: Any,
         text_encoder: Any,
         vae: AutoencoderKLWan,
-        scheduler: FlowMatchEulerDiscreteScheduler | UniPCMultistepScheduler,
         transformer: GroupEditingTransformer,
+        geometry_encoder: VGGTAggregator | None = None,
     ) -> None:
         super().__init__()
-        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
-                              transformer=transformer)
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                              geometry_encoder=geometry_encoder)
         self._text_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = OrderedDict()
+        self.token_cache = TokenCache()
 
     # ----------------------------------------------------------------------------------------------- options
     def configure(
@@ -191,7 +171,8 @@ class GroupEditingPipeline(DiffusionPipeline):
         ``vae_tiling`` / ``vae_slicing``: ``AutoencoderKLWan`` tiled / one-view-at-a-time decoding.
         ``offload``: None, ``"model"`` (whole components to ``device`` in turn), ``"sequential"`` (layer by layer,
         slowest, least memory) or ``"group"`` (transformer blocks, ``group_offload_blocks`` at a time, and the text
-        encoder's layers streamed to ``device`` on a side CUDA stream; the VAE moves to ``device``).
+        encoder's layers streamed to ``device`` on a side CUDA stream; the VAE moves to ``device``). The geometry
+        encoder is small (about 0.9 B parameters) and stays on ``device``.
         """
         if attention_backend:
             self.transformer.set_attention_backend(attention_backend)
@@ -213,6 +194,8 @@ class GroupEditingPipeline(DiffusionPipeline):
             self.vae.to(onload)
         elif offload is not None:
             raise InvalidInput(f"unknown offload mode {offload!r}; use 'model', 'sequential' or 'group'")
+        if offload is not None and self.geometry_encoder is not None:
+            self.geometry_encoder.to(device)
         return self
 
     # -------------------------------------------------------------------------------------------------- text
@@ -250,67 +233,20 @@ class GroupEditingPipeline(DiffusionPipeline):
             self._text_cache.popitem(last=False)
         return value
 
-    # ------------------------------------------------------------------------------------------------- views
-    def _scheduler(self, shift: float | None) -> Any:
-        """A fresh scheduler (no state shared between calls), with ``shift`` applied when given."""
-        cls = type(self.scheduler)
-        if shift is None:
-            return cls.from_config(self.scheduler.config)
-        key = "flow_shift" if "flow_shift" in self.scheduler.config else "shift"
-        return cls.from_config(self.scheduler.config, **{key: float(shift)})
-
-    def _rope_coordinates(
-        self, kind: str, n: int, grid: tuple[int, int], sizes: list[tuple[int, int]],
-        geometry: Sequence[ViewGeometry] | None, masks: Sequence[np.ndarray], reference_view: int,
-        flow_sigma: float, clamp: bool,
-    ) -> torch.Tensor | None:
-        """(1, S, 3) coordinates of one kind ("grid", "ge", "ge_identity") on the common canvas, or None (grid)."""
-        if kind == "grid":
-            return None
-        grids = [(h // SIDE_MULTIPLE, w // SIDE_MULTIPLE) for h, w in sizes]
-        offsets = None
-        if kind == "ge_identity":  # the subject box: the geometry's object mask when there is one, else the edit mask
-            offsets = identity_offsets([g.mask for g in geometry] if geometry is not None else masks, grids)
-        if geometry is None:
-            displacements = None
-            if offsets is None:
-                return None
-        else:
-            fields = ge_rope_displacements(geometry, grids, reference=reference_view, sigma=flow_sigma,
-                                           box_relative=kind == "ge_identity", offsets=offsets)
-            displacements = []
-            for f in fields:  # place each view's field on the common canvas (top-left aligned)
-                d = np.zeros((*grid, 2), np.float32)
-                d[: f.delta.shape[0], : f.delta.shape[1]] = f.delta
-                displacements.append(d)
-        coords = token_coordinates(n, grid, displacements, offsets, clamp=clamp)
-        return torch.from_numpy(coords)[None]
-
     # -------------------------------------------------------------------------------------------------- call
     @torch.no_grad()
     def __call__(
         self,
         images: Sequence[np.ndarray],
         masks: Sequence[np.ndarray],
-        prompt: str,
-        negative_prompt: str = "",
+        instruction: str,
         *,
+        settings: EditSettings = EditSettings(),
+        description: str | None = None,
+        subject: str | None = None,
         geometry: Sequence[ViewGeometry] | None = None,
-        reference_view: int = 0,
-        flow_sigma: float = 1.0,
-        clamp_coordinates: bool = False,
         geometry_tokens: torch.Tensor | None = None,
-        geometry_coords: torch.Tensor | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 5.0,
-        shift: float | None = None,
-        seed: int = 0,
-        pixel_budget: int = DEFAULT_PIXEL_BUDGET,
-        allow_upscale: bool = True,
-        mask_dilation: int = 5,
-        conditioning_scale: float = 1.0,
         max_sequence_length: int = 512,
-        keep_unmasked: bool = True,
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         preview: PreviewFn | None = None,
@@ -321,55 +257,44 @@ class GroupEditingPipeline(DiffusionPipeline):
         Args:
             images: N uint8 (H_i, W_i, 3) sRGB views (sizes may differ).
             masks: N bool (H_i, W_i), True where the edit applies.
-            prompt / negative_prompt: the instruction and what to avoid (guidance).
-            geometry: optional N :class:`ViewGeometry` (world positions, subject masks, cameras) for Ge-RoPE;
-                without it, Ge-RoPE coordinates fall back to the grid (Identity-RoPE then uses the edit masks).
-            reference_view: the view every displacement points to.
-            flow_sigma: Ge-RoPE blur in tokens.
-            clamp_coordinates: clip warped coordinates to the grid (the release does).
-            geometry_tokens / geometry_coords: optional (1, G, C_g) tokens and (1, G, 3) coordinates.
-            num_inference_steps, guidance_scale, shift, seed: sampling (CFG when ``guidance_scale > 1``; ``shift``
-                overrides the scheduler's flow shift; noise is drawn on the CPU from ``seed``, so results repeat).
-            pixel_budget, allow_upscale: joint resize of the group (:mod:`.budget`).
-            mask_dilation: pixels (at model resolution) the edit mask grows by.
-            conditioning_scale: scale of the VACE hints.
+            instruction: what the artist asked for.
+            settings: preset and per-edit values (:class:`~.settings.EditSettings`; ``None`` fields: the preset's).
+            description / subject: what the result shows, and the object's name (:func:`~.prompt.edit_text`).
+            geometry: optional N :class:`ViewGeometry` (world positions, subject masks, cameras) for exact Ge-RoPE.
+            geometry_tokens: optional (1, N*side², C) tokens (e.g. from the release's files); without them the
+                ``geometry_encoder`` computes them when there is one.
             max_sequence_length: text tokens (Wan: 512).
-            keep_unmasked: paste the original pixels back outside the dilated mask.
             progress: ``progress(stage, step, total)``. cancel: checked between steps; raises :class:`Cancelled`.
             preview: ``preview(step, images)`` every ``preview_every`` steps.
 
         Returns:
-            :class:`GroupEditingOutput` with N uint8 images in the input order and sizes.
+            :class:`GroupEditingOutput` with N uint8 images in the input order and sizes, and the metadata.
         """
-        check_inputs(images, masks, prompt, num_inference_steps, guidance_scale, pixel_budget, geometry,
-                     reference_view, geometry_tokens, geometry_coords)
-        for name in ("tokenizer", "text_encoder", "vae", "scheduler", "transformer"):
+        check_inputs(images, masks, instruction, settings, geometry, geometry_tokens)
+        for name in ("tokenizer", "text_encoder", "vae", "transformer"):
             if getattr(self, name, None) is None:
                 raise ModelNotReady(f"the GroupEditing pipeline has no {name} loaded")
-        opts = SamplingOptions(
-            reference_view=reference_view, flow_sigma=flow_sigma, clamp_coordinates=clamp_coordinates,
-            num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale), shift=shift,
-            seed=int(seed), pixel_budget=int(pixel_budget), allow_upscale=allow_upscale, mask_dilation=mask_dilation,
-            conditioning_scale=conditioning_scale, max_sequence_length=max_sequence_length,
-            keep_unmasked=keep_unmasked, preview_every=max(1, int(preview_every)),
-        )
+        resolved = settings.resolved()
+        text = edit_text(resolved.recipe, instruction, len(images), description, subject, resolved.negative_prompt)
         try:
-            return self._run(images, masks, prompt, negative_prompt, opts, geometry, geometry_tokens, geometry_coords,
-                             progress or (lambda *a: None), cancel or (lambda: False), preview)
+            return self._run(images, masks, text, resolved, geometry, geometry_tokens, max_sequence_length,
+                             progress or (lambda *a: None), cancel or (lambda: False), preview,
+                             max(1, int(preview_every)))
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory(f"out of GPU memory: lower the pixel budget or enable offloading ({exc})") from exc
         finally:
             self.maybe_free_model_hooks()
 
     def _run(
-        self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompt: str, negative_prompt: str,
-        opts: SamplingOptions, geometry: Sequence[ViewGeometry] | None, geometry_tokens: torch.Tensor | None,
-        geometry_coords: torch.Tensor | None, progress: ProgressFn, cancel: CancelFn, preview: PreviewFn | None,
+        self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], text: EditText, s: EditSettings,
+        geometry: Sequence[ViewGeometry] | None, geometry_tokens: torch.Tensor | None, max_sequence_length: int,
+        progress: ProgressFn, cancel: CancelFn, preview: PreviewFn | None, preview_every: int,
     ) -> GroupEditingOutput:
         device = self._execution_device
         dtype = self.transformer.dtype
+        recipe = s.recipe
         n = len(images)
-        steps, guidance = opts.num_inference_steps, opts.guidance_scale
+        steps, guidance = int(s.steps), float(s.guidance)
         cfg = guidance > 1.0
 
         def check_cancel() -> None:
@@ -378,29 +303,30 @@ class GroupEditingPipeline(DiffusionPipeline):
 
         # Text.
         progress("text", 0, 1)
-        positive, negative = self.encode_prompt(prompt, negative_prompt if cfg else None, opts.max_sequence_length,
-                                                device, dtype)
-        text = torch.cat([negative, positive]) if cfg else positive
+        positive, negative = self.encode_prompt(text.prompt, text.negative_prompt if cfg else None,
+                                                max_sequence_length, device, dtype)
+        prompt_embeds = torch.cat([negative, positive]) if cfg else positive
         progress("text", 1, 1)
         check_cancel()
 
         # Views at model resolution on one canvas.
         orig_sizes = [tuple(im.shape[:2]) for im in images]
-        sizes = budget_sizes(orig_sizes, opts.pixel_budget, allow_upscale=opts.allow_upscale)
-        canvas = (max(h for h, _ in sizes), max(w for _, w in sizes))
-        model_images, model_masks, edit_masks = [], [], []
-        for im, m, s in zip(images, masks, sizes):
-            im_s, m_s = resize_image(np.asarray(im), s), resize_mask(np.asarray(m, bool), s)
-            pad_im = np.full((*canvas, 3), FILL_GREY, np.uint8)
-            pad_m = np.zeros(canvas, bool)
-            pad_im[: s[0], : s[1]], pad_m[: s[0], : s[1]] = im_s, m_s
+        sizes = budget_sizes(orig_sizes, s.pixel_budget)
+        layout = GroupLayout(tuple(sizes), (max(h for h, _ in sizes), max(w for _, w in sizes)))
+        model_images, model_masks = [], []
+        for im, m, size in zip(images, masks, sizes):
+            pad_im = np.full((*layout.canvas, 3), FILL_GREY, np.uint8)
+            pad_m = np.zeros(layout.canvas, bool)
+            pad_im[: size[0], : size[1]] = resize_image(np.asarray(im), size)
+            pad_m[: size[0], : size[1]] = resize_mask(np.asarray(m, bool), size)
             model_images.append(pad_im)
             model_masks.append(pad_m)
-            edit_masks.append(m_s)
-        logger.info("group of %d views at %s (canvas %s), %d steps, guidance %.2f", n, sizes, canvas, steps, guidance)
+        logger.info("group of %d views at %s (canvas %s), preset %s, %d steps, guidance %.2f", n, sizes,
+                    layout.canvas, recipe.name, steps, guidance)
 
         progress("encode", 0, 1)
-        video, vmask = prepare_frames(model_images, model_masks, dilation=opts.mask_dilation)
+        video, vmask = prepare_frames(model_images, model_masks, dilation=s.mask_dilation)
+        dilated = [f.numpy() > 0.5 for f in vmask[0, 0]]
         video, vmask = video.to(device), vmask.to(device)
         context, inactive = vace_context(self.vae, video, vmask)
         context = context.to(dtype)
@@ -408,58 +334,76 @@ class GroupEditingPipeline(DiffusionPipeline):
         progress("encode", 1, 1)
         check_cancel()
 
-        # RoPE coordinates per branch.
-        grid = (canvas[0] // SIDE_MULTIPLE, canvas[1] // SIDE_MULTIPLE)
-        plan = self.transformer.rope_plan
-        coords = {kind: self._rope_coordinates(kind, n, grid, sizes, geometry, edit_masks, opts.reference_view,
-                                               opts.flow_sigma, opts.clamp_coordinates)
-                  for kind in {plan.main, plan.vace}}
-        main_coords = coords[plan.main].to(device) if coords[plan.main] is not None else None
-        vace_coords = coords[plan.vace].to(device) if coords[plan.vace] is not None else None
+        # RoPE coordinates per branch; geometry tokens.
+        coords = rope_coordinates(recipe, layout, dilated, geometry, s.flow_sigma)
+        main_coords = None if coords.main is None else torch.from_numpy(coords.main)[None].to(device)
+        vace_coords = None if coords.vace is None else torch.from_numpy(coords.vace)[None].to(device)
+        tokens_source = "job" if geometry_tokens is not None else "off"
+        if geometry_tokens is None and self.geometry_encoder is not None:
+            progress("geometry", 0, 1)
+            keep = [dilate_mask(np.asarray(m, bool), int(round(s.mask_dilation * o[0] / z[0])))
+                    for m, o, z in zip(masks, orig_sizes, sizes)]
+            geometry_tokens = self.token_cache.get(self.geometry_encoder, [np.asarray(im) for im in images], keep)
+            tokens_source = "vggt"
+            progress("geometry", 1, 1)
+            check_cancel()
+        geometry_coords = None
         if geometry_tokens is not None:
-            geometry_tokens, geometry_coords = geometry_tokens.to(device), geometry_coords.to(device)
+            side = int(round((geometry_tokens.shape[1] / n) ** 0.5))
+            geometry_coords = torch.from_numpy(geometry_token_coordinates(n, layout.grid, n, side))[None].to(device)
+            geometry_tokens = geometry_tokens.to(device)
 
-        # Sampling.
-        scheduler = self._scheduler(opts.shift)
-        scheduler.set_timesteps(steps, device=device)
+        # Sampling: Euler flow matching with the recipe's sigmas.
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=float(s.shift))
+        base = np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)[:-1]
+        scheduler.set_timesteps(sigmas=base.tolist(), device=device)
         timesteps = scheduler.timesteps
-        num_train = float(scheduler.config.num_train_timesteps)
-        shape = (1, self.transformer.config.in_channels, n, canvas[0] // 8, canvas[1] // 8)
-        latents = randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(opts.seed),
+        shape = (1, self.transformer.config.in_channels, n, layout.canvas[0] // 8, layout.canvas[1] // 8)
+        latents = randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(s.seed),
                                device=torch.device("cpu"), dtype=torch.float32).to(device)
         batch = 2 if cfg else 1
         control = context.expand(batch, -1, -1, -1, -1)
-        scales = torch.full((len(self.transformer.config.vace_layers),), float(opts.conditioning_scale),
+        scales = torch.full((len(self.transformer.config.vace_layers),), float(s.conditioning_scale),
                             device=device, dtype=dtype)
         for i, t in enumerate(timesteps):
             check_cancel()
-            model_in = latents.to(dtype).expand(batch, -1, -1, -1, -1)
+            model_t = t.to(torch.bfloat16).float() if recipe.sampler.timestep_bf16 else t
             pred = self.transformer(
-                hidden_states=model_in, timestep=t.expand(batch), encoder_hidden_states=text,
-                control_hidden_states=control, control_hidden_states_scale=scales, rope_coords=main_coords,
-                vace_rope_coords=vace_coords, geometry_tokens=geometry_tokens, geometry_coords=geometry_coords,
-                return_dict=False,
+                hidden_states=latents.to(dtype).expand(batch, -1, -1, -1, -1), timestep=model_t.expand(batch),
+                encoder_hidden_states=prompt_embeds, control_hidden_states=control, control_hidden_states_scale=scales,
+                rope_coords=main_coords, vace_rope_coords=vace_coords, geometry_tokens=geometry_tokens,
+                geometry_coords=geometry_coords, return_dict=False,
             )[0].float()
             if cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance * (cond - uncond)
-            if preview is not None and ((i + 1) % opts.preview_every == 0 or i + 1 == len(timesteps)):
-                x0 = latents - (float(t) / num_train) * pred  # flow matching: x_t = (1-σ) x0 + σ ε, v = ε - x0
+            if preview is not None and ((i + 1) % preview_every == 0 or i + 1 == len(timesteps)):
+                x0 = latents - float(scheduler.sigmas[i]) * pred  # x_t = (1-σ) x0 + σ ε, v = ε - x0
                 preview(i + 1, latent_preview(x0, rgb_map))
             latents = scheduler.step(pred, t, latents, return_dict=False)[0]
             progress("denoise", i + 1, len(timesteps))
         check_cancel()
 
-        # Decode, crop, restore sizes, keep the unmasked original.
+        # Decode, crop, restore sizes, paste into the original.
         progress("decode", 0, 1)
         frames = to_uint8(decode_views(self.vae, latents))
         progress("decode", 1, 1)
         out = []
-        for i, (frame, s, o) in enumerate(zip(frames, sizes, orig_sizes)):
-            edited = resize_image(np.ascontiguousarray(frame[: s[0], : s[1]]), o)
-            if opts.keep_unmasked:
-                scale = o[0] / s[0]
-                keep = ~dilate_mask(np.asarray(masks[i], bool), int(round(opts.mask_dilation * scale)))
-                edited = np.where(keep[..., None], np.asarray(images[i]), edited)
-            out.append(edited)
-        return GroupEditingOutput(images=out, model_sizes=sizes, latents=latents.cpu())
+        for frame, size, orig, im, m in zip(frames, sizes, orig_sizes, images, masks):
+            edited = resize_image(np.ascontiguousarray(frame[: size[0], : size[1]]), orig)
+            radius = int(round(s.mask_dilation * orig[0] / size[0]))
+            out.append(paste_back(np.asarray(im), edited, np.asarray(m, bool), radius, s.feather))
+        sigmas = scheduler.sigmas[:-1]
+        metadata = {
+            "preset": recipe.name, "settings": {k: v for k, v in s.to_dict().items() if k != "negative_prompt"},
+            "text": text.to_dict(),
+            "sampler": {"kind": "euler flow matching", "steps": steps, "guidance": guidance, "shift": float(s.shift),
+                        "sigma_first": float(sigmas[0]), "sigma_last": float(sigmas[-1]),
+                        "timestep_bf16": recipe.sampler.timestep_bf16},
+            "ge_rope": {"flow_source": coords.flow_source, "main": recipe.main, "vace": recipe.vace,
+                        "smoothing": {"contours": f"gaussian k {recipe.blur_kernel} sigma {recipe.blur_sigma}, zero "
+                                                  "padding", "positions": f"masked, sigma {s.flow_sigma} tokens",
+                                      "none": "none"}[coords.flow_source]},
+            "geometry_tokens": tokens_source, "model_sizes": [list(z) for z in sizes],
+        }
+        return GroupEditingOutput(images=out, model_sizes=sizes, latents=latents.cpu(), metadata=metadata)

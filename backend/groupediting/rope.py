@@ -11,25 +11,14 @@ Identity-RoPE, or placed by hand as the geometry tokens are).
 Coordinates are in *token units* of the post-patch grid: token (frame ``f``, row ``i``, column ``j``) of the
 stock grid has coordinates ``(f, i, j)``.
 
-Two modes:
-
-* ``"continuous"`` (default): the coordinate is used as a real position, ``angle = pos * freq``. Sub-token
-  displacements keep their information and the table is smooth in the coordinates.
-* ``"floor"``: the coordinate is rounded down first, ``angle = floor(pos) * freq``. The public GroupEditing
-  release indexes its integer frequency bank with ``long()`` on clamped, non-negative coordinates, which is
-  ``floor``; this mode reproduces it (clamping, if wanted, is done where the coordinates are built).
-
-Both modes equal the stock table exactly on the integer grid.
+The coordinates are used as real positions, ``angle = pos * freq``; on the integer grid the tables equal the
+stock ones exactly. (The release indexes an integer frequency bank with floored coordinates: the recipes floor the
+coordinates before they get here, :mod:`.coordinates`.)
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-
-RopeMode = Literal["continuous", "floor"]
-ROPE_MODES: tuple[str, ...] = ("continuous", "floor")
 
 
 def rope_split(attention_head_dim: int) -> tuple[int, int, int]:
@@ -42,7 +31,6 @@ def rope_from_coordinates(
     coords: torch.Tensor,
     attention_head_dim: int,
     theta: float = 10000.0,
-    mode: RopeMode = "continuous",
     dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotary ``(cos, sin)`` tables for tokens at arbitrary ``(t, h, w)`` positions.
@@ -52,7 +40,6 @@ def rope_from_coordinates(
             ``B`` may be 1 to share one table across a batch (e.g. the two halves of classifier-free guidance).
         attention_head_dim: channels per attention head (``WanTransformer3DModel.config.attention_head_dim``).
         theta: RoPE base (Wan uses 10000).
-        mode: ``"continuous"`` or ``"floor"`` (see module doc).
         dtype: dtype of the returned tables. Angles are always computed in float64, as diffusers does.
 
     Returns:
@@ -63,11 +50,7 @@ def rope_from_coordinates(
     """
     if coords.ndim != 3 or coords.shape[-1] != 3:
         raise ValueError(f"coords must have shape (B, S, 3), got {tuple(coords.shape)}")
-    if mode not in ROPE_MODES:
-        raise ValueError(f"unknown RoPE mode {mode!r}; expected one of {ROPE_MODES}")
     pos = coords.to(torch.float64)
-    if mode == "floor":
-        pos = torch.floor(pos)
     cos_parts: list[torch.Tensor] = []
     sin_parts: list[torch.Tensor] = []
     for axis, dim in enumerate(rope_split(attention_head_dim)):

@@ -8,9 +8,8 @@ diffusers-format Wan2.1-VACE checkpoints load unchanged; the 1.3B and 14B models
 What it adds, all optional (with none of them, the output equals the stock model's bit for bit):
 
 * ``rope_coords`` / ``vace_rope_coords``: per-token ``(t, h, w)`` coordinates (token units) for the main blocks and
-  the VACE blocks separately; the rotary tables are built by :func:`~.rope.rope_from_coordinates` in the mode of
-  ``config.rope_mode``. Which coordinates each branch gets is the pipeline's job, guided by ``config.rope_preset``
-  (see :data:`ROPE_PRESETS`).
+  the VACE blocks separately; the rotary tables are built by :func:`~.rope.rope_from_coordinates`. Which coordinates
+  each branch gets, and their rounding, is the recipe's business (:mod:`.recipe`, :mod:`.coordinates`).
 * ``geometry_tokens`` ``(B, G, C_g)`` with ``geometry_coords`` ``(B, G, 3)``: in every *main* block's
   self-attention, after the block's norm and modulation, the tokens are resized on the channel axis to the model
   width by parameter-free linear interpolation, projected with the block's own ``to_k`` / ``to_v`` (plus
@@ -32,30 +31,9 @@ from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.transformers.transformer_wan_vace import WanVACETransformer3DModel
 from diffusers.utils import apply_lora_scale
 
-from .rope import ROPE_MODES, grid_coordinates, rope_from_coordinates
+from .rope import grid_coordinates, rope_from_coordinates
 
 logger = logging.getLogger(__name__)
-
-
-class RopePlan(NamedTuple):
-    """Which coordinates each branch gets: ``"grid"``, ``"ge"`` (grid + Δ) or ``"ge_identity"``
-    (grid − box origin + box-relative Δ)."""
-
-    main: str
-    vace: str
-
-
-#: ``"release"``: the public release (Ge-RoPE on the VACE branch only, the main blocks keep the grid).
-#: ``"paper"``: Ge-RoPE and Identity-RoPE on both branches. The paper gives no formula for combining them; here a
-#: token's coordinates are ``grid - o_t + Δ'`` with ``o_t`` its view's subject-box corner and ``Δ'`` the displacement
-#: between box-relative positions, so a token with a visible correspondence gets its point's box-relative position
-#: in the reference view, and any other token its box-relative position in its own view.
-#: ``"grid"``: the stock model (no warped coordinates anywhere).
-ROPE_PRESETS: dict[str, RopePlan] = {
-    "release": RopePlan(main="grid", vace="ge"),
-    "paper": RopePlan(main="ge_identity", vace="ge_identity"),
-    "grid": RopePlan(main="grid", vace="grid"),
-}
 
 
 class GeometryRotary(NamedTuple):
@@ -145,11 +123,7 @@ class GroupEditingAttnProcessor:
 class GroupEditingTransformer(WanVACETransformer3DModel):
     """``WanVACETransformer3DModel`` + per-branch RoPE coordinates + geometry keys/values (see module doc).
 
-    Extra config (besides all of ``WanVACETransformer3DModel``'s):
-        rope_preset: ``"release"``, ``"paper"`` or ``"grid"`` - which coordinates each branch should get
-            (:data:`ROPE_PRESETS`; read by the pipeline, the forward takes whatever coordinates it is given).
-        rope_mode: ``"continuous"`` or ``"floor"`` - how coordinates become rotary angles (:mod:`.rope`).
-    """
+    The config is ``WanVACETransformer3DModel``'s, unchanged."""
 
     @register_to_config
     def __init__(
@@ -172,13 +146,7 @@ class GroupEditingTransformer(WanVACETransformer3DModel):
         pos_embed_seq_len: int | None = None,
         vace_layers: list[int] = [0, 5, 10, 15, 20, 25, 30, 35],  # noqa: B006 (diffusers' default, never mutated)
         vace_in_channels: int = 96,
-        rope_preset: str = "release",
-        rope_mode: str = "continuous",
     ) -> None:
-        if rope_preset not in ROPE_PRESETS:
-            raise ValueError(f"unknown rope_preset {rope_preset!r}; expected one of {sorted(ROPE_PRESETS)}")
-        if rope_mode not in ROPE_MODES:
-            raise ValueError(f"unknown rope_mode {rope_mode!r}; expected one of {ROPE_MODES}")
         super().__init__(
             patch_size=patch_size, num_attention_heads=num_attention_heads, attention_head_dim=attention_head_dim,
             in_channels=in_channels, out_channels=out_channels, text_dim=text_dim, freq_dim=freq_dim,
@@ -189,13 +157,8 @@ class GroupEditingTransformer(WanVACETransformer3DModel):
         for block in self.blocks:
             block.attn1.set_processor(GroupEditingAttnProcessor())
 
-    @property
-    def rope_plan(self) -> RopePlan:
-        """The coordinate kinds of the main and VACE branches for this model's ``rope_preset``."""
-        return ROPE_PRESETS[self.config.rope_preset]
-
     def _rotary(self, coords: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        return rope_from_coordinates(coords.to(device), self.config.attention_head_dim, mode=self.config.rope_mode)
+        return rope_from_coordinates(coords.to(device), self.config.attention_head_dim)
 
     @apply_lora_scale("attention_kwargs")
     def forward(

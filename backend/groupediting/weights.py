@@ -9,7 +9,8 @@ Two things are loaded:
        vae/          config.json + diffusion_pytorch_model.safetensors
        text_encoder/ config.json + model[-0000i-of-0000n].safetensors [+ .index.json]
        tokenizer/    tokenizer_config.json + tokenizer.json (or spiece.model)
-       scheduler/    scheduler_config.json
+
+   (a ``scheduler/`` folder may be there too; it is not read: the sampler is the recipe's, :mod:`.recipe`).
 
    :func:`check_model_dir` checks this layout first and lists everything missing; the ``load_*`` functions load one
    component each with ``local_files_only=True`` (only safetensors weights are read, never pickles).
@@ -31,8 +32,12 @@ and ``s = lora_scale`` otherwise. The release stores no alpha: it was trained wi
 ``lora_alpha = r`` (scale 1) and its own loader merges with ``alpha=1.0``, so ``lora_scale = 1`` reproduces it.
 The product is computed in float32 and cast back to W's dtype.
 
-Nothing is changed unless every key is understood and fits: a missing, unexpected or shape-mismatched key raises
-:class:`IncompatibleWeights` listing the first names and the counts.
+Nothing is changed unless the file fits. Our own format is strict: a missing, unexpected or shape-mismatched key
+raises :class:`IncompatibleWeights` listing the first names and the counts. The release layout is read as the
+release's own loaders read it: keys they would ignore (no counterpart in the model, unpaired LoRA halves) are
+skipped, and VACE parameters the file lacks keep the base model's values; both are listed as warnings (the log,
+:attr:`WeightsReport.skipped`, health). A shape mismatch or duplicate is refused in both layouts, and so is a
+file of which nothing applies.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from ..errors import ModelNotReady, OutOfMemory
 from . import keymap
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKLWan, ModelMixin, SchedulerMixin
+    from diffusers import AutoencoderKLWan, ModelMixin
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
@@ -69,7 +74,7 @@ SHAPE_CONFIG_KEYS: tuple[str, ...] = (
     "num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "out_channels", "text_dim",
     "vace_layers", "vace_in_channels", "patch_size",
 )
-COMPONENTS: tuple[str, ...] = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+COMPONENTS: tuple[str, ...] = ("transformer", "vae", "text_encoder", "tokenizer")
 #: How many names an error message lists before "… and N more".
 LIST_FIRST = 10
 
@@ -189,8 +194,6 @@ def check_model_dir(model_dir: str | Path, components: Sequence[str] = COMPONENT
         _read_json(root, "tokenizer/tokenizer_config.json", problems)
         if not ((root / "tokenizer" / "tokenizer.json").is_file() or (root / "tokenizer" / "spiece.model").is_file()):
             problems.append("tokenizer/tokenizer.json (or tokenizer/spiece.model)")
-    if "scheduler" in components:
-        _read_json(root, "scheduler/scheduler_config.json", problems)
     if problems:
         raise ModelNotReady(
             f"model directory {root} is incomplete; missing or bad: {_first(problems)}. {_download_hint('base')}",
@@ -279,20 +282,6 @@ def load_text_encoder(
     return tokenizer, encoder
 
 
-def load_scheduler(model_dir: str | Path) -> SchedulerMixin:
-    """The scheduler named in ``scheduler/scheduler_config.json`` (a diffusers scheduler class)."""
-    import diffusers
-
-    base = check_model_dir(model_dir, ("scheduler",))
-    config = json.loads((base.root / "scheduler" / "scheduler_config.json").read_text())
-    name = str(config.get("_class_name", ""))
-    cls = getattr(diffusers, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
-        raise ModelNotReady(f"scheduler/scheduler_config.json names {name!r}, which is not a diffusers scheduler")
-    return _loading("scheduler", base.root, lambda: cls.from_pretrained(
-        base.root, subfolder="scheduler", local_files_only=True))
-
-
 @dataclass
 class BaseComponents:
     """The loaded parts of a Wan2.1-VACE directory (``None`` for those not asked for)."""
@@ -302,7 +291,6 @@ class BaseComponents:
     vae: AutoencoderKLWan | None = None
     tokenizer: PreTrainedTokenizerBase | None = None
     text_encoder: PreTrainedModel | None = None
-    scheduler: SchedulerMixin | None = None
 
 
 def load_base_components(
@@ -329,8 +317,6 @@ def load_base_components(
         out.vae = load_vae(base.root, device=device)
     if "text_encoder" in wanted:
         out.tokenizer, out.text_encoder = load_text_encoder(base.root, dtype=dtype, device=device)
-    if "scheduler" in wanted:
-        out.scheduler = load_scheduler(base.root)
     return out
 
 
@@ -356,7 +342,8 @@ class WeightsReport:
 
     ``replaced``: parameters overwritten with the file's tensors; ``merged``: Linear modules a LoRA was merged into;
     ``ranks``: the LoRA ranks seen; ``changed``: every parameter name that now differs from the base (pass it to
-    :func:`save_groupedit_weights` to convert a release file to our format).
+    :func:`save_groupedit_weights` to convert a release file to our format). Release layout only: ``skipped``,
+    keys ignored as the release ignores them; ``kept_from_base``, VACE parameters the file lacks.
     """
 
     path: Path
@@ -365,6 +352,19 @@ class WeightsReport:
     merged: list[str] = field(default_factory=list)
     ranks: list[int] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    kept_from_base: list[str] = field(default_factory=list)
+
+    def warnings(self) -> list[str]:
+        """What was not loaded as the file says (release layout only; empty for a complete file)."""
+        out = []
+        if self.skipped:
+            out.append(f"{len(self.skipped)} keys skipped, as the release's own loaders skip them (first: "
+                       f"{_first(self.skipped)})")
+        if self.kept_from_base:
+            out.append(f"{len(self.kept_from_base)} VACE parameters not in the file kept the base model's values "
+                       f"(first: {_first(self.kept_from_base)})")
+        return out
 
     @property
     def changed(self) -> list[str]:
@@ -415,6 +415,8 @@ class _Plan:
 
     params: dict[str, str] = field(default_factory=dict)  # model parameter name → checkpoint key
     loras: list[LoraTarget] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # keys the release's own loaders would ignore
+    kept_from_base: list[str] = field(default_factory=list)  # VACE parameters the file lacks (release layout)
 
 
 def _base_config(model: torch.nn.Module) -> dict[str, Any]:
@@ -477,6 +479,11 @@ def _plan(
         plan.loras.append(LoraTarget(module, parts["A"], parts["B"], alpha, int(a[0])))
     covers = VACE_PREFIXES if layout == "release" else tuple(p for p in metadata.get("covers", "").split(",") if p)
     missing = [n for n in model_params if n.startswith(covers) and n not in plan.params] if covers else []
+    if layout == "release":
+        # The release loads its VACE weights with strict=False and reads only LoRA pairs that fit: whatever else
+        # the file holds is ignored there, and the base keeps what the file lacks. Shapes must still fit.
+        plan.skipped, unexpected = unexpected, []
+        plan.kept_from_base, missing = missing, []
     if unexpected or mismatched or duplicates or missing:
         raise IncompatibleWeights(_mismatch_message(model, path, layout, shapes, missing, unexpected, mismatched,
                                                     duplicates),
@@ -484,6 +491,9 @@ def _plan(
                                    "unexpected": unexpected[:LIST_FIRST], "n_unexpected": len(unexpected),
                                    "mismatched": mismatched[:LIST_FIRST], "n_mismatched": len(mismatched),
                                    "duplicates": duplicates[:LIST_FIRST]})
+    if not plan.params and not plan.loras:
+        raise IncompatibleWeights(f"{path} holds nothing this model can use ({len(plan.skipped)} keys skipped, "
+                                  f"first: {_first(plan.skipped, 5)}). {_download_hint('weights')}")
     return plan
 
 
@@ -566,7 +576,8 @@ def load_groupediting_weights(
     if meta:
         raise ModelNotReady(f"cannot load {path} into a model whose parameters are not materialised "
                             f"(meta: {_first(meta)}); load the weights before enabling offloading hooks")
-    report = WeightsReport(path=path, layout=chosen, metadata=dict(metadata))
+    report = WeightsReport(path=path, layout=chosen, metadata=dict(metadata), skipped=plan.skipped,
+                           kept_from_base=plan.kept_from_base)
     with safe_open(str(path), framework="pt", device="cpu") as f, torch.no_grad():
         for name, key in plan.params.items():
             target = params[name]
@@ -582,9 +593,62 @@ def load_groupediting_weights(
             target.copy_((target.float() + scale * (up @ down)).to(target.dtype))
             report.merged.append(lora.module)
     report.ranks = sorted({t.rank for t in plan.loras})
+    for warning in report.warnings():
+        logger.warning("%s: %s", path, warning)
     logger.info("loaded %s (%s layout): %d tensors replaced, LoRA merged into %d Linear layers (ranks %s, scale %s)",
                 path, chosen, len(report.replaced), len(report.merged), report.ranks or "-", lora_scale)
     return report
+
+
+def inspect_weights(path: str | Path, model_dir: str | Path | None = None) -> dict[str, Any]:
+    """What a weights file holds, from its header alone (no tensor is read): a 6 GB download checks in a second.
+
+    Returns ``{"path", "layout", "tensors", "parameters", "bytes", "dtypes": {dtype: count}, "vace_tensors",
+    "lora_pairs", "lora_ranks", "other_tensors", "metadata", "skipped", "kept_from_base", "problem"}``. Without
+    ``model_dir``, ``skipped`` lists the keys no model could use (no diffusers counterpart); with the base model's
+    directory, the file is planned against that model's parameter shapes (built without memory, on the meta
+    device) exactly as loading would, so ``skipped``, ``kept_from_base`` and ``problem`` (why loading would refuse,
+    or None) are what loading would report.
+    """
+    from safetensors import safe_open
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelNotReady(f"{path} is not a file. {_download_hint('weights')}")
+    shapes, metadata = _open_header(path)
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        dtypes = [str(f.get_slice(k).get_dtype()) for k in shapes]
+    layout = detect_layout(shapes, metadata)
+    parse = keymap.parse_release_key if layout == "release" else keymap.parse_diffusers_key
+    parsed = {k: parse(k) for k in shapes}
+    lora = [(k, p) for k, p in parsed.items() if p is not None and p.kind == "lora"]
+    sizes = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
+    count = {k: int(torch.Size(s).numel()) for k, s in shapes.items()}
+    info: dict[str, Any] = {
+        "path": str(path), "layout": layout, "tensors": len(shapes), "parameters": sum(count.values()),
+        "bytes": sum(count[k] * sizes.get(d, 4) for k, d in zip(shapes, dtypes)),
+        "dtypes": {d: dtypes.count(d) for d in sorted(set(dtypes))},
+        "vace_tensors": sum(1 for p in parsed.values() if p is not None and p.kind == "param"
+                            and p.name.startswith(VACE_PREFIXES)),
+        "lora_pairs": sum(1 for _, p in lora if p.part == "A"),
+        "lora_ranks": sorted({shapes[k][0] for k, p in lora if p.part == "A" and len(shapes[k]) == 2}),
+        "metadata": dict(metadata), "skipped": sorted(k for k, p in parsed.items() if p is None),
+        "kept_from_base": [], "problem": None,
+    }
+    info["other_tensors"] = info["tensors"] - info["vace_tensors"] - len(lora)
+    if model_dir is not None:
+        base = check_model_dir(model_dir, ("transformer",))
+        cls = _default_transformer_cls()
+        with torch.device("meta"):
+            model = cls.from_config(base.transformer_config)
+        try:
+            if layout == "groupedit":
+                _check_metadata(model, path, metadata)
+            plan = _plan(model, path, shapes, metadata, layout)
+            info["skipped"], info["kept_from_base"] = plan.skipped, plan.kept_from_base
+        except IncompatibleWeights as exc:
+            info["problem"] = exc.message
+    return info
 
 
 def save_groupedit_weights(

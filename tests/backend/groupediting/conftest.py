@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
+from diffusers import AutoencoderKLWan
 from transformers import PreTrainedTokenizerFast, UMT5EncoderModel
 
 from backend.groupediting.pipeline import GroupEditingPipeline
@@ -21,8 +21,8 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with transformer/, vae/, text_encoder/, tokenizer/ and scheduler/ saved by ``save_pretrained``."""
-    return save_tiny_model_dir(tmp_path_factory.mktemp("groupediting_tiny"), FlowMatchEulerDiscreteScheduler(shift=5.0))
+    """A folder with transformer/, vae/, text_encoder/, tokenizer/ (and scheduler/) saved by ``save_pretrained``."""
+    return save_tiny_model_dir(tmp_path_factory.mktemp("groupediting_tiny"))
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +32,5 @@ def tiny_pipeline(tiny_model_dir: Path) -> GroupEditingPipeline:
         tokenizer=PreTrainedTokenizerFast.from_pretrained(tiny_model_dir / "tokenizer"),
         text_encoder=UMT5EncoderModel.from_pretrained(tiny_model_dir / "text_encoder"),
         vae=AutoencoderKLWan.from_pretrained(tiny_model_dir / "vae"),
-        scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_model_dir / "scheduler"),
         transformer=GroupEditingTransformer.from_pretrained(tiny_model_dir / "transformer"),
     )

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLWan, SchedulerMixin, UniPCMultistepScheduler
+from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
 from backend.groupediting.transformer import GroupEditingTransformer
+from backend.groupediting.vggt import AggregatorConfig, VGGTAggregator
 
 TINY_TRANSFORMER = dict(
     patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
@@ -67,11 +68,11 @@ def synthetic_group(
     return images, masks
 
 
-def save_tiny_model_dir(root: Path, scheduler: SchedulerMixin | None = None,
-                        max_shard_size: str | None = None) -> Path:
-    """A complete tiny diffusers Wan2.1-VACE directory under ``root`` (model_index.json and five components).
+def save_tiny_model_dir(root: Path, max_shard_size: str | None = None) -> Path:
+    """A complete tiny diffusers Wan2.1-VACE directory under ``root``: model_index.json, the four components read
+    and, as Wan ships it, a UniPC ``scheduler/`` (never read: the sampler is the recipe's).
 
-    ``scheduler``: default UniPC with flow sigmas, as Wan ships; ``max_shard_size``: shard the transformer.
+    ``max_shard_size``: shard the transformer.
     """
     shard = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
     tiny_transformer().save_pretrained(root / "transformer", **shard)
@@ -79,11 +80,38 @@ def save_tiny_model_dir(root: Path, scheduler: SchedulerMixin | None = None,
     AutoencoderKLWan(**TINY_VAE).eval().save_pretrained(root / "vae")
     tiny_text_encoder().save_pretrained(root / "text_encoder")
     tiny_tokenizer().save_pretrained(root / "tokenizer")
-    scheduler = scheduler or UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                                     flow_shift=5.0)
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     scheduler.save_pretrained(root / "scheduler")
     (root / "model_index.json").write_text(json.dumps({
         "_class_name": "WanVACEPipeline", "scheduler": ["diffusers", type(scheduler).__name__],
         "text_encoder": ["transformers", "UMT5EncoderModel"], "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
         "transformer": ["diffusers", "WanVACETransformer3DModel"], "vae": ["diffusers", "AutoencoderKLWan"]}))
     return root
+
+
+#: A VGGT aggregator with the real layout and input size (518 px, 37 x 37 patches, 4 registers) but tiny widths.
+TINY_VGGT = AggregatorConfig(embed_dim=32, depth=2, trunk_depth=1, head_dim=16, mlp_hidden=64)
+
+
+def tiny_vggt(seed: int = 0, config: AggregatorConfig = TINY_VGGT) -> VGGTAggregator:
+    """A tiny VGGT aggregator with deterministic random weights (layer scales and tokens random too)."""
+    torch.manual_seed(seed)
+    model = VGGTAggregator(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.2 + (1.0 if p.ndim == 1 and p.shape[0] == config.embed_dim else 0.0))
+    return model.eval()
+
+
+def save_tiny_vggt(path: Path, seed: int = 0, heads: bool = True) -> Path:
+    """A VGGT-layout ``model.safetensors``: the tiny aggregator's tensors under ``aggregator.`` and, like the real
+    file, tensors of other heads (``camera_head.*``, ``depth_head.*``) that the loader skips."""
+    from safetensors.torch import save_file
+
+    tensors = {f"aggregator.{k}": v.contiguous() for k, v in tiny_vggt(seed).state_dict().items()}
+    if heads:
+        tensors["camera_head.trunk.0.weight"] = torch.randn(8, 64)
+        tensors["depth_head.scratch.output_conv2.0.bias"] = torch.randn(4)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return path
