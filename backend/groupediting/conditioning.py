@@ -171,6 +171,6 @@ def paste_back(original: np.ndarray, edited: np.ndarray, mask: np.ndarray, dilat
     if feather <= 0 or not inside.any():
         return np.where(inside[..., None], edited, original)
     distance = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    weight = np.clip(1.0 - distance / (feather + 1.0), 0.0, 1.0)[..., None]
+    weight = np.where(distance <= feather, 1.0 - distance / (feather + 1.0), 0.0)[..., None]
     blended = np.rint(weight * edited.astype(np.float32) + (1.0 - weight) * original.astype(np.float32))
     return np.where(weight > 0, blended.astype(np.uint8), original)

@@ -10,6 +10,17 @@ For two views with masks ``a`` and ``b`` (the dilated edit masks), the release:
    from ``a``'s contour points to their matches, in pixels;
 5. evaluates it at ``a``'s foreground pixels: the displacement ``(dx, dy) = TPS(x, y) - (x, y)``; 0 elsewhere.
 
+Two deliberate differences, both in the matching step only (the spline is fitted to the original pixel points):
+
+* an SVD gives each principal axis up to its sign, and the release takes whatever sign it returns for each view,
+  so a contour is now and then matched to a mirrored or half-turned copy of the other (a uniform 15 % scale of a
+  test shape already flips an axis, and the flow is then tens of pixels off). Here ``b``'s axes take the signs, of
+  the four combinations, under which its normalised contour lies closest to ``a``'s (mean nearest-point distance);
+* the normalised contours are also divided by their RMS radius, so that views at different distances (the object
+  larger in one) match point to point instead of inner points to outer ones.
+
+For two views of one size and orientation the matches, and so the flow, are the release's.
+
 Pixel coordinates are integer pixel indices ``(x, y)`` = (column, row), as OpenCV reports contour points; the
 displacement is in pixels of the same image. Everything runs in float32 as in the release (which runs it on a GPU
 with torch; the same operations run here on any torch device).
@@ -60,6 +71,23 @@ def _normalise(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return centred @ vh.T, centre, vh
 
 
+def _unit(points: torch.Tensor) -> torch.Tensor:
+    """Points divided by their RMS distance from the origin (matching only)."""
+    return points / points.pow(2).sum(-1).mean().sqrt().clamp_min(1e-6)
+
+
+def _best_signs(normal_a: torch.Tensor, normal_b: torch.Tensor) -> torch.Tensor:
+    """(2,) signs for ``b``'s principal axes that bring its normalised contour closest to ``a``'s."""
+    best, signs = None, None
+    for sy in (1.0, -1.0):
+        for sx in (1.0, -1.0):
+            flip = torch.tensor([sy, sx], dtype=normal_a.dtype, device=normal_a.device)
+            cost = torch.cdist(normal_a, normal_b * flip).min(dim=1).values.mean()
+            if best is None or cost < best:
+                best, signs = cost, flip
+    return signs
+
+
 def _tps_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     d2 = torch.cdist(x, y, p=2) ** 2
     return d2 * torch.log(d2 + 1e-6)
@@ -91,9 +119,11 @@ def tps_displacement(
     p2, centre2, r2 = _normalise(c2)
     t = dict(dtype=torch.float32, device=device)
     p1t, p2t = torch.as_tensor(p1, **t), torch.as_tensor(p2, **t)
-    nearest = torch.argmin(((p1t[:, None] - p2t[None]) ** 2).sum(-1), dim=1)
+    signs = _best_signs(_unit(p1t), _unit(p2t))
+    p2t, r2t = p2t * signs, torch.as_tensor(r2, **t) * signs[:, None]
+    nearest = torch.argmin(((_unit(p1t)[:, None] - _unit(p2t)[None]) ** 2).sum(-1), dim=1)
     src = p1t @ torch.as_tensor(r1, **t) + torch.as_tensor(centre1, **t)
-    dst = p2t[nearest] @ torch.as_tensor(r2, **t) + torch.as_tensor(centre2, **t)
+    dst = p2t[nearest] @ r2t + torch.as_tensor(centre2, **t)
     n = len(src)
     ones = torch.ones((n, 1), **t)
     p = torch.cat([ones, src], dim=1)

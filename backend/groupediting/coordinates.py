@@ -112,15 +112,18 @@ def chain_coordinates(grid: tuple[int, int], displacements: np.ndarray, offsets:
     n = len(displacements) + 1
     if displacements.shape[1:] != (h, w, 2):
         raise InvalidInput(f"displacements must be (N-1, {h}, {w}, 2), got {displacements.shape}")
-    o = np.zeros((n, 2)) if offsets is None else np.asarray(offsets, np.float64)
+    o = np.zeros((n, 2), np.float32) if offsets is None else np.asarray(offsets, np.float32)
     if o.shape != (n, 2):
         raise InvalidInput(f"offsets must be ({n}, 2), got {o.shape}")
-    t, a, b = np.meshgrid(np.arange(n), np.arange(h), np.arange(w), indexing="ij")
-    coords = np.stack([t, a, b], axis=-1).astype(np.float64)
-    coords[:-1, ..., 1:] += displacements
+    # float32 throughout, as the release computes grid + flow before its integer cast (floor of a float64 sum can
+    # differ where the float32 sum rounds onto an integer)
+    t, a, b = np.meshgrid(np.arange(n, dtype=np.float32), np.arange(h, dtype=np.float32),
+                          np.arange(w, dtype=np.float32), indexing="ij")
+    ab = np.stack([a, b], axis=-1)
+    ab[:-1] += displacements.astype(np.float32)
     lo = -o[:, None, None, :]
-    coords[..., 1:] = np.clip(coords[..., 1:] + lo, lo, lo + np.array([h - 1, w - 1]))
-    return np.floor(coords).reshape(-1, 3).astype(np.float32)
+    ab = np.clip(ab + lo, lo, lo + np.array([h - 1, w - 1], np.float32))
+    return np.concatenate([t[..., None], np.floor(ab)], axis=-1).reshape(-1, 3).astype(np.float32)
 
 
 def _on_canvas(field: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

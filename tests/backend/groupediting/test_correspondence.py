@@ -6,15 +6,14 @@ import pytest
 
 from backend.errors import InvalidInput
 from blender_addon.core.cameras import look_at
+from backend.groupediting.coordinates import chain_coordinates
 from backend.groupediting.correspondence import (
     ViewGeometry,
-    ge_rope_displacements,
-    geometry_token_coordinates,
+    exact_chain_displacements,
     identity_offsets,
     masked_blur,
     pixel_correspondence,
     project,
-    token_coordinates,
 )
 
 PLANE_HALF = 1.0  # the plane is the square |x|, |y| <= 1 at z = 0
@@ -116,20 +115,30 @@ def test_displacement_matches_the_plane_homography_and_excludes_occluded_points(
 def test_token_field_is_the_mean_pixel_displacement_in_token_units(scene):
     src, ref = scene
     grid = (8, 8)  # 16 px per token
-    fields = ge_rope_displacements([ref, src], [grid, grid], reference=0, sigma=0.0)
-    assert np.array_equal(fields[0].delta, np.zeros((8, 8, 2), np.float32))
+    fields = exact_chain_displacements([src, ref], [grid, grid], sigma=0.0)
+    assert len(fields) == 1  # a chain of two views: one field, the last view is the anchor
     uv, valid = pixel_correspondence(src, ref)
     j, i = np.meshgrid(np.arange(SIZE[1]) + 0.5, np.arange(SIZE[0]) + 0.5)
     d_px = np.stack([uv[..., 1] - i, uv[..., 0] - j], -1)  # (dv, du) = (dh, dw) in pixels
-    full = fields[1].weight == 1.0
+    full = fields[0].weight == 1.0
     assert full.sum() >= 10
     for a, b in zip(*np.nonzero(full)):
         block = d_px[16 * a : 16 * a + 16, 16 * b : 16 * b + 16].reshape(-1, 2)
-        assert np.allclose(fields[1].delta[a, b], block.mean(0) / 16.0, atol=1e-4)
+        assert np.allclose(fields[0].delta[a, b], block.mean(0) / 16.0, atol=1e-4)
     # Tokens without subject carry no displacement.
     no_subject = np.array([[not src.mask[16 * a : 16 * a + 16, 16 * b : 16 * b + 16].any() for b in range(8)]
                            for a in range(8)])
-    assert np.all(fields[1].delta[no_subject] == 0)
+    assert np.all(fields[0].delta[no_subject] == 0)
+
+
+def test_chain_points_each_view_to_the_next(scene):
+    src, ref = scene
+    third = render(K, look_at((1.6, -1.9, 2.3), np.zeros(3)), SIZE)
+    fields = exact_chain_displacements([src, ref, third], [(8, 8)] * 3, sigma=0.0)
+    alone = [exact_chain_displacements(pair, [(8, 8)] * 2, sigma=0.0)[0] for pair in ([src, ref], [ref, third])]
+    assert len(fields) == 2
+    for f, g in zip(fields, alone):
+        assert np.array_equal(f.delta, g.delta)
 
 
 def test_token_units_with_different_view_sizes(scene):
@@ -138,7 +147,7 @@ def test_token_units_with_different_view_sizes(scene):
     k_ref = intrinsics(120.0, *ref_size)
     ref = render(k_ref, CAM_R, ref_size)
     grids = [(8, 8), (6, 10)]
-    field = ge_rope_displacements([src, ref], grids, reference=1, sigma=0.0)[0]
+    field = exact_chain_displacements([src, ref], grids, sigma=0.0)[0]
     uv, valid = pixel_correspondence(src, ref)
     a, b = np.argwhere(field.weight == 1.0)[0]
     sl = (slice(16 * a, 16 * a + 16), slice(16 * b, 16 * b + 16))
@@ -162,51 +171,44 @@ def test_masked_normalised_blur_keeps_constant_fields_and_zero_background():
 
 def test_blur_smooths_and_box_relative_fields(scene):
     src, ref = scene
-    sharp = ge_rope_displacements([ref, src], [(8, 8)] * 2, sigma=0.0)[1]
-    smooth = ge_rope_displacements([ref, src], [(8, 8)] * 2, sigma=2.0)[1]
+    sharp = exact_chain_displacements([src, ref], [(8, 8)] * 2, sigma=0.0)[0]
+    smooth = exact_chain_displacements([src, ref], [(8, 8)] * 2, sigma=2.0)[0]
     subject = sharp.weight > 0
+
     def roughness(d: np.ndarray) -> float:
         return float(np.abs(np.diff(d, axis=0))[subject[1:]].mean())
 
     assert roughness(smooth.delta) <= roughness(sharp.delta)
-    rel = ge_rope_displacements([ref, src], [(8, 8)] * 2, sigma=0.0, box_relative=True)
-    o = identity_offsets([ref.mask, src.mask], [(8, 8)] * 2)
+    o = identity_offsets([src.mask, ref.mask], [(8, 8)] * 2)
+    rel = exact_chain_displacements([src, ref], [(8, 8)] * 2, sigma=0.0, offsets=o)[0]
     full = sharp.weight == 1.0
-    assert np.allclose(rel[1].delta[full], sharp.delta[full] - (o[0] - o[1]), atol=1e-5)
-
-
-def test_token_coordinates_and_geometry_coordinates():
-    d = [np.zeros((2, 3, 2), np.float32), np.full((2, 3, 2), 0.5, np.float32)]
-    c = token_coordinates(2, (2, 3), d, np.array([[0, 0], [1, 1]]))
-    assert c.shape == (12, 3)
-    assert np.allclose(c[6], [1, -0.5, -0.5]) and np.allclose(c[0], [0, 0, 0])
-    assert np.allclose(token_coordinates(2, (2, 3), d, np.array([[0, 0], [1, 1]]), clamp=True)[6], [1, 0, 0])
-    g = geometry_token_coordinates(4, (33, 33), 4)
-    assert g.shape == (4 * 37 * 37, 3) and g[:, 0].max() == 3 and g[:, 1].max() == 32
-    with pytest.raises(InvalidInput):
-        token_coordinates(2, (2, 3), d[:1])
+    assert np.allclose(rel.delta[full], sharp.delta[full] - (o[1] - o[0]), atol=1e-5)
 
 
 def test_bad_geometry_is_invalid_input(scene):
     src, ref = scene
-    with pytest.raises(InvalidInput, match="reference"):
-        ge_rope_displacements([src, ref], [(8, 8)] * 2, reference=2)
+    with pytest.raises(InvalidInput, match="offsets"):
+        exact_chain_displacements([src, ref], [(8, 8)] * 2, offsets=np.zeros((3, 2)))
+    with pytest.raises(InvalidInput, match="token grids"):
+        exact_chain_displacements([src, ref], [(8, 8)])
     bad = ViewGeometry(src.position[:, :10], src.mask, K, CAM_T)
     with pytest.raises(InvalidInput, match="position"):
-        ge_rope_displacements([bad, ref], [(8, 8)] * 2)
+        exact_chain_displacements([bad, ref], [(8, 8)] * 2)
 
 
 def test_corresponding_tokens_share_ge_rope_coordinates():
-    """Two views of a fronto-parallel plane, the camera moved so that content shifts one token (16 px) right."""
+    """Two views of a fronto-parallel plane, the camera moved so that content shifts 1.5 tokens (24 px) right."""
     k = intrinsics(64.0, 64, 64)
     views = []
-    for cam_x in (0.0, -0.5):  # f * 0.5 / depth 2 = 16 px
+    for cam_x in (0.0, -0.75):  # f * 0.75 / depth 2 = 24 px
         c2w = np.eye(4)
         c2w[0, 3] = cam_x
         j, i = np.meshgrid(np.arange(64) + 0.5, np.arange(64) + 0.5)
         pos = np.stack([(j - 32) * 2 / 64 + cam_x, (i - 32) * 2 / 64, np.full_like(j, 2.0)], -1)
         views.append(ViewGeometry(pos.astype(np.float32), np.ones((64, 64), bool), k, c2w))
-    fields = ge_rope_displacements(views, [(4, 4)] * 2, reference=0, sigma=1.0)
-    assert np.allclose(fields[1].delta, [0.0, -1.0], atol=1e-5)  # also the unmatched first column, filled by the blur
-    coords = token_coordinates(2, (4, 4), [f.delta for f in fields]).reshape(2, 4, 4, 3)
-    assert np.allclose(coords[1, :, 1:, 1:], coords[0, :, :-1, 1:], atol=1e-5)
+    fields = exact_chain_displacements(views, [(4, 4)] * 2, sigma=1.0)
+    assert np.allclose(fields[0].delta, [0.0, 1.5], atol=1e-5)  # also the unmatched last columns, filled by the blur
+    coords = chain_coordinates((4, 4), np.stack([f.delta for f in fields])).reshape(2, 4, 4, 3)
+    # floor(b + 1.5) = b + 1: token b of view 0 takes the coordinates of its point's token b + 1 in view 1.
+    assert np.array_equal(coords[0, :, :-1, 1:], coords[1, :, 1:, 1:])
+    assert np.array_equal(coords[1, ..., 2], np.broadcast_to(np.arange(4.0), (4, 4)))  # the anchor keeps the grid

@@ -68,6 +68,19 @@ def synthetic_group(
     return images, masks
 
 
+def moving_group(n: int = 2, size: int = 528, shift: int = 96) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """N views of an asymmetric blob that moves ``shift`` px right per view: big enough for the release's heavy
+    Ge-RoPE smoothing (a 21-token Gaussian) to leave whole-token moves on its 33 x 33 grid at 528 px."""
+    images, masks = synthetic_group(n, (size, size))
+    s = size // 8
+    for i, m in enumerate(masks):
+        m[:] = False
+        m[2 * s : 6 * s, s : 4 * s] = True
+        m[2 * s : 3 * s, s : 2 * s] = False  # a notch: the contour has a clear orientation
+        masks[i] = np.roll(m, i * shift, axis=1)
+    return images, masks
+
+
 def save_tiny_model_dir(root: Path, max_shard_size: str | None = None) -> Path:
     """A complete tiny diffusers Wan2.1-VACE directory under ``root``: model_index.json, the four components read
     and, as Wan ships it, a UniPC ``scheduler/`` (never read: the sampler is the recipe's).
