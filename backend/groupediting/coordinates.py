@@ -59,12 +59,15 @@ class GroupLayout:
 
 @dataclass(frozen=True)
 class RopeCoordinates:
-    """The coordinates of both branches: ``main`` / ``vace`` (S, 3) float32 or None (the stock grid), and the
-    source of the Ge-RoPE displacement: ``"contours"``, ``"positions"`` or ``"none"``."""
+    """The coordinates of both branches: ``main`` / ``vace`` (S, 3) float32 or None (the stock grid), the
+    source of the Ge-RoPE displacement (``"contours"``, ``"positions"`` or ``"none"``), and ``moved``: how many
+    tokens the displacement actually moved to another integer position (after smoothing, clamp and floor; 0 means
+    Ge-RoPE changed nothing for this group)."""
 
     main: np.ndarray | None
     vace: np.ndarray | None
     flow_source: str
+    moved: int = 0
 
 
 def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
@@ -173,7 +176,10 @@ def rope_coordinates(
         out["ge"] = chain_coordinates(grid, flows)
     if "ge_identity" in kinds:
         out["ge_identity"] = chain_coordinates(grid, flows, offsets)
-    return RopeCoordinates(out.get(recipe.main), out.get(recipe.vace), source)
+    kind = "ge" if "ge" in kinds else "ge_identity"
+    still = chain_coordinates(grid, np.zeros_like(flows, np.float32), offsets if kind == "ge_identity" else None)
+    moved = int((out[kind] != still).any(axis=-1).sum())
+    return RopeCoordinates(out.get(recipe.main), out.get(recipe.vace), source, moved)
 
 
 def geometry_token_coordinates(num_frames: int, grid: tuple[int, int], num_geometry_frames: int,

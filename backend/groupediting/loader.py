@@ -165,7 +165,7 @@ def load_pipeline(settings: LoadSettings) -> tuple[GroupEditingPipeline, Weights
     returns what loading the GroupEditing weights reported (None without weights)."""
     settings.check()
     device, dtype = settings.resolved_device(), settings.resolved_dtype()
-    base = check_model_dir(settings.model_dir, COMPONENTS)
+    base = check_model_dir(settings.model_dir)
     if settings.vggt is not None:
         find_vggt_file(settings.vggt)  # a wrong path fails before the slow loads
     if settings.vram_check and device == "cuda":

@@ -401,6 +401,7 @@ class GroupEditingPipeline(DiffusionPipeline):
                         "sigma_first": float(sigmas[0]), "sigma_last": float(sigmas[-1]),
                         "timestep_bf16": recipe.sampler.timestep_bf16},
             "ge_rope": {"flow_source": coords.flow_source, "main": recipe.main, "vace": recipe.vace,
+                        "tokens_moved": coords.moved,
                         "smoothing": {"contours": f"gaussian k {recipe.blur_kernel} sigma {recipe.blur_sigma}, zero "
                                                   "padding", "positions": f"masked, sigma {s.flow_sigma} tokens",
                                       "none": "none"}[coords.flow_source]},

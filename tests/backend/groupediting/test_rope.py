@@ -3,17 +3,17 @@ import pytest
 import torch
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
-from backend.groupediting.correspondence import identity_offsets, token_coordinates
+from backend.groupediting.coordinates import chain_coordinates
+from backend.groupediting.correspondence import identity_offsets
 from backend.groupediting.rope import grid_coordinates, rope_from_coordinates, rope_split
 
 
 @pytest.mark.parametrize("head_dim,max_len,shape", [(12, 32, (3, 5, 7)), (128, 1024, (4, 33, 33)), (64, 64, (2, 9, 4))])
-@pytest.mark.parametrize("mode", ["continuous", "floor"])
-def test_grid_coordinates_equal_stock_table_exactly(head_dim, max_len, shape, mode):
+def test_grid_coordinates_equal_stock_table_exactly(head_dim, max_len, shape):
     f, h, w = shape
     stock = WanRotaryPosEmbed(head_dim, (1, 2, 2), max_len)
     cos, sin = stock(torch.zeros(1, 16, f, 2 * h, 2 * w))
-    ours_cos, ours_sin = rope_from_coordinates(grid_coordinates(f, h, w), head_dim, mode=mode)
+    ours_cos, ours_sin = rope_from_coordinates(grid_coordinates(f, h, w), head_dim)
     assert ours_cos.shape == cos.shape == (1, f * h * w, 1, head_dim)
     assert torch.equal(ours_cos, cos) and torch.equal(ours_sin, sin)
 
@@ -24,19 +24,15 @@ def test_split_matches_diffusers():
 
 
 def test_zero_displacement_is_the_grid():
-    zeros = [np.zeros((5, 6, 2), np.float32)] * 3
-    coords = token_coordinates(3, (5, 6), zeros, np.zeros((3, 2)))
+    coords = chain_coordinates((5, 6), np.zeros((2, 5, 6, 2), np.float32), np.zeros((3, 2)))
     assert np.array_equal(coords, grid_coordinates(3, 5, 6)[0].numpy())
 
 
-def test_floor_mode_rounds_down_and_continuous_interpolates_angles():
+def test_fractional_coordinates_interpolate_angles():
     grid = grid_coordinates(2, 3, 4)
     frac = grid + torch.tensor([0.0, 0.4, 0.7])
-    floor_tables = rope_from_coordinates(frac, 12, mode="floor")
-    grid_tables = rope_from_coordinates(grid, 12)
-    assert all(torch.equal(a, b) for a, b in zip(floor_tables, grid_tables))
-    cont_cos, _ = rope_from_coordinates(frac, 12, mode="continuous")
-    assert not torch.allclose(cont_cos, grid_tables[0])
+    cont_cos, _ = rope_from_coordinates(frac, 12)
+    assert not torch.allclose(cont_cos, rope_from_coordinates(grid, 12)[0])
     # The first h channel pair rotates at frequency 1: angle = h exactly.
     t_dim = rope_split(12)[0]
     assert torch.allclose(cont_cos[0, :, 0, t_dim].double(), torch.cos(frac[0, :, 1].double()), atol=1e-6)
@@ -49,8 +45,6 @@ def test_batched_coordinates_and_bad_input():
     assert torch.allclose(cos**2 + sin**2, torch.ones_like(cos), atol=1e-6)
     with pytest.raises(ValueError):
         rope_from_coordinates(torch.zeros(10, 3), 24)
-    with pytest.raises(ValueError):
-        rope_from_coordinates(coords, 24, mode="nearest")
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -81,7 +75,7 @@ def test_identity_rope_gives_a_moving_subject_the_same_phases():
     masks[1][32:64, 48:80] = True  # box corner at token (2, 3)
     offsets = identity_offsets(masks, [grid, grid])
     assert np.allclose(offsets, [[1, 1], [2, 3]])
-    coords = torch.from_numpy(token_coordinates(2, grid, None, offsets))[None]
+    coords = torch.from_numpy(chain_coordinates(grid, np.zeros((1, *grid, 2), np.float32), offsets))[None]
     cos, sin = rope_from_coordinates(coords, 24)
     t_dim = rope_split(24)[0]
     h, w = grid

@@ -25,7 +25,7 @@ from backend.groupediting.weights import save_groupedit_weights
 
 from ..server import Server, png
 from .scene import SceneViews, sphere_views
-from .tiny import save_tiny_model_dir, tiny_transformer
+from .tiny import moving_group, save_tiny_model_dir, save_tiny_vggt, tiny_transformer
 
 SIZE, VIEWS = 64, 3
 BUDGET = VIEWS * SIZE * SIZE
@@ -110,11 +110,16 @@ def test_http_job_with_cameras_and_positions_gives_edited_views(server: Server) 
         assert res.status_code == 200 and res.headers["content-type"] == "image/png"
         out = np.asarray(Image.open(io.BytesIO(res.content)))
         assert out.shape == (SIZE, SIZE, 3) and out.dtype == np.uint8
-        keep = ~dilate_square(scene.masks[i], 6)
-        assert keep.sum() > SIZE * SIZE // 4
-        assert np.array_equal(out[keep], scene.images[i][keep]), "pixels outside the dilated mask are unchanged"
+        keep = ~dilate_square(scene.masks[i], 10)  # dilation 5 and the default feather band of 4
+        assert keep.sum() > SIZE * SIZE // 6
+        assert np.array_equal(out[keep], scene.images[i][keep]), "pixels beyond the feather band are unchanged"
         assert not np.array_equal(out[scene.masks[i]], scene.images[i][scene.masks[i]]), "the masked region changed"
     assert requests.get(f"{server.url}/v1/jobs/{job['id']}/results/{VIEWS}", timeout=5).status_code == 404
+    result = server.job(job["id"])["result"]
+    assert result["preset"] == "release" and result["settings"]["steps"] == 2
+    assert result["text"]["prompt"] == "same red object in three scenes."
+    assert result["ge_rope"]["flow_source"] == "contours" and result["geometry_tokens"] == "off"
+    assert health["editor"]["geometry_tokens"] == "off" and health["editor"]["preset"] == "release"
 
 
 def test_cancel_mid_denoise_over_http(server: Server) -> None:
@@ -179,10 +184,70 @@ def test_bad_cameras_and_passes_are_400(server: Server, message: str, mutate: Mu
     assert err["code"] == "invalid_input" and message in err["message"], err
 
 
-def test_job_without_cameras_still_runs(server: Server) -> None:
-    data, files = geometry_job(sphere_views(2, SIZE), cameras=False, positions=False)
-    job_id = requests.post(server.url + "/v1/jobs", data=data, files=files, timeout=30).json()["id"]
-    assert server.wait_state(job_id, ("succeeded", "failed"), timeout=120)["state"] == "succeeded"
+def test_exact_preset_uses_positions_and_falls_back_to_contours_without_them(server: Server) -> None:
+    for cameras, source in ((True, "positions"), (False, "contours")):
+        data, files = geometry_job(sphere_views(2, SIZE), {"preset": "exact"}, cameras=cameras, positions=cameras)
+        job_id = requests.post(server.url + "/v1/jobs", data=data, files=files, timeout=30).json()["id"]
+        job = server.wait_state(job_id, ("succeeded", "failed"), timeout=120)
+        assert job["state"] == "succeeded", job
+        assert job["result"]["preset"] == "exact" and job["result"]["ge_rope"]["flow_source"] == source
+
+
+def photo_job(images: list[np.ndarray], masks: list[np.ndarray], tokens: np.ndarray | None = None,
+              **manifest: object) -> tuple[dict, dict]:
+    """(data, files) of a job as another tool sends it: images and masks only (optionally release tokens)."""
+    files = {}
+    for i, (img, m) in enumerate(zip(images, masks)):
+        files[f"image_{i}"] = (f"{i}.png", png(img), "image/png")
+        files[f"mask_{i}"] = (f"{i}m.png", png(m.astype(np.uint8) * 255), "image/png")
+    views = [{"name": f"photo_{i}", "image": f"image_{i}", "mask": f"mask_{i}"} for i in range(len(images))]
+    if tokens is not None:
+        files["tokens"] = ("351-origin_aggregated_tokens.npy", _npy(tokens), "application/octet-stream")
+        manifest["geometry_tokens"] = "tokens"
+    return {"manifest": json.dumps({"instruction": INSTRUCTION, "views": views, **manifest})}, files
+
+
+def test_photo_job_gets_ge_rope_and_geometry_tokens_with_vggt(model_files: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    """A job with no cameras and no position pass (photos): Ge-RoPE from the mask contours moves tokens, and the
+    server's VGGT makes geometry tokens; a description given with the job is the prompt's."""
+    model_dir, weights = model_files
+    vggt = save_tiny_vggt(tmp_path / "VGGT-1B" / "model.safetensors")
+    s = Server(tmp_path / "data", "groupediting", "--model-dir", str(model_dir), "--weights", str(weights),
+               "--vggt", str(vggt.parent), "--device", "cpu", "--threads", "1", "--steps", "1",
+               "--pixel-budget", str(2 * 528 * 528))
+    s.start()
+    try:
+        health = s.wait_ready(timeout=120)
+        assert health["editor"]["geometry_tokens"] == "vggt"
+        images, masks = moving_group(2, 528, 96)
+        data, files = photo_job(images, masks, description="robotic fox with armour plates", subject="SM_Fox.001")
+        job = s.wait_state(requests.post(s.url + "/v1/jobs", data=data, files=files, timeout=30).json()["id"],
+                           ("succeeded", "failed"), timeout=120)
+        assert job["state"] == "succeeded", job
+        result = job["result"]
+        assert result["ge_rope"]["flow_source"] == "contours" and result["ge_rope"]["tokens_moved"] > 20
+        assert result["geometry_tokens"] == "vggt"
+        assert result["text"]["prompt"] == "same robotic fox with armour plates in two scenes."
+        assert result["text"]["description_source"] == "given" and result["text"]["subject"] == "fox"
+    finally:
+        s.kill()
+
+
+def test_release_token_files_are_accepted_with_a_job(server: Server) -> None:
+    """The release's ``*_aggregated_tokens.npy`` (1, N, 1374, C) rides along with a job; bad shapes are 400."""
+    scene = sphere_views(2, SIZE)
+    tokens = np.random.default_rng(0).normal(size=(1, 2, 1374, 16)).astype(np.float32)
+    data, files = photo_job(scene.images, scene.masks, tokens)
+    job = server.wait_state(requests.post(server.url + "/v1/jobs", data=data, files=files, timeout=30).json()["id"],
+                            ("succeeded", "failed"), timeout=120)
+    assert job["state"] == "succeeded" and job["result"]["geometry_tokens"] == "job"
+    staged = np.load(server.data_dir / "jobs" / job["id"] / "inputs" / "geometry_tokens.npy")
+    assert np.array_equal(staged, tokens[0, :, 5:].reshape(2 * 1369, 16))  # the 5 special tokens dropped
+    for bad, message in ((tokens[:, :1], "do not fit 2 views"), (tokens.astype(np.int32), "finite floats")):
+        data, files = photo_job(scene.images, scene.masks, bad)
+        r = requests.post(server.url + "/v1/jobs", data=data, files=files, timeout=30)
+        assert r.status_code == 400 and message in r.json()["error"]["message"], r.text
 
 
 def test_missing_model_dir_fails_load_and_jobs(tmp_path: Path) -> None:
@@ -223,14 +288,14 @@ def test_editor_is_deterministic_and_uses_geometry(model_files: tuple[Path, Path
     seen: list[tuple[str, int, int]] = []
 
     def run(g: EditInput, **options: object) -> list[np.ndarray]:
-        return editor.edit(g, INSTRUCTION, dict(options), lambda *a: seen.append(a), lambda: False)
+        return editor.edit(g, INSTRUCTION, dict(options), lambda *a: seen.append(a), lambda: False).images
 
-    a, b = run(group, seed=5), run(group, seed=5)
+    a, b = run(group, seed=5, preset="exact"), run(group, seed=5, preset="exact")
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert [s for s in seen if s[0] == "denoise"] == [("denoise", 1, 2), ("denoise", 2, 2)] * 2
-    c = run(group, seed=6)
+    c = run(group, seed=6, preset="exact")
     assert any(not np.array_equal(x, y) for x, y in zip(a, c)), "another seed, another edit"
-    grid = run(EditInput(scene.images, scene.masks), seed=5)
+    grid = run(group, seed=5, preset="grid")
     assert any(not np.array_equal(x, y) for x, y in zip(a, grid)), "Ge-RoPE from the geometry changes the edit"
     with pytest.raises(InvalidInput, match="unknown option"):
         run(group, stepz=3)

@@ -4,14 +4,9 @@ import torch
 from diffusers import WanVACETransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
-from backend.groupediting.correspondence import token_coordinates
+from backend.groupediting.coordinates import chain_coordinates
 from backend.groupediting.rope import grid_coordinates, rope_from_coordinates
-from backend.groupediting.transformer import (
-    ROPE_PRESETS,
-    GeometryRotary,
-    GroupEditingAttnProcessor,
-    GroupEditingTransformer,
-)
+from backend.groupediting.transformer import GeometryRotary, GroupEditingAttnProcessor, GroupEditingTransformer
 
 from .tiny import TINY_TRANSFORMER, tiny_transformer
 
@@ -56,7 +51,7 @@ def test_grid_and_zero_displacement_coordinates_equal_stock(models):
     expected = _run(stock)
     grid = grid_coordinates(F_, H_ // 2, W_ // 2)
     assert torch.equal(_run(ours, rope_coords=grid, vace_rope_coords=grid), expected)
-    zero = torch.from_numpy(token_coordinates(F_, (H_ // 2, W_ // 2), [np.zeros((4, 5, 2), np.float32)] * F_))[None]
+    zero = torch.from_numpy(chain_coordinates((H_ // 2, W_ // 2), np.zeros((F_ - 1, 4, 5, 2), np.float32)))[None]
     assert torch.equal(_run(ours, rope_coords=zero, vace_rope_coords=zero), expected)
 
 
@@ -73,12 +68,6 @@ def test_branch_coordinates_act_separately_and_only_relatively(models):
     shift = torch.tensor([2.0, -1.5, 3.25])
     shifted = _run(ours, rope_coords=warped + shift, vace_rope_coords=warped + shift)
     assert torch.allclose(_run(ours, rope_coords=warped, vace_rope_coords=warped), shifted, atol=1e-4)
-
-
-def test_floor_mode_ignores_fractions():
-    model = tiny_transformer(rope_mode="floor")
-    grid = grid_coordinates(F_, H_ // 2, W_ // 2)
-    assert torch.equal(_run(model, rope_coords=grid + 0.45, vace_rope_coords=grid + 0.9), _run(model))
 
 
 def test_geometry_keys_values_equal_concatenate_then_slice():
@@ -123,16 +112,13 @@ def test_geometry_tokens_through_the_model(models):
 
 
 def test_save_and_load_roundtrip(tmp_path):
-    model = tiny_transformer(rope_preset="paper")
+    model = tiny_transformer()
     model.save_pretrained(tmp_path)
     loaded = GroupEditingTransformer.from_pretrained(tmp_path)
-    assert loaded.config.rope_preset == "paper" and loaded.rope_plan == ROPE_PRESETS["paper"]
     assert isinstance(loaded.blocks[0].attn1.processor, GroupEditingAttnProcessor)
     assert torch.equal(_run(loaded), _run(model))
 
 
-def test_bad_config_and_coordinates():
-    with pytest.raises(ValueError, match="rope_preset"):
-        tiny_transformer(rope_preset="bogus")
+def test_bad_coordinates():
     with pytest.raises(ValueError, match="rope_coords"):
         _run(tiny_transformer(), rope_coords=torch.zeros(1, 7, 3))

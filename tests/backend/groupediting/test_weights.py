@@ -163,14 +163,34 @@ def _expect_unchanged(model: torch.nn.Module, base: dict[str, torch.Tensor]) -> 
     assert all(torch.equal(v, base[k]) for k, v in model.state_dict().items())
 
 
-def test_missing_vace_key_is_listed_and_nothing_loads(base_and_release, tmp_path: Path) -> None:
+def test_partial_vace_set_keeps_the_base_for_what_is_missing(base_and_release, tmp_path: Path, caplog) -> None:
+    """As the release loads its VACE weights (strict=False): what the file lacks keeps the base's value, with a
+    warning that names it."""
     model, sd, _ = base_and_release
     del sd["vace.vace_blocks.1.after_proj.weight"]
     save_file(sd, str(tmp_path / "partial.safetensors"))
+    base = model.vace_blocks[1].proj_out.weight.detach().clone()
+    with caplog.at_level("WARNING"):
+        report = load_groupediting_weights(model, tmp_path / "partial.safetensors")
+    assert report.kept_from_base == ["vace_blocks.1.proj_out.weight"]
+    assert torch.equal(model.vace_blocks[1].proj_out.weight, base)
+    assert torch.equal(model.vace_blocks[1].proj_out.bias, sd["vace.vace_blocks.1.after_proj.bias"])
+    assert "vace_blocks.1.proj_out.weight" in caplog.text and "kept the base model's values" in caplog.text
+
+
+def test_our_format_stays_strict(base_and_release, tmp_path: Path) -> None:
+    model, _, path = base_and_release
+    load_groupediting_weights(model, path)
+    ours = save_groupedit_weights(model, tmp_path / "ours.safetensors")
+    sd = load_file(str(ours))
+    del sd["vace_blocks.1.proj_out.weight"]
+    sd["vace_blocks.0.extra_gate.weight"] = torch.zeros(3)
+    save_file(sd, str(tmp_path / "ours-partial.safetensors"), metadata={"format": "groupedit", "version": "1",
+                                                                        "covers": "vace_blocks.,vace_patch_embedding."})
     base = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(IncompatibleWeights, match=r"1 missing \(first: vace_blocks\.1\.proj_out\.weight\)") as err:
-        load_groupediting_weights(model, tmp_path / "partial.safetensors")
-    assert err.value.details["n_missing"] == 1 and err.value.code == "model_not_ready"
+        load_groupediting_weights(model, tmp_path / "ours-partial.safetensors")
+    assert err.value.details["n_missing"] == 1 and "1 unexpected" in str(err.value)
     _expect_unchanged(model, base)
 
 
@@ -188,15 +208,57 @@ def test_shape_mismatch_is_listed(base_and_release, tmp_path: Path) -> None:
     _expect_unchanged(model, base)
 
 
-def test_unexpected_and_unpaired_keys_are_listed(base_and_release, tmp_path: Path) -> None:
+def test_keys_the_release_ignores_are_skipped_and_listed(base_and_release, tmp_path: Path, caplog) -> None:
+    """A release file with extra keys (an unknown VACE tensor, an unpaired LoRA half, an optimizer leftover) loads;
+    the extra keys are listed as skipped, and everything else is applied."""
     model, sd, _ = base_and_release
     sd["vace.vace_blocks.0.extra_gate.weight"] = torch.zeros(3)
+    sd["optimizer.state.0.exp_avg"] = torch.zeros(2)
     del sd["dit.blocks.2.ffn.2.lora_B.default.weight"]
     save_file(sd, str(tmp_path / "odd.safetensors"))
-    with pytest.raises(IncompatibleWeights, match="2 unexpected") as err:
-        load_groupediting_weights(model, tmp_path / "odd.safetensors")
-    assert "vace.vace_blocks.0.extra_gate.weight" in str(err.value)
-    assert "lora_B (up) missing for blocks.2.ffn.net.2" in str(err.value)
+    before = model.blocks[2].ffn.net[2].weight.detach().clone()
+    with caplog.at_level("WARNING"):
+        report = load_groupediting_weights(model, tmp_path / "odd.safetensors")
+    assert len(report.skipped) == 3 and "vace.vace_blocks.0.extra_gate.weight" in report.skipped
+    assert "optimizer.state.0.exp_avg" in report.skipped
+    assert any("lora_B (up) missing for blocks.2.ffn.net.2" in k for k in report.skipped)
+    assert torch.equal(model.blocks[2].ffn.net[2].weight, before)  # the unpaired LoRA is not merged
+    assert torch.equal(model.vace_blocks[0].proj_out.weight, sd["vace.vace_blocks.0.after_proj.weight"])
+    assert "3 keys skipped" in caplog.text and report.warnings()
+    save_file({"vace.extra": torch.zeros(1), "dit.nothing.lora_A.default.weight": torch.zeros(1, 1)},
+              str(tmp_path / "useless.safetensors"))
+    with pytest.raises(IncompatibleWeights, match="nothing this model can use"):
+        load_groupediting_weights(model, tmp_path / "useless.safetensors", layout="release")
+
+
+def test_inspect_weights_reads_only_the_header(base_and_release, tmp_path: Path, tiny_model_dir: Path,
+                                               capsys) -> None:
+    from backend.cli import main
+    from backend.groupediting.weights import inspect_weights
+
+    _, sd, _ = base_and_release
+    sd["optimizer.step"] = torch.zeros(1)
+    sd = {k: (v.to(torch.bfloat16) if k.startswith("vace.") else v) for k, v in sd.items()}
+    path = tmp_path / "epoch-9.safetensors"
+    save_file(sd, str(path))
+    info = inspect_weights(path)
+    n_vace = sum(1 for k in sd if k.startswith("vace."))
+    assert (info["layout"], info["tensors"], info["vace_tensors"]) == ("release", len(sd), n_vace)
+    assert info["lora_pairs"] == 3 * len(LORA_TARGETS) and info["lora_ranks"] == [RANK]
+    assert info["dtypes"] == {"BF16": n_vace, "F32": len(sd) - n_vace} and info["skipped"] == ["optimizer.step"]
+    assert info["parameters"] == sum(v.numel() for v in sd.values())
+    planned = inspect_weights(path, tiny_model_dir)
+    assert planned["problem"] is None and planned["skipped"] == ["optimizer.step"]
+    assert main(["inspect-weights", str(path), "--model-dir", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "layout: release" in out and f"rank {RANK}" in out and "would be skipped: 1 (optimizer.step)" in out
+    assert "loads into this base model" in out
+    del sd["vace.vace_patch_embedding.weight"]
+    sd["vace.vace_blocks.0.ffn.0.weight"] = torch.zeros(33, 24)
+    save_file(sd, str(tmp_path / "bad.safetensors"))
+    assert main(["inspect-weights", str(tmp_path / "bad.safetensors"), "--model-dir", str(tiny_model_dir)]) == 1
+    assert "loading would refuse it" in capsys.readouterr().out
+    assert main(["inspect-weights", str(tmp_path / "missing.safetensors")]) == 2
 
 
 def test_width_mismatch_says_which_model_the_file_is_for(tmp_path: Path) -> None:
@@ -303,12 +365,11 @@ def test_whole_directory_loads(tiny_model_dir: Path) -> None:
     ids = parts.tokenizer("same red fox in four scenes .", return_tensors="pt").input_ids
     with torch.no_grad():
         assert parts.text_encoder(ids).last_hidden_state.shape == (1, ids.shape[1], 32)
-    assert type(parts.scheduler).__name__ == "UniPCMultistepScheduler"
     with torch.no_grad():
         latent = parts.vae.encode(torch.zeros(1, 3, 1, 16, 16)).latent_dist.mode()
     assert latent.shape == (1, 16, 1, 2, 2)
-    only = load_base_components(tiny_model_dir, components=["scheduler"])
-    assert only.transformer is None and only.scheduler is not None
+    only = load_base_components(tiny_model_dir, components=["vae"])
+    assert only.transformer is None and only.vae is not None
 
 
 def test_transformer_with_release_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -331,14 +392,14 @@ def test_incomplete_directory_lists_what_is_missing(tiny_model_dir: Path, tmp_pa
     shard = sorted((broken / "transformer").glob("*-of-*.safetensors"))[-1]
     shard.unlink()
     (broken / "vae" / "diffusion_pytorch_model.safetensors").unlink()
-    shutil.rmtree(broken / "scheduler")
+    shutil.rmtree(broken / "scheduler")  # not read: its absence is no problem
     with pytest.raises(ModelNotReady) as err:
         check_model_dir(broken)
     text = str(err.value)
     assert f"transformer/{shard.name} (listed in diffusion_pytorch_model.safetensors.index.json)" in text
-    assert "vae/diffusion_pytorch_model.safetensors" in text and "scheduler/scheduler_config.json" in text
+    assert "vae/diffusion_pytorch_model.safetensors" in text and "scheduler" not in text
     assert "Wan-AI/Wan2.1-VACE-14B-diffusers" in text and "docs/models.md" in text
-    assert len(err.value.details["problems"]) == 3
+    assert len(err.value.details["problems"]) == 2
     check_model_dir(broken, components=["text_encoder", "tokenizer"])  # what is there still checks out
     with pytest.raises(ModelNotReady, match="transformer/"):
         load_transformer(broken)
