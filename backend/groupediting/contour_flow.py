@@ -28,7 +28,8 @@ with torch; the same operations run here on any torch device).
 Cost: the spline solve is cubic in the contour length; contours longer than ``max_points`` are subsampled evenly
 along their length (the release uses every point; below the cap the result is the release's).
 Evaluation is restricted to the pixels a caller names (``at``): the token-grid resize reads only a few pixels per
-token, so computing the field there alone gives exactly the same grid values at a fraction of the cost.
+token, so computing the field there alone gives the same grid values (to float32 rounding) at a fraction of the
+cost.
 """
 
 from __future__ import annotations
