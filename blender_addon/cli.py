@@ -92,6 +92,10 @@ def _add_bake_args(p: argparse.ArgumentParser) -> None:
                    "do not remove the renders' shading")
 
 
+DESCRIPTION_HELP = ('what the result shows, e.g. "red leather jacket": the groupediting model is prompted with it '
+                    "(default: derived from the instruction and the object's name; the text used is printed)")
+
+
 def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groupedit", description="GroupEdit for Blender: capture, edit and bake views")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
@@ -117,6 +121,7 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     edit = sub.add_parser("edit", help="edit a ViewSet's views on the edit server")
     edit.add_argument("--views", type=Path, required=True, help="ViewSet folder (from capture)")
     edit.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
+    edit.add_argument("--description", help=DESCRIPTION_HELP)
     edit.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
     edit.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
     edit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job")
@@ -132,6 +137,7 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="capture, edit and bake an asset in one go")
     run.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
     run.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
+    run.add_argument("--description", help=DESCRIPTION_HELP)
     run.add_argument("--server", help="edit server URL (default: start a local one for this run)")
     run.add_argument("--editor", default="classical", help="editor of the local server (default classical)")
     run.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
@@ -298,7 +304,8 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
             open_input(args.input)
             cap.input = None
         cmd_capture(cap)
-        status = edit_viewset(views, args.instruction, url, args.token, args.timeout)
+        status = edit_viewset(views, args.instruction, url, args.token, args.timeout, description=args.description)
+        print(status.message, flush=True)
         if status.state != "done":
             raise GroupEditError(f"the edit {status.state}: {status.message}")
     finally:
@@ -371,12 +378,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def edit_viewset(views: Path, instruction: str, server: str, token: str = "", timeout: float = 3600.0,
-                 online_access: bool = True) -> "PollStatus":
-    """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status."""
+                 online_access: bool = True, description: str | None = None) -> "PollStatus":
+    """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status (its message
+    says where the edited views are and, for editors that prompt a model, the text the model was given)."""
     from .core.client import BackendClient, JobPoller
     from .core.viewset import ViewSet
 
-    poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction)
+    poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction,
+                       description=description)
     end = time.monotonic() + timeout
     last = ""
     try:
@@ -399,7 +408,8 @@ def edit_viewset(views: Path, instruction: str, server: str, token: str = "", ti
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    st = edit_viewset(args.views, args.instruction, args.server, args.token, args.timeout)
+    st = edit_viewset(args.views, args.instruction, args.server, args.token, args.timeout,
+                      description=args.description)
     if st.state == "done":
         print(st.message)
         return 0

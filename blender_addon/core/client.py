@@ -24,6 +24,8 @@ from .viewset import ViewSet
 log = logging.getLogger(__name__)
 
 EDITED_DIR = "edited"
+#: How an edit was made (the server's result metadata: preset, text encoded, sampler ...), beside the edited views.
+EDIT_RECORD = "edit.json"
 #: Where the poller keeps the running job's latest live preview, inside the ViewSet folder.
 PREVIEW_FILE = ".preview.png"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -105,10 +107,12 @@ class BackendClient:
 
     def submit(self, viewset: ViewSet, instruction: str, options: dict[str, Any] | None = None,
                reference: np.ndarray | None = None, idempotency_key: str | None = None,
-               geometry: list[str] | None = None) -> dict[str, Any]:
+               geometry: list[str] | None = None, description: str | None = None) -> dict[str, Any]:
         """Upload the ViewSet's colour images, masks and cameras with the instruction; returns the job.
 
-        Every view's camera goes along (``K`` 3x3 and OpenCV ``camera_to_world`` 4x4, see docs/protocol.md).
+        Every view's camera goes along (``K`` 3x3 and OpenCV ``camera_to_world`` 4x4, see docs/protocol.md), and
+        the ViewSet's object name as the job's ``subject``. ``description``: what the result should show (an
+        editor that prompts with it, such as groupediting, otherwise derives one from the instruction).
         ``geometry``: ViewSet passes to upload as well (``.npy`` as stored); None asks the server which its editor
         uses. A pass is sent only when every view has it.
         """
@@ -129,7 +133,10 @@ class BackendClient:
                     files[f"{p}_{i}"] = (f"{v.name}_{p}.npy", data, "application/octet-stream")
                     entry["geometry"][p] = f"{p}_{i}"
             views.append(entry)
-        manifest: dict[str, Any] = {"instruction": instruction, "options": options or {}, "views": views}
+        manifest: dict[str, Any] = {"instruction": instruction, "options": options or {}, "views": views,
+                                    "subject": viewset.object_name}
+        if description and description.strip():
+            manifest["description"] = description.strip()
         if reference is not None:
             files["reference"] = ("reference.png", encode_png(reference), "image/png")
             manifest["reference"] = "reference"
@@ -175,6 +182,13 @@ class PollStatus:
     preview_count: int = 0
     #: The denoising step the latest preview shows.
     preview_step: int = 0
+    #: How the server made the edit (its result metadata; for groupediting: preset, the text encoded, sampler, ...).
+    result: dict[str, Any] | None = None
+
+    @property
+    def prompt(self) -> str:
+        """The text the model was given, when the editor reports one ("" otherwise)."""
+        return str(((self.result or {}).get("text") or {}).get("prompt", ""))
 
     @property
     def finished(self) -> bool:
@@ -195,9 +209,11 @@ class JobPoller:
     """
 
     def __init__(self, client: BackendClient, viewset: ViewSet, instruction: str,
-                 options: dict[str, Any] | None = None, reference: np.ndarray | None = None) -> None:
+                 options: dict[str, Any] | None = None, reference: np.ndarray | None = None,
+                 description: str | None = None) -> None:
         self.client, self.viewset, self.instruction = client, viewset, instruction
-        self.options, self.reference = options or {}, reference
+        self.options, self.reference, self.description = options or {}, reference, description
+        self._result: dict[str, Any] | None = None
         self.key = uuid.uuid4().hex  # the same key on a retried submit gives the same job
         self.status = PollStatus("submitting")
         self._download_index = 0
@@ -229,6 +245,7 @@ class JobPoller:
     def _carry_preview(self) -> None:
         st = self.status
         st.preview_path, st.preview_count, st.preview_step = self._preview_path, self._preview_count, self._preview_step
+        st.result = self._result
 
     def _note_preview(self, job: dict[str, Any]) -> None:
         """Remember the job's newest preview when it is one not downloaded yet."""
@@ -269,7 +286,8 @@ class JobPoller:
     def _advance(self) -> None:
         st = self.status
         if st.state == "submitting":
-            job = self.client.submit(self.viewset, self.instruction, self.options, self.reference, self.key)
+            job = self.client.submit(self.viewset, self.instruction, self.options, self.reference, self.key,
+                                     description=self.description)
             self.status = PollStatus("queued", job_id=job["id"], message=f"queued (position {job['queue_position']})")
         elif st.state in ("queued", "running"):
             job = self.client.job(st.job_id)
@@ -279,6 +297,7 @@ class JobPoller:
                 msg = f"queued (position {job['queue_position']})" if job["state"] == "queued" else p.get("stage", "running")
                 self.status = PollStatus(job["state"], p.get("stage", ""), p.get("step", 0), p.get("total", 0), msg, st.job_id)
             elif job["state"] == "succeeded":
+                self._result = job.get("result")
                 self.status = PollStatus("downloading", "download", 0, len(self.viewset.views), "downloading", st.job_id)
             else:
                 err = job.get("error") or {}
@@ -299,6 +318,9 @@ class JobPoller:
             self._download_index += 1
             st.step = self._download_index
             if self._download_index == len(self.viewset.views):
+                record = {"instruction": self.instruction, "description": self.description, "job": st.job_id,
+                          "result": self._result}
+                (part / EDIT_RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
                 final = self.viewset.root / EDITED_DIR
                 if final.exists():  # keep an earlier edit: edited -> edited.1, edited.2, ...
                     n = 1
@@ -306,5 +328,8 @@ class JobPoller:
                         n += 1
                     os.replace(final, final.with_name(f"{EDITED_DIR}.{n}"))
                 os.replace(part, final)
-                self.status = PollStatus("done", "done", st.step, st.total, f"{st.step} edited views in {final}",
-                                         st.job_id, st.files)
+                message = f"{st.step} edited views in {final}"
+                prompt = str(((self._result or {}).get("text") or {}).get("prompt", ""))
+                if prompt:
+                    message += f"; the model was told: {prompt!r}"
+                self.status = PollStatus("done", "done", st.step, st.total, message, st.job_id, st.files)

@@ -70,7 +70,8 @@ def _poller(context: bpy.types.Context) -> JobPoller:
     s = context.scene.groupedit
     if not s.last_folder:
         raise GroupEditError("capture views first (or set the ViewSet folder)")
-    return JobPoller(make_client(context), ViewSet.read(Path(bpy.path.abspath(s.last_folder))), s.instruction)
+    return JobPoller(make_client(context), ViewSet.read(Path(bpy.path.abspath(s.last_folder))), s.instruction,
+                     description=s.description or None)
 
 
 class GROUPEDIT_OT_edit_views(bpy.types.Operator):
@@ -109,7 +110,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         s = context.scene.groupedit
-        s.edit_running, s.edit_progress, s.edit_status = True, 0.0, "Submitting…"
+        s.edit_running, s.edit_progress, s.edit_status, s.edit_prompt = True, 0.0, "Submitting…", ""
         self._preview_count = 0
         hide_preview()
         self._timer = start_modal(self, context, 0.25)
@@ -149,6 +150,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
     def _done(self, context: bpy.types.Context, poller: JobPoller) -> set[str]:
         st = poller.status
         context.scene.groupedit.edit_status = st.message
+        context.scene.groupedit.edit_prompt = st.prompt
         if st.state == "done":
             self.report({"INFO"}, st.message)
             return {"FINISHED"}

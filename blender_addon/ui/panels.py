@@ -73,6 +73,7 @@ class GROUPEDIT_PT_edit(_GroupEditTab, bpy.types.Panel):
         layout = self.layout
         layout.prop(s, "last_folder", text="Views")
         layout.prop(s, "instruction", text="")
+        layout.prop(s, "description")
         if s.edit_running:
             layout.progress(factor=s.edit_progress, type="BAR", text=s.edit_status)
             preview = live_preview_image()
@@ -83,6 +84,8 @@ class GROUPEDIT_PT_edit(_GroupEditTab, bpy.types.Panel):
             layout.operator("groupedit.edit_views", icon="BRUSH_DATA")
             if s.edit_status:
                 layout.label(text=s.edit_status)
+            if s.edit_prompt:  # what the model was actually told (a derived description shows here)
+                layout.label(text=f"Prompt: {s.edit_prompt}", icon="INFO")
         row = layout.row(align=True)
         row.operator("groupedit.start_server", icon="PLAY")
         op = row.operator("groupedit.start_server", text="Restart (free GPU memory)", icon="FILE_REFRESH")

@@ -55,6 +55,12 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     instruction: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Instruction", default="make it dark green", description="What to change, in words"
     )
+    description: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Result", default="",
+        description="Optional: what the result shows, e.g. \"red leather jacket\". The GroupEditing model is "
+                    "prompted with it; empty: derived from the instruction and the object's name")
+    #: the text the last edit's model was given (reported by the server), shown under the Edit button
+    edit_prompt: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
     edit_running: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
     edit_progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]
     edit_status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]

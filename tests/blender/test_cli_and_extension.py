@@ -164,6 +164,7 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
             s.rig, s.views, s.view_size, s.samples, s.output_dir = "orbit", 2, 64, 1, {str(tmp_path / "captures")!r}
             assert bpy.ops.groupedit.capture_views() == {{"FINISHED"}}
             s.instruction = "make it #2a6f3c"
+            s.description = "dark green avocado"
             assert bpy.ops.groupedit.edit_views() == {{"FINISHED"}}, s.edit_status
             original = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
             s.texture_size = "512"
@@ -186,6 +187,10 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
         edited = sorted((Path(result["folder"]) / "edited").glob("*.png"))
         assert [p.name for p in edited] == ["view_000.png", "view_001.png"]
         assert "2 edited views" in result["status"]
+        record = json.loads((Path(result["folder"]) / "edited" / "edit.json").read_text())
+        assert record["description"] == "dark green avocado" and record["instruction"] == "make it #2a6f3c"
+        staged = next((tmp_path / "server" / "jobs").glob("*/inputs/text.json"))
+        assert json.loads(staged.read_text()) == {"description": "dark green avocado", "subject": "Avocado"}
         assert result["restyled"] == result["original"] + "_GroupEdit" and result["switched"] == result["original"]
         assert result["uv_warning"] == ""  # the avocado's islands do not overlap
         dead = next(line for line in r.stdout.splitlines() if line.startswith("DEAD"))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -327,3 +329,13 @@ def test_addon_client_sends_cameras_and_positions(server: Server, tmp_path: Path
     assert np.allclose(cameras["camera_to_world"][1], scene.cameras[1][1])
     assert np.allclose(cameras["K"][0], scene.cameras[0][0])
     assert (tmp_path / "edited" / "view_001.png").is_file()
+    assert poller.status.prompt == "same red sphere in two scenes."  # "the object" is the ViewSet's Sphere
+    assert "the model was told: 'same red sphere in two scenes.'" in poller.status.message
+    record = json.loads((tmp_path / "edited" / "edit.json").read_text())
+    assert record["result"]["preset"] == "release" and record["result"]["text"]["subject"] == "sphere"
+    cli = subprocess.run([sys.executable, "-m", "blender_addon.cli", "edit", "--views", str(tmp_path), "--instruction",
+                          INSTRUCTION, "--description", "glossy red ball", "--server", server.url],
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "the model was told: 'same glossy red ball in two scenes.'" in cli.stdout
+    assert (tmp_path / "edited.1" / "view_000.png").is_file()  # the first edit is kept
