@@ -102,6 +102,17 @@ async def _view_geometry(form: Any, view: dict[str, Any], what: str,
     return camera, passes
 
 
+async def _optional_file(form: Any, manifest: dict[str, Any], key: str, what: str) -> bytes | None:
+    """The bytes of the file field the manifest's ``key`` names, None when it names none."""
+    name = manifest.get(key)
+    if not name:
+        return None
+    part = form.get(str(name))
+    if part is None or isinstance(part, str):
+        raise InvalidInput(f"{key} field {name!r} must be uploaded ({what})")
+    return await part.read()
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI application for ``config`` (starts the supervisor and worker on startup)."""
     config.validate()
@@ -202,21 +213,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         staged_cameras = cameras if all_or_none([c is not None for c in cameras], "a camera") else None
         geometry = {p: [g[p] for g in geometry_per_view] for p in GEOMETRY_PASSES
                     if all_or_none([p in g for g in geometry_per_view], f"the {p} pass")}
-        reference = None
-        ref_field = manifest.get("reference")
-        if ref_field:
-            part = form.get(str(ref_field))
-            if part is None or isinstance(part, str):
-                raise InvalidInput(f"reference field {ref_field!r} must be uploaded")
-            reference = await part.read()
+        reference = await _optional_file(form, manifest, "reference", "an image")
+        if reference is not None:
             decode_image(reference, "reference image", limits.max_pixels, "RGB")
-        tokens = None
-        tokens_field = manifest.get("geometry_tokens")
-        if tokens_field:
-            part = form.get(str(tokens_field))
-            if part is None or isinstance(part, str):
-                raise InvalidInput(f"geometry_tokens field {tokens_field!r} must be uploaded (a .npy file)")
-            tokens = decode_token_file(await part.read(), len(views))
+        token_data = await _optional_file(form, manifest, "geometry_tokens", "a .npy file")
+        tokens = None if token_data is None else decode_token_file(token_data, len(views))
         job, _created = await asyncio.to_thread(
             store.create, instruction, options, names, key,
             lambda folder: stage_inputs(folder, image_bytes, mask_bytes, reference, staged_cameras, geometry, text,

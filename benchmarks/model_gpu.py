@@ -15,13 +15,18 @@ Modes: ``resident`` (all weights on the GPU); ``model_offload`` (the transformer
 out once per edit, as diffusers' model CPU offload does: same peak as resident for the transformer, the saving is
 in the other components; the transfers are timed and added per edit); ``group_offload`` (diffusers group
 offloading, one block per group, prefetched on a CUDA stream); ``leaf_offload`` (leaf-level group offloading with
-a stream). ``--geometry`` adds runs with 4 × 1369 geometry tokens of 2048 channels as extra keys/values when the
-transformer class supports them (``backend.groupediting.transformer.GroupEditingTransformer``; the stock diffusers
-class is the fallback and has no geometry input).
+a stream). ``--geometry`` adds runs with N × 1369 geometry tokens of 2048 channels (one VGGT frame per view) as extra
+keys/values when the transformer class supports them (``backend.groupediting.transformer.GroupEditingTransformer``;
+the stock diffusers class is the fallback and has no geometry input): the longer key sequence of every main block.
+
+Per edit, besides the transformer: ``--vggt`` times the VGGT-1B aggregator (random float32 weights under bfloat16
+autocast, as the release runs it) on N views at 518² (once per edit), with its peak VRAM; and the release's Ge-RoPE
+coordinates (contour thin-plate splines and the smoothing, on the CPU) for N views at the benchmark's side.
 
 Ratios are against the resident 1.3B, 4-view run measured first in the same process.
 
-``python benchmarks/model_gpu.py [--sizes 1.3B 14B] [--views 4 8] [--modes resident group_offload] [--geometry]``
+``python benchmarks/model_gpu.py [--sizes 1.3B 14B] [--views 4 8] [--modes resident group_offload] [--geometry]
+[--vggt]``
 ``python benchmarks/model_gpu.py --tiny`` runs a tiny configuration on the CPU (a smoke test of this script only).
 Exits with status 2 and a message when no CUDA device is present (except with ``--tiny``).
 """
@@ -61,7 +66,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 COMMON: dict[str, Any] = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, text_dim=4096, freq_dim=256,
                               cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6, vace_in_channels=96)
 MODES = ("resident", "model_offload", "group_offload", "leaf_offload")
-GEOMETRY_FRAMES, GEOMETRY_SIDE, GEOMETRY_CHANNELS = 4, 37, 2048  # VGGT: 4 × 37² = 4 × 1369 tokens of 2048 channels
+GEOMETRY_SIDE, GEOMETRY_CHANNELS = 37, 2048  # VGGT: 37² = 1369 tokens of 2048 channels per view
 
 
 @dataclass
@@ -122,9 +127,8 @@ def build_model(cls: type, size: str, device: torch.device, dtype: torch.dtype) 
 def make_inputs(size: str, views: int, side: int, device: torch.device, dtype: torch.dtype,
                 geometry: bool) -> dict[str, torch.Tensor]:
     """Random inputs for one CFG step (batch 2): latents (2, 16, N, side/8, side/8), text (2, 512, text_dim), VACE
-    context (2, 96, N, …); with ``geometry``, 4 × 37² geometry tokens of 2048 channels (tiny: 4 × 4² of 64) and
-    their (t, h, w) token coordinates: t = round(linspace(0, N − 1, 4)),
-    h, w = round(linspace(0, side/16 − 1, 37))."""
+    context (2, 96, N, …); with ``geometry``, N × 37² geometry tokens of 2048 channels (tiny: N × 4² of 64) and
+    their (t, h, w) token coordinates: t = 0 … N − 1, h, w = round(linspace(0, side/16 − 1, 37))."""
     config = {**COMMON, **CONFIGS[size]}
     lat = side // 8
     g = torch.Generator(device=device).manual_seed(1)
@@ -137,7 +141,7 @@ def make_inputs(size: str, views: int, side: int, device: torch.device, dtype: t
     )
     if geometry:
         grid = lat // 2
-        t = torch.linspace(0, views - 1, GEOMETRY_FRAMES).round()
+        t = torch.arange(views, dtype=torch.float32)
         geo_side, geo_channels = (4, 64) if size == "tiny" else (GEOMETRY_SIDE, GEOMETRY_CHANNELS)
         hw = torch.linspace(0, grid - 1, geo_side).round()
         tt, hh, ww = torch.meshgrid(t, hw, hw, indexing="ij")
@@ -249,12 +253,66 @@ def run_size(cls: type, geometry_ok: bool, size: str, views: Sequence[int], mode
     return results
 
 
+@dataclass
+class Extra:
+    """A per-edit cost outside the transformer: ``what``, seconds, peak GiB (NaN off CUDA)."""
+
+    what: str
+    views: int
+    seconds: float
+    peak_gib: float
+
+
+def measure_vggt(views: Sequence[int], args: argparse.Namespace, device: torch.device) -> list[Extra]:
+    """The VGGT aggregator once per edit: full VGGT-1B (tiny with ``--tiny``), random weights, 518² views."""
+    from backend.groupediting.vggt import AggregatorConfig, VGGTAggregator
+
+    config = AggregatorConfig(embed_dim=32, depth=2, trunk_depth=1, head_dim=16, mlp_hidden=64) if args.tiny \
+        else AggregatorConfig()
+    with torch.device(device):
+        model = VGGTAggregator(config).eval()
+    out = []
+    for n in views:
+        images = torch.rand(1, n, 3, config.img_size, config.img_size, device=device)
+        with peak_memory(device) as peak, torch.inference_mode(), \
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            model(images)  # warm-up
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(args.timed):
+                model(images)
+            _sync(device)
+        out.append(Extra(f"VGGT aggregator ({'tiny' if args.tiny else '1B'})", n,
+                         (time.perf_counter() - start) / args.timed, peak[0]))
+    del model
+    _free(device)
+    return out
+
+
+def measure_ge_rope(views: Sequence[int], side: int) -> list[Extra]:
+    """The release recipe's Ge-RoPE coordinates on the CPU: contour splines between N masks and the smoothing."""
+    import numpy as np
+
+    from backend.groupediting.coordinates import GroupLayout, rope_coordinates
+    from backend.groupediting.recipe import RECIPES
+
+    out = []
+    yy, xx = np.mgrid[0:side, 0:side]
+    for n in views:
+        masks = [((xx - side * (0.4 + 0.04 * i)) ** 2 / (0.3 * side) ** 2 + (yy - side / 2) ** 2 / (0.2 * side) ** 2
+                  <= 1) for i in range(n)]
+        start = time.perf_counter()
+        rope_coordinates(RECIPES["release"], GroupLayout(((side, side),) * n, (side, side)), masks)
+        out.append(Extra("Ge-RoPE contour flow (CPU)", n, time.perf_counter() - start, math.nan))
+    return out
+
+
 def _gib(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def print_table(results: Sequence[Result], baseline: Result, steps: int, timed: int, device_name: str,
-                dtype: torch.dtype) -> None:
+                dtype: torch.dtype, extras: Sequence[Extra] = ()) -> None:
     print(f"\nGroupEditing transformer on {device_name}: CFG batch 2, {steps} steps per edit "
           f"(extrapolated from {timed} timed steps after 1 warm-up), random {str(dtype).removeprefix('torch.')} "
           "weights; transformer only (no text encoder, VAE or scheduler)")
@@ -273,6 +331,13 @@ def print_table(results: Sequence[Result], baseline: Result, steps: int, timed: 
         vram = r.peak_gib / baseline.peak_gib if baseline.peak_gib and not math.isnan(baseline.peak_gib) else math.nan
         print(f"{r.size:<6}{r.views:>6}{r.tokens:>8}{str(r.geometry):>10}  {r.mode:<15}{r.s_step:>9.3f}"
               f"{r.s_edit:>9.1f}{_gib(r.peak_gib):>10}{r.s_step / baseline.s_step:>9.2f}{_gib(vram):>9}  {note}")
+    if extras:
+        print(f"\nonce per edit, besides the transformer (× time: against one step of the baseline)\n")
+        head = f"{'what':<32}{'views':>6}{'seconds':>10}{'peak GiB':>10}{'× time':>9}"
+        print(head)
+        print("-" * len(head))
+        for e in extras:
+            print(f"{e.what:<32}{e.views:>6}{e.seconds:>10.3f}{_gib(e.peak_gib):>10}{e.seconds / baseline.s_step:>9.2f}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -284,7 +349,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--side", type=int, default=528, help="image side in pixels (multiple of 16)")
     p.add_argument("--steps", type=int, default=50, help="denoising steps per edit (for the extrapolation)")
     p.add_argument("--timed", type=int, default=3, help="timed steps per configuration (after 1 warm-up)")
-    p.add_argument("--geometry", action="store_true", help="also run with 4×1369 geometry tokens, if supported")
+    p.add_argument("--geometry", action="store_true", help="also run with N×1369 geometry tokens, if supported")
+    p.add_argument("--vggt", action="store_true", help="also time the VGGT aggregator and the Ge-RoPE coordinates")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--tiny", action="store_true", help="tiny config on the CPU: a smoke test of this script")
     args = p.parse_args(argv)
@@ -334,10 +400,12 @@ def _run(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, dev
     results: list[Result] = []
     for size in args.sizes:
         results += run_size(cls, geometry_ok, size, args.views, args.modes, args, device, dtype)
-    print_table(results, baseline, args.steps, args.timed, device_name, dtype)
+    extras = measure_vggt(args.views, args, device) + measure_ge_rope(args.views, args.side) if args.vggt else []
+    print_table(results, baseline, args.steps, args.timed, device_name, dtype, extras)
     if args.json:
         args.json.write_text(json.dumps({"device": device_name, "class": cls.__name__, "baseline": asdict(baseline),
-                                         "results": [asdict(r) for r in results]}, indent=2))
+                                         "results": [asdict(r) for r in results],
+                                         "extras": [asdict(e) for e in extras]}, indent=2))
     return 0
 
 

@@ -5,6 +5,7 @@ Layout written under ``DEST``::
 
     DEST/Wan2.1-VACE-14B-diffusers/   (or Wan2.1-VACE-1.3B-diffusers/)  → --model-dir
     DEST/group-editing/epoch-9.safetensors                              → --weights
+    DEST/VGGT-1B/model.safetensors                                      → --vggt (non-commercial licence)
 
 ``huggingface_hub`` resumes interrupted downloads; running the command again completes a partial one.
 """
@@ -24,13 +25,19 @@ from typing import Literal
 from ..errors import BackendError, ModelNotReady
 from .weights import BASE_REPOS, DOCS, RELEASE_FILE, RELEASE_REPO
 
+#: VGGT-1B, for the geometry tokens (only its aggregator is read; licence: non-commercial, see docs/models.md).
+VGGT_REPO, VGGT_FILE = "facebook/VGGT-1B", "model.safetensors"
+
 logger = logging.getLogger(__name__)
 
 Size = Literal["14B", "1.3B"]
 
 #: Approximate download sizes in GB (transformer stored in float32, UMT5-XXL encoder in bf16, VAE 0.5 GB; the
 #: release file's size is estimated from its parameter count, 3.2 B, in bf16).
-APPROX_GB: dict[str, float] = {BASE_REPOS["14B"]: 81.3, BASE_REPOS["1.3B"]: 20.5, RELEASE_REPO: 6.4}
+APPROX_GB: dict[str, float] = {BASE_REPOS["14B"]: 81.3, BASE_REPOS["1.3B"]: 20.5, RELEASE_REPO: 6.4, VGGT_REPO: 5.0}
+#: The server flag each download is passed as.
+FLAGS: dict[str, str] = {BASE_REPOS["14B"]: "--model-dir", BASE_REPOS["1.3B"]: "--model-dir", RELEASE_REPO: "--weights",
+                         VGGT_REPO: "--vggt"}
 #: Safety margin on top of the sizes when checking free disk space.
 SPACE_MARGIN_GB = 2.0
 
@@ -54,7 +61,8 @@ class Download:
         return f"{what} (~{self.approx_gb:g} GB) → {self.result}"
 
 
-def plan_downloads(dest: str | Path, *, size: Size = "14B", base: bool = True, weights: bool = True) -> list[Download]:
+def plan_downloads(dest: str | Path, *, size: Size = "14B", base: bool = True, weights: bool = True,
+                   vggt: bool = True) -> list[Download]:
     """What :func:`download_models` would fetch into ``dest``, in order."""
     if size not in BASE_REPOS:
         raise ValueError(f"size must be one of {', '.join(BASE_REPOS)}, not {size!r}")
@@ -65,6 +73,8 @@ def plan_downloads(dest: str | Path, *, size: Size = "14B", base: bool = True, w
         plan.append(Download(repo, None, dest / repo.split("/")[-1], APPROX_GB[repo]))
     if weights:
         plan.append(Download(RELEASE_REPO, RELEASE_FILE, dest / RELEASE_REPO.split("/")[-1], APPROX_GB[RELEASE_REPO]))
+    if vggt:
+        plan.append(Download(VGGT_REPO, VGGT_FILE, dest / VGGT_REPO.split("/")[-1], APPROX_GB[VGGT_REPO]))
     return plan
 
 
@@ -96,17 +106,19 @@ def download_models(
     size: Size = "14B",
     base: bool = True,
     weights: bool = True,
+    vggt: bool = True,
     token: str | None = None,
     check_space: bool = True,
 ) -> dict[str, Path]:
-    """Downloads the Wan2.1-VACE base (``size``) and/or the release weights into ``dest``.
+    """Downloads the Wan2.1-VACE base (``size``), the release weights and/or VGGT-1B into ``dest``.
 
-    Returns ``{"model_dir": …, "weights": …}`` for what was fetched. Raises ``ModelNotReady`` when the hub is
-    switched off (``HF_HUB_OFFLINE``), not installed, unreachable, or the disk is too small.
+    Returns ``{server flag: path}`` (``--model-dir``, ``--weights``, ``--vggt``) for what was fetched. Raises
+    ``ModelNotReady`` when the hub is switched off (``HF_HUB_OFFLINE``), not installed, unreachable, or the disk
+    is too small.
     """
-    plan = plan_downloads(dest, size=size, base=base, weights=weights)
+    plan = plan_downloads(dest, size=size, base=base, weights=weights, vggt=vggt)
     if not plan:
-        raise ValueError("nothing to download: both the base model and the weights were left out")
+        raise ValueError("nothing to download: the base model, the weights and VGGT were all left out")
     if hub_offline():
         raise ModelNotReady(
             "downloads are switched off: HF_HUB_OFFLINE is set. Unset it to download, or copy the files by hand: "
@@ -124,10 +136,9 @@ def download_models(
         try:
             if item.filename is None:
                 path = Path(snapshot_download(item.repo_id, local_dir=item.target, token=token))
-                out["model_dir"] = path
             else:
                 path = Path(hf_hub_download(item.repo_id, item.filename, local_dir=item.target, token=token))
-                out["weights"] = path
+            out[FLAGS[item.repo_id]] = path
         except (OSError, ValueError) as exc:  # the hub's HTTP and offline errors are OSErrors
             raise ModelNotReady(f"could not download {item.repo_id}: {exc}. Check the network and the repository "
                                 f"name; running the command again resumes. See {DOCS}.") from exc
@@ -137,14 +148,17 @@ def download_models(
 def build_parser(prog: str = "groupedit-server download") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Download the GroupEditing editor's weights (Wan2.1-VACE base in diffusers format and the "
-                    f"GroupEditing release checkpoint) from the Hugging Face hub. See {DOCS}.",
+        description="Download the GroupEditing editor's weights (Wan2.1-VACE base in diffusers format, the "
+                    f"GroupEditing release checkpoint and VGGT-1B for geometry tokens) from the Hugging Face hub. "
+                    f"See {DOCS}.",
     )
     p.add_argument("--to", type=Path, required=True, metavar="DIR", help="folder to download into")
     p.add_argument("--size", choices=sorted(BASE_REPOS), default="14B",
                    help="base model size (default 14B; the released GroupEditing weights fit 14B only)")
     p.add_argument("--no-base", action="store_true", help="skip the Wan2.1-VACE base model")
     p.add_argument("--no-weights", action="store_true", help=f"skip {RELEASE_FILE}")
+    p.add_argument("--no-vggt", action="store_true", help=f"skip {VGGT_REPO} (geometry tokens; non-commercial "
+                                                          "licence)")
     p.add_argument("--token", default=None, help="Hugging Face token (default: the one huggingface_hub has stored)")
     p.add_argument("--no-space-check", action="store_true", help="skip the free-disk-space check")
     p.add_argument("--dry-run", action="store_true", help="print what would be downloaded and where, then stop")
@@ -154,10 +168,11 @@ def build_parser(prog: str = "groupedit-server download") -> argparse.ArgumentPa
 def main(argv: Sequence[str] | None = None, prog: str = "groupedit-server download") -> int:
     """Console entry; exit status 0 on success, 2 on an error (its message on stderr)."""
     args = build_parser(prog).parse_args(argv)
-    if args.no_base and args.no_weights:
-        print(f"{prog}: error: --no-base and --no-weights leave nothing to download", file=sys.stderr)
+    if args.no_base and args.no_weights and args.no_vggt:
+        print(f"{prog}: error: --no-base, --no-weights and --no-vggt leave nothing to download", file=sys.stderr)
         return 2
-    plan = plan_downloads(args.to, size=args.size, base=not args.no_base, weights=not args.no_weights)
+    plan = plan_downloads(args.to, size=args.size, base=not args.no_base, weights=not args.no_weights,
+                          vggt=not args.no_vggt)
     if args.dry_run:
         for item in plan:
             print(item.describe())
@@ -165,11 +180,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "groupedit-server downlo
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         out = download_models(args.to, size=args.size, base=not args.no_base, weights=not args.no_weights,
-                              token=args.token, check_space=not args.no_space_check)
+                              vggt=not args.no_vggt, token=args.token, check_space=not args.no_space_check)
     except BackendError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    flags = " ".join(f"--{'model-dir' if k == 'model_dir' else 'weights'} {v}" for k, v in out.items())
+    flags = " ".join(f"{flag} {path}" for flag, path in out.items())
     print(f"done. Start the server with: groupedit-server --editor groupediting {flags}")
     return 0
 

@@ -25,12 +25,15 @@ def _load() -> ModuleType:
 def test_tiny_smoke_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bench = _load()
     modes = ["resident", "group_offload"]
-    assert bench.main(["--tiny", "--geometry", "--modes", *modes, "--json", str(tmp_path / "r.json")]) == 0
+    assert bench.main(["--tiny", "--geometry", "--vggt", "--modes", *modes, "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "ratios against the resident tiny 2-view run" in out
     assert all(mode in out for mode in modes) and "leaf_offload" not in out
+    assert "VGGT aggregator (tiny)" in out and "Ge-RoPE contour flow (CPU)" in out
     _, geometry = bench.transformer_class()
     assert (tmp_path / "r.json").read_text().count('"geometry": true') == (len(modes) if geometry else 0)
+    inputs = bench.make_inputs("tiny", 3, 64, torch.device("cpu"), torch.float32, True)
+    assert inputs["geometry_tokens"].shape[1] == 3 * 16  # one VGGT frame per view
 
 
 def test_full_configs_match_the_released_models() -> None:

@@ -441,7 +441,10 @@ def test_download_dry_run_and_offline(tmp_path: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert f"Wan-AI/Wan2.1-VACE-1.3B-diffusers (~20.5 GB) → {tmp_path / 'Wan2.1-VACE-1.3B-diffusers'}" in out
     assert str(tmp_path / "group-editing" / "epoch-9.safetensors") in out
-    assert download.main(["--to", str(tmp_path), "--no-base", "--no-weights"]) == 2
+    assert f"facebook/VGGT-1B model.safetensors (~5 GB) → {tmp_path / 'VGGT-1B' / 'model.safetensors'}" in out
+    assert download.main(["--to", str(tmp_path), "--no-base", "--no-weights", "--dry-run"]) == 0
+    assert "VGGT-1B" in capsys.readouterr().out
+    assert download.main(["--to", str(tmp_path), "--no-base", "--no-weights", "--no-vggt"]) == 2
     with pytest.raises(SystemExit):
         download.main(["--size", "7B", "--to", str(tmp_path)])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
