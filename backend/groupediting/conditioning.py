@@ -4,8 +4,8 @@
 * ``AutoencoderKLWan`` is causal in time and compresses 4 frames into one; a group of independent views must not be
   mixed, so each view is encoded as its own single-frame video (a batch of N one-frame videos) and the N
   resulting latent frames are concatenated along time: N views -> N latent frames, ``(1, z, N, H/8, W/8)``.
-* Edit region (as the public release prepares it): the mask is dilated (5 px by default), the dilated region of
-  the image is filled with grey 127, and the dilated mask is the VACE mask.
+* Edit region (as the public release prepares it): the mask is dilated (5 px by default, OpenCV's ellipse kernel),
+  the dilated region of the image is filled with grey 127, and the dilated mask is the VACE mask.
 * VACE context per frame (standard VACE): ``inactive = video * (1 - m)`` and ``reactive = video * m`` encoded to
   latents (z channels each) plus the mask pixel-unshuffled 8 x 8 (64 channels): ``2 z + 64 = 96`` channels with
   ``z = 16``. Unlike diffusers' ``WanVACEPipeline`` the mask is *not* resized in time (one mask per view).
@@ -33,14 +33,13 @@ VAE_SCALE = 8
 
 
 def dilate_mask(mask: np.ndarray, radius: int = 5) -> np.ndarray:
-    """Dilate a bool (H, W) mask by a disk of ``radius`` pixels (0: unchanged)."""
+    """Dilate a bool (H, W) mask as the release does: OpenCV's ``MORPH_ELLIPSE`` kernel of side ``2 radius + 1``
+    (a little fuller than the Euclidean disk at the sides), zero outside the image (0: unchanged)."""
     mask = np.asarray(mask, bool)
     if radius <= 0 or not mask.any():
         return mask.copy()
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    disk = torch.from_numpy((yy * yy + xx * xx <= radius * radius).astype(np.float32))[None, None]
-    m = torch.from_numpy(mask.astype(np.float32))[None, None]
-    return (F.conv2d(m, disk, padding=radius)[0, 0] > 0.5).numpy()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
 
 
 def prepare_frames(

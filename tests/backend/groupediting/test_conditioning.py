@@ -28,13 +28,19 @@ def vae() -> AutoencoderKLWan:
     return AutoencoderKLWan(**TINY_VAE).eval()
 
 
-def test_dilation_is_a_disk_of_the_radius():
+def test_dilation_is_the_releases_ellipse():
+    """The release dilates with cv2.getStructuringElement(MORPH_ELLIPSE, (11, 11)): rows of half-widths
+    0, 3, 4, 5, 5, 5, 5, 5, 4, 3, 0 (the Euclidean disk would have 0, 3, 4, 4, 4, 5, 4, 4, 4, 3, 0)."""
     m = np.zeros((21, 21), bool)
     m[10, 10] = True
     d = dilate_mask(m, 5)
-    assert d.sum() == 81  # integer points with x² + y² <= 25
-    assert d[10, 15] and d[5, 10] and not d[14, 14]
+    half = [int(row.sum()) // 2 for row in d[5:16]]
+    assert half == [0, 3, 4, 5, 5, 5, 5, 5, 4, 3, 0]
+    assert d[10, 15] and d[5, 10] and d[8, 15] and not d[14, 14]
     assert np.array_equal(dilate_mask(m, 0), m)
+    edge = np.zeros((8, 8), bool)
+    edge[0, 0] = True
+    assert dilate_mask(edge, 2).sum() == 7  # one quadrant of the 5 x 5 ellipse: nothing wraps or reflects
 
 
 def test_prepare_frames_fills_the_dilated_region_with_grey():
