@@ -354,9 +354,8 @@ class GroupEditingPipeline(DiffusionPipeline):
             geometry_tokens = geometry_tokens.to(device)
 
         # Sampling: Euler flow matching with the recipe's sigmas.
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=float(s.shift))
-        base = np.linspace(1.0, 0.0, steps + 1, dtype=np.float32)[:-1]
-        scheduler.set_timesteps(sigmas=base.tolist(), device=device)
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)  # the recipe's sigmas come shifted already
+        scheduler.set_timesteps(sigmas=recipe.sampler.sigmas(steps, s.shift).tolist(), device=device)
         timesteps = scheduler.timesteps
         shape = (1, self.transformer.config.in_channels, n, layout.canvas[0] // 8, layout.canvas[1] // 8)
         latents = randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(s.seed),

@@ -111,3 +111,17 @@ def test_vggt_flag_loads_the_aggregator_and_health_says_so(tmp_path: Path) -> No
     assert editor.info()["geometry_tokens"] == "vggt" and editor.pipeline.geometry_encoder is not None
     with pytest.raises(ModelNotReady, match="--vggt .* does not exist"):
         GroupEditingEditor(model_dir=model_dir, vggt=tmp_path / "nowhere", device="cpu")
+
+
+def test_skipped_release_keys_show_in_health(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from .test_weights import release_checkpoint
+
+    model_dir = save_tiny_model_dir(tmp_path / "model")
+    sd = release_checkpoint(tiny_transformer())
+    sd["vace.vace_blocks.0.extra_gate.weight"] = torch.zeros(3)
+    save_file(sd, str(tmp_path / "epoch-9.safetensors"))
+    info = GroupEditingEditor(model_dir=model_dir, weights=tmp_path / "epoch-9.safetensors", device="cpu").info()
+    assert len(info["weights_warnings"]) == 1
+    assert "1 keys skipped" in info["weights_warnings"][0] and "extra_gate" in info["weights_warnings"][0]
