@@ -359,7 +359,8 @@ class WeightsReport:
         """What was not loaded as the file says (release layout only; empty for a complete file)."""
         out = []
         if self.skipped:
-            out.append(f"{len(self.skipped)} keys skipped, as the release's own loaders skip them (first: "
+            n = len(self.skipped)
+            out.append(f"{n} {'key' if n == 1 else 'keys'} skipped, as the release's own loaders skip them (first: "
                        f"{_first(self.skipped)})")
         if self.kept_from_base:
             out.append(f"{len(self.kept_from_base)} VACE parameters not in the file kept the base model's values "

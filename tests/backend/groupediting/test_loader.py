@@ -124,4 +124,4 @@ def test_skipped_release_keys_show_in_health(tmp_path: Path) -> None:
     save_file(sd, str(tmp_path / "epoch-9.safetensors"))
     info = GroupEditingEditor(model_dir=model_dir, weights=tmp_path / "epoch-9.safetensors", device="cpu").info()
     assert len(info["weights_warnings"]) == 1
-    assert "1 keys skipped" in info["weights_warnings"][0] and "extra_gate" in info["weights_warnings"][0]
+    assert "1 key skipped" in info["weights_warnings"][0] and "extra_gate" in info["weights_warnings"][0]
