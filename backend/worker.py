@@ -13,7 +13,6 @@ import logging
 import multiprocessing as mp
 import os
 import queue
-import shutil
 import threading
 import time
 import traceback

@@ -332,7 +332,7 @@ def print_table(results: Sequence[Result], baseline: Result, steps: int, timed: 
         print(f"{r.size:<6}{r.views:>6}{r.tokens:>8}{str(r.geometry):>10}  {r.mode:<15}{r.s_step:>9.3f}"
               f"{r.s_edit:>9.1f}{_gib(r.peak_gib):>10}{r.s_step / baseline.s_step:>9.2f}{_gib(vram):>9}  {note}")
     if extras:
-        print(f"\nonce per edit, besides the transformer (× time: against one step of the baseline)\n")
+        print("\nonce per edit, besides the transformer (× time: against one step of the baseline)\n")
         head = f"{'what':<32}{'views':>6}{'seconds':>10}{'peak GiB':>10}{'× time':>9}"
         print(head)
         print("-" * len(head))

@@ -17,6 +17,7 @@ Modules (import them directly; this package imports nothing heavy on its own):
   per-branch RoPE coordinates and geometry tokens as extra keys/values.
 * :mod:`.pipeline` - :class:`~.pipeline.GroupEditingPipeline`, which ties them together.
 
-Weight checks, loading and downloads have their own modules in this package (:mod:`.weights`, :mod:`.keymap`,
-:mod:`.loader`, :mod:`.download`).
+Files and loading have their own modules: :mod:`.sources` (hub names, docs, advice), :mod:`.base_model` (the
+diffusers Wan2.1-VACE directory), :mod:`.weights` and :mod:`.keymap` (the GroupEditing weights file),
+:mod:`.loader` (a ready pipeline), :mod:`.download`.
 """

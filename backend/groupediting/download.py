@@ -1,6 +1,6 @@
 """``groupedit-server download``: fetch the GroupEditing editor's weights from the Hugging Face hub, on request only.
 
-Nothing else in the backend downloads: the server loads local directories (see :mod:`.weights` and docs/models.md).
+Nothing else in the backend downloads: the server loads local directories (see :mod:`.base_model`, :mod:`.weights` and docs/models.md).
 Layout written under ``DEST``::
 
     DEST/Wan2.1-VACE-14B-diffusers/   (or Wan2.1-VACE-1.3B-diffusers/)  → --model-dir
@@ -23,10 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import BackendError, ModelNotReady
-from .weights import BASE_REPOS, DOCS, RELEASE_FILE, RELEASE_REPO
-
-#: VGGT-1B, for the geometry tokens (only its aggregator is read; licence: non-commercial, see docs/models.md).
-VGGT_REPO, VGGT_FILE = "facebook/VGGT-1B", "model.safetensors"
+from .sources import BASE_REPOS, DOCS, RELEASE_FILE, RELEASE_REPO, VGGT_FILE, VGGT_REPO
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A ready GroupEditingPipeline from local files: settings, a GPU memory check before loading, and a cache.
 
 Order of work in :func:`load_pipeline` (every failure is a :class:`~backend.errors.BackendError` that says what to
-change): settings checked → model directory layout checked (:func:`.weights.check_model_dir`) → weights file
+change): settings checked → model directory layout checked (:func:`.base_model.check_model_dir`) → weights file
 checked → on CUDA, the free GPU memory compared with :func:`estimate_vram` → transformer (+ GroupEditing weights),
 VAE, text encoder, tokenizer and, with ``vggt``, the VGGT aggregator loaded → placed on the device or offloaded
 (:meth:`.configure`).
@@ -18,7 +18,9 @@ import torch
 from ..errors import InvalidInput, OutOfMemory
 from .pipeline import GroupEditingPipeline
 from .vggt import find_vggt_file, load_vggt_aggregator
-from .weights import DOCS, WeightsReport, check_model_dir, load_base_components, load_groupediting_transformer
+from .base_model import check_model_dir, load_base_components
+from .sources import DOCS
+from .weights import WeightsReport, load_groupediting_transformer
 
 logger = logging.getLogger(__name__)
 

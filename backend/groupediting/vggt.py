@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelNotReady
+from .sources import DOCS, download_hint
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Name prefix of the aggregator's tensors in VGGT's checkpoint.
 PREFIX = "aggregator."
-DOCS = "docs/models.md"
 
 
 @dataclass(frozen=True)
@@ -274,8 +274,7 @@ def find_vggt_file(path: str | Path) -> Path:
         if c.is_file():
             return c
     state = "does not exist" if not p.exists() else "holds no model.safetensors"
-    raise ModelNotReady(f"--vggt {p} {state}: download facebook/VGGT-1B (model.safetensors, about 5 GB) and pass "
-                        f"the file or its folder; see {DOCS}", {"vggt": str(p)})
+    raise ModelNotReady(f"--vggt {p} {state}. {download_hint('vggt')}", {"vggt": str(p)})
 
 
 def load_vggt_aggregator(path: str | Path, device: str | torch.device = "cpu") -> VGGTAggregator:

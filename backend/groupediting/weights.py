@@ -1,22 +1,8 @@
-"""Weights for the GroupEditing editor, from local files only (never a hub id; see docs/models.md).
+"""The GroupEditing weights file, from local files only (never a hub id; see docs/models.md).
 
-Two things are loaded:
-
-1. The diffusers-format Wan2.1-VACE base directory (``Wan-AI/Wan2.1-VACE-14B-diffusers`` or ``-1.3B-diffusers``)::
-
-       model_index.json
-       transformer/  config.json + diffusion_pytorch_model[-0000i-of-0000n].safetensors [+ .index.json]
-       vae/          config.json + diffusion_pytorch_model.safetensors
-       text_encoder/ config.json + model[-0000i-of-0000n].safetensors [+ .index.json]
-       tokenizer/    tokenizer_config.json + tokenizer.json (or spiece.model)
-
-   (a ``scheduler/`` folder may be there too; it is not read: the sampler is the recipe's, :mod:`.recipe`).
-
-   :func:`check_model_dir` checks this layout first and lists everything missing; the ``load_*`` functions load one
-   component each with ``local_files_only=True`` (only safetensors weights are read, never pickles).
-
-2. GroupEditing fine-tune weights from one safetensors file, applied to a loaded transformer in place by
-   :func:`load_groupediting_weights`. Two layouts, detected from the key names (or named explicitly):
+GroupEditing fine-tune weights from one safetensors file, applied in place to a transformer loaded from the base
+directory (:mod:`.base_model`) by :func:`load_groupediting_weights`. Two layouts, detected from the key names (or
+named explicitly):
 
    * ``"release"``: the public release's ``epoch-9.safetensors`` (Wan / DiffSynth-Studio names: fully fine-tuned
      ``vace.*`` weights and a LoRA on the main DiT; the mapping is in :mod:`.keymap`);
@@ -42,8 +28,6 @@ file of which nothing applies.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,18 +37,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from ..errors import ModelNotReady, OutOfMemory
+from ..errors import ModelNotReady
 from . import keymap
+from .base_model import as_load_error, check_model_dir, load_transformer, transformer_class
+from .sources import DOCS, LIST_FIRST, download_hint, first_names
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKLWan, ModelMixin
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from diffusers import ModelMixin
 
 logger = logging.getLogger(__name__)
 
-DOCS = "docs/models.md"
-BASE_REPOS = {"14B": "Wan-AI/Wan2.1-VACE-14B-diffusers", "1.3B": "Wan-AI/Wan2.1-VACE-1.3B-diffusers"}
-RELEASE_REPO, RELEASE_FILE = "Heey731/group-editing", "epoch-9.safetensors"
 FORMAT_NAME, FORMAT_VERSION = "groupedit", "1"
 
 #: Parameter-name prefixes of the VACE branch: the release fine-tunes all of them, so all must be in its file.
@@ -74,9 +56,6 @@ SHAPE_CONFIG_KEYS: tuple[str, ...] = (
     "num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "in_channels", "out_channels", "text_dim",
     "vace_layers", "vace_in_channels", "patch_size",
 )
-COMPONENTS: tuple[str, ...] = ("transformer", "vae", "text_encoder", "tokenizer")
-#: How many names an error message lists before "… and N more".
-LIST_FIRST = 10
 
 Layout = Literal["release", "groupedit"]
 
@@ -90,239 +69,6 @@ class IncompatibleWeights(ModelNotReady):
     retryable = False
 
 
-def _first(names: Sequence[str], n: int = LIST_FIRST) -> str:
-    shown = ", ".join(names[:n])
-    return shown + (f", … and {len(names) - n} more" if len(names) > n else "")
-
-
-def _download_hint(what: Literal["base", "weights"]) -> str:
-    if what == "base":
-        return (
-            f"Download the diffusers-format Wan2.1-VACE base ({BASE_REPOS['14B']}, or {BASE_REPOS['1.3B']} for low "
-            "VRAM) with `groupedit-server download --to DIR` and pass --model-dir DIR/<repo name>; see " + DOCS
-        )
-    return (
-        f"Download {RELEASE_FILE} from {RELEASE_REPO} with `groupedit-server download --to DIR` and pass "
-        f"--weights DIR/group-editing/{RELEASE_FILE}, or use a file written by save_groupedit_weights; see {DOCS}"
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The base directory
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BaseModelDir:
-    """A checked diffusers Wan2.1-VACE directory: ``root`` and the transformer's ``config.json`` as a dict."""
-
-    root: Path
-    transformer_config: dict[str, Any]
-
-    @property
-    def size(self) -> str:
-        """``"14B"``, ``"1.3B"`` or ``"custom"``, from the transformer's width (5120 / 1536)."""
-        cfg = self.transformer_config
-        width = int(cfg.get("num_attention_heads", 0)) * int(cfg.get("attention_head_dim", 0))
-        return {5120: "14B", 1536: "1.3B"}.get(width, "custom")
-
-
-def _read_json(root: Path, relative: str, problems: list[str]) -> dict[str, Any] | None:
-    """``root / relative`` parsed as a JSON object, or None with a line added to ``problems``."""
-    path = root / relative
-    if not path.is_file():
-        problems.append(relative)
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        problems.append(f"{relative} (unreadable: {exc})")
-        return None
-    if not isinstance(data, dict):
-        problems.append(f"{relative} (not a JSON object)")
-        return None
-    return data
-
-
-def _check_weights(root: Path, component: str, stem: str, problems: list[str]) -> None:
-    """Checks ``root/component`` has ``stem.safetensors``, or ``stem.safetensors.index.json`` and every shard it
-    lists."""
-    folder = root / component
-    single, index = folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json"
-    if single.is_file():
-        return
-    if not index.is_file():
-        problems.append(f"{component}/{stem}.safetensors (or {stem}.safetensors.index.json and its shards)")
-        return
-    data = _read_json(root, f"{component}/{index.name}", problems)
-    if data is None:
-        return
-    shards = sorted(set(data.get("weight_map", {}).values()))
-    if not shards:
-        problems.append(f"{component}/{index.name} (lists no shards)")
-    problems.extend(f"{component}/{s} (listed in {index.name})" for s in shards if not (folder / s).is_file())
-
-
-def check_model_dir(model_dir: str | Path, components: Sequence[str] = COMPONENTS) -> BaseModelDir:
-    """Checks the diffusers Wan2.1-VACE layout of ``model_dir`` for ``components``; raises ``ModelNotReady``
-    listing every missing file (an interrupted download shows up as missing shards)."""
-    root = Path(model_dir).expanduser()
-    if not root.is_dir():
-        state = "is not a directory" if root.exists() else "does not exist"
-        raise ModelNotReady(f"model directory {root} {state}. {_download_hint('base')}", {"model_dir": str(root)})
-    unknown = sorted(set(components) - set(COMPONENTS))
-    if unknown:
-        raise ValueError(f"unknown components {unknown}; known: {', '.join(COMPONENTS)}")
-    problems: list[str] = []
-    _read_json(root, "model_index.json", problems)
-    transformer_config: dict[str, Any] = {}
-    if "transformer" in components:
-        transformer_config = _read_json(root, "transformer/config.json", problems) or {}
-        if transformer_config and "vace_layers" not in transformer_config:
-            problems.append(
-                f"transformer/config.json describes {transformer_config.get('_class_name', 'a model')} without "
-                "VACE layers: this is not a Wan2.1-VACE transformer"
-            )
-        _check_weights(root, "transformer", "diffusion_pytorch_model", problems)
-    if "vae" in components:
-        _read_json(root, "vae/config.json", problems)
-        _check_weights(root, "vae", "diffusion_pytorch_model", problems)
-    if "text_encoder" in components:
-        _read_json(root, "text_encoder/config.json", problems)
-        _check_weights(root, "text_encoder", "model", problems)
-    if "tokenizer" in components:
-        _read_json(root, "tokenizer/tokenizer_config.json", problems)
-        if not ((root / "tokenizer" / "tokenizer.json").is_file() or (root / "tokenizer" / "spiece.model").is_file()):
-            problems.append("tokenizer/tokenizer.json (or tokenizer/spiece.model)")
-    if problems:
-        raise ModelNotReady(
-            f"model directory {root} is incomplete; missing or bad: {_first(problems)}. {_download_hint('base')}",
-            {"model_dir": str(root), "problems": problems},
-        )
-    return BaseModelDir(root=root, transformer_config=transformer_config)
-
-
-def _default_transformer_cls() -> type[ModelMixin]:
-    """``GroupEditingTransformer`` when its module is in the package (an import error then propagates), else
-    diffusers' ``WanVACETransformer3DModel``; both load the same files."""
-    if importlib.util.find_spec(f"{__package__}.transformer") is not None:
-        module = importlib.import_module(f"{__package__}.transformer")
-        cls = getattr(module, "GroupEditingTransformer", None)
-        if cls is not None:
-            return cls
-    from diffusers import WanVACETransformer3DModel
-
-    return WanVACETransformer3DModel
-
-
-def _load_module(component: str, root: Path, load: Any, device: str | torch.device | None) -> Any:
-    """``load()`` a torch module through :func:`_loading`, move it to ``device`` (if given), in eval mode."""
-    module = _loading(component, root, load)
-    if device is not None:
-        module = _loading(component, root, lambda: module.to(device))
-    return module.eval()
-
-
-def _loading(component: str, root: Path, fn: Any) -> Any:
-    """Runs ``fn()``, turning load failures into ``ModelNotReady`` / ``OutOfMemory`` that name the component."""
-    try:
-        return fn()
-    except torch.cuda.OutOfMemoryError as exc:
-        raise OutOfMemory(f"out of GPU memory loading {component} from {root}: use offloading or a smaller model "
-                          f"(see {DOCS})") from exc
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        text = str(exc)
-        if "can't allocate memory" in text or "out of memory" in text.lower():
-            raise OutOfMemory(f"out of memory loading {component} from {root}: {text}") from exc
-        raise ModelNotReady(f"could not load {component} from {root}: {text}. {_download_hint('base')}",
-                            {"component": component}) from exc
-
-
-def load_transformer(
-    model_dir: str | Path,
-    *,
-    dtype: torch.dtype = torch.bfloat16,
-    device: str | torch.device | None = None,
-    transformer_cls: type[ModelMixin] | None = None,
-) -> ModelMixin:
-    """The VACE transformer of ``model_dir`` (``transformer_cls``, by default see :func:`_default_transformer_cls`),
-    in ``dtype`` (diffusers keeps norms, RoPE and modulation tables in float32), in eval mode, on ``device``."""
-    base = check_model_dir(model_dir, ("transformer",))
-    cls = transformer_cls or _default_transformer_cls()
-    if importlib.util.find_spec("accelerate") is None:
-        logger.warning("accelerate is not installed: the transformer is built in RAM before its weights are read "
-                       "(about twice the memory; `pip install accelerate` avoids it)")
-    return _load_module("transformer", base.root, lambda: cls.from_pretrained(
-        base.root, subfolder="transformer", torch_dtype=dtype, local_files_only=True), device)
-
-
-def load_vae(
-    model_dir: str | Path, *, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None
-) -> AutoencoderKLWan:
-    """The Wan VAE of ``model_dir`` (float32 by default, as diffusers' Wan examples run it), in eval mode."""
-    from diffusers import AutoencoderKLWan
-
-    base = check_model_dir(model_dir, ("vae",))
-    return _load_module("vae", base.root, lambda: AutoencoderKLWan.from_pretrained(
-        base.root, subfolder="vae", torch_dtype=dtype, local_files_only=True), device)
-
-
-def load_text_encoder(
-    model_dir: str | Path, *, dtype: torch.dtype = torch.bfloat16, device: str | torch.device | None = None
-) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """``(tokenizer, UMT5 encoder)`` of ``model_dir``; the encoder in eval mode. UMT5-XXL is ~5.7 B parameters:
-    encode the prompts once and free it (see docs/models.md)."""
-    from transformers import AutoTokenizer, UMT5EncoderModel
-
-    base = check_model_dir(model_dir, ("text_encoder", "tokenizer"))
-    tokenizer = _loading("tokenizer", base.root, lambda: AutoTokenizer.from_pretrained(
-        base.root / "tokenizer", local_files_only=True))
-    encoder = _load_module("text_encoder", base.root, lambda: UMT5EncoderModel.from_pretrained(
-        base.root / "text_encoder", dtype=dtype, local_files_only=True), device)
-    return tokenizer, encoder
-
-
-@dataclass
-class BaseComponents:
-    """The loaded parts of a Wan2.1-VACE directory (``None`` for those not asked for)."""
-
-    root: Path
-    transformer: ModelMixin | None = None
-    vae: AutoencoderKLWan | None = None
-    tokenizer: PreTrainedTokenizerBase | None = None
-    text_encoder: PreTrainedModel | None = None
-
-
-def load_base_components(
-    model_dir: str | Path,
-    *,
-    components: Sequence[str] = COMPONENTS,
-    dtype: torch.dtype = torch.bfloat16,
-    device: str | torch.device | None = None,
-    transformer_cls: type[ModelMixin] | None = None,
-) -> BaseComponents:
-    """Checks the whole layout for ``components`` first (one error listing everything missing), then loads them.
-
-    ``dtype`` applies to the transformer and text encoder; the VAE stays float32. ``tokenizer`` and
-    ``text_encoder`` come together.
-    """
-    wanted = set(components)
-    if "tokenizer" in wanted or "text_encoder" in wanted:
-        wanted |= {"tokenizer", "text_encoder"}
-    base = check_model_dir(model_dir, [c for c in COMPONENTS if c in wanted])
-    out = BaseComponents(root=base.root)
-    if "transformer" in wanted:
-        out.transformer = load_transformer(base.root, dtype=dtype, device=device, transformer_cls=transformer_cls)
-    if "vae" in wanted:
-        out.vae = load_vae(base.root, device=device)
-    if "text_encoder" in wanted:
-        out.tokenizer, out.text_encoder = load_text_encoder(base.root, dtype=dtype, device=device)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Fine-tune weights
-# ----------------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -361,10 +107,10 @@ class WeightsReport:
         if self.skipped:
             n = len(self.skipped)
             out.append(f"{n} {'key' if n == 1 else 'keys'} skipped, as the release's own loaders skip them (first: "
-                       f"{_first(self.skipped)})")
+                       f"{first_names(self.skipped)})")
         if self.kept_from_base:
             out.append(f"{len(self.kept_from_base)} VACE parameters not in the file kept the base model's values "
-                       f"(first: {_first(self.kept_from_base)})")
+                       f"(first: {first_names(self.kept_from_base)})")
         return out
 
     @property
@@ -382,9 +128,9 @@ def _open_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]
             metadata = dict(f.metadata() or {})
     except Exception as exc:  # safetensors raises its own error types for a bad header
         raise IncompatibleWeights(
-            f"{path} is not a readable safetensors file: {exc}. {_download_hint('weights')}") from exc
+            f"{path} is not a readable safetensors file: {exc}. {download_hint('weights')}") from exc
     if not shapes:
-        raise IncompatibleWeights(f"{path} holds no tensors. {_download_hint('weights')}")
+        raise IncompatibleWeights(f"{path} holds no tensors. {download_hint('weights')}")
     return shapes, metadata
 
 
@@ -403,9 +149,9 @@ def detect_layout(keys: Iterable[str], metadata: Mapping[str, str] | None = None
         return "groupedit"
     kind = "both Wan/DiffSynth and diffusers names" if release else "neither Wan/DiffSynth nor diffusers names"
     raise IncompatibleWeights(
-        f"unknown weights layout: the keys have {kind} (first keys: {_first(sorted(keys), 5)}). Expected the "
+        f"unknown weights layout: the keys have {kind} (first keys: {first_names(sorted(keys), 5)}). Expected the "
         f"GroupEditing release checkpoint or a '{FORMAT_NAME}' file; name the layout explicitly if you know it. "
-        + _download_hint("weights"),
+        + download_hint("weights"),
         {"keys": sorted(keys)[:LIST_FIRST]},
     )
 
@@ -466,7 +212,7 @@ def _plan(
             continue
         if "A" not in parts or "B" not in parts:
             lacking = "lora_A (down)" if "A" not in parts else "lora_B (up)"
-            unexpected.append(f"{_first(sorted(parts.values()), 3)} ({lacking} missing for {module})")
+            unexpected.append(f"{first_names(sorted(parts.values()), 3)} ({lacking} missing for {module})")
             continue
         a, b = shapes[parts["A"]], shapes[parts["B"]]
         out_f, in_f = weight.shape
@@ -494,7 +240,7 @@ def _plan(
                                    "duplicates": duplicates[:LIST_FIRST]})
     if not plan.params and not plan.loras:
         raise IncompatibleWeights(f"{path} holds nothing this model can use ({len(plan.skipped)} keys skipped, "
-                                  f"first: {_first(plan.skipped, 5)}). {_download_hint('weights')}")
+                                  f"first: {first_names(plan.skipped, 5)}). {download_hint('weights')}")
     return plan
 
 
@@ -510,13 +256,13 @@ def _mismatch_message(
 ) -> str:
     parts = [f"{path} ({layout} layout) does not fit the loaded {type(model).__name__}:"]
     if missing:
-        parts.append(f"{len(missing)} missing (first: {_first(missing)})")
+        parts.append(f"{len(missing)} missing (first: {first_names(missing)})")
     if unexpected:
-        parts.append(f"{len(unexpected)} unexpected (first: {_first(unexpected)})")
+        parts.append(f"{len(unexpected)} unexpected (first: {first_names(unexpected)})")
     if mismatched:
-        parts.append(f"{len(mismatched)} shape mismatches (first: {_first(mismatched)})")
+        parts.append(f"{len(mismatched)} shape mismatches (first: {first_names(mismatched)})")
     if duplicates:
-        parts.append(f"{len(duplicates)} duplicates (first: {_first(duplicates)})")
+        parts.append(f"{len(duplicates)} duplicates (first: {first_names(duplicates)})")
     embed = next((s for k, s in shapes.items() if k.endswith("vace_patch_embedding.weight")), None)
     width = getattr(getattr(model, "config", None), "num_attention_heads", 0) * getattr(
         getattr(model, "config", None), "attention_head_dim", 0)
@@ -564,7 +310,7 @@ def load_groupediting_weights(
     path = Path(path).expanduser()
     if not path.is_file():
         state = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise ModelNotReady(f"GroupEditing weights {path} {state}. {_download_hint('weights')}", {"weights": str(path)})
+        raise ModelNotReady(f"GroupEditing weights {path} {state}. {download_hint('weights')}", {"weights": str(path)})
     shapes, metadata = _open_header(path)
     chosen: Layout = detect_layout(shapes, metadata) if layout == "auto" else layout
     if chosen not in ("release", "groupedit"):
@@ -576,7 +322,7 @@ def load_groupediting_weights(
     meta = [n for n in list(plan.params) + [t.module + ".weight" for t in plan.loras] if params[n].is_meta]
     if meta:
         raise ModelNotReady(f"cannot load {path} into a model whose parameters are not materialised "
-                            f"(meta: {_first(meta)}); load the weights before enabling offloading hooks")
+                            f"(meta: {first_names(meta)}); load the weights before enabling offloading hooks")
     report = WeightsReport(path=path, layout=chosen, metadata=dict(metadata), skipped=plan.skipped,
                            kept_from_base=plan.kept_from_base)
     with safe_open(str(path), framework="pt", device="cpu") as f, torch.no_grad():
@@ -615,7 +361,7 @@ def inspect_weights(path: str | Path, model_dir: str | Path | None = None) -> di
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ModelNotReady(f"{path} is not a file. {_download_hint('weights')}")
+        raise ModelNotReady(f"{path} is not a file. {download_hint('weights')}")
     shapes, metadata = _open_header(path)
     with safe_open(str(path), framework="pt", device="cpu") as f:
         dtypes = [str(f.get_slice(k).get_dtype()) for k in shapes]
@@ -639,7 +385,7 @@ def inspect_weights(path: str | Path, model_dir: str | Path | None = None) -> di
     info["other_tensors"] = info["tensors"] - info["vace_tensors"] - len(lora)
     if model_dir is not None:
         base = check_model_dir(model_dir, ("transformer",))
-        cls = _default_transformer_cls()
+        cls = transformer_class()
         with torch.device("meta"):
             model = cls.from_config(base.transformer_config)
         try:
@@ -674,7 +420,7 @@ def save_groupedit_weights(
     wanted = set(names)
     unknown = sorted(wanted - set(params))
     if unknown:
-        raise ValueError(f"not parameters of the model: {_first(unknown)}")
+        raise ValueError(f"not parameters of the model: {first_names(unknown)}")
     wanted |= {n for n in params if n.startswith(tuple(covers))}
     if not wanted:
         raise ValueError("nothing to save: no parameter matches names or covers")
@@ -701,10 +447,10 @@ def load_groupediting_transformer(
     """The base transformer with the GroupEditing weights applied (``weights=None``: the base alone), then moved to
     ``device``. Checks the weights file exists before the (slow) base load."""
     if weights is not None and not Path(weights).expanduser().is_file():
-        raise ModelNotReady(f"GroupEditing weights {weights} do not exist. {_download_hint('weights')}")
+        raise ModelNotReady(f"GroupEditing weights {weights} do not exist. {download_hint('weights')}")
     model = load_transformer(model_dir, dtype=dtype, transformer_cls=transformer_cls)
     report = None if weights is None else load_groupediting_weights(model, weights, layout=layout,
                                                                      lora_scale=lora_scale)
     if device is not None:
-        model = _loading("transformer", Path(model_dir), lambda: model.to(device))
+        model = as_load_error("transformer", Path(model_dir), lambda: model.to(device))
     return model, report

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from blender_addon.core.bake import BakeSettings, BakeView, bake
-from blender_addon.core.fill import fill_along_surface, push_pull
+from blender_addon.core.fill import push_pull
 from blender_addon.core.cameras import Camera, Intrinsics, look_at
 from blender_addon.core.uv_raster import rasterise_uv, uv_layout_report
 from blender_addon.core.viewset import MeshData

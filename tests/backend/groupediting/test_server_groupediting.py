@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-import torch
 from PIL import Image
 
 from backend.editors.base import EditInput

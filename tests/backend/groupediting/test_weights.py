@@ -17,14 +17,12 @@ from safetensors.torch import load_file, save_file
 
 from backend.errors import ModelNotReady
 from backend.groupediting import keymap
+from backend.groupediting.base_model import check_model_dir, load_base_components, load_transformer
 from backend.groupediting.weights import (
     IncompatibleWeights,
-    check_model_dir,
     detect_layout,
-    load_base_components,
     load_groupediting_transformer,
     load_groupediting_weights,
-    load_transformer,
     save_groupedit_weights,
 )
 
