@@ -96,6 +96,28 @@ DESCRIPTION_HELP = ('what the result shows, e.g. "red leather jacket": the group
                     "(default: derived from the instruction and the object's name; the text used is printed)")
 
 
+OPTION_HELP = ("an editor option for this job, repeatable, e.g. --option preset=exact --option steps=30 (the "
+               "groupediting editor's options are in docs/protocol.md; the server refuses unknown ones)")
+
+
+def parse_options(items: Sequence[str]) -> dict[str, object]:
+    """``["preset=exact", "steps=30"]`` -> ``{"preset": "exact", "steps": 30}`` (numbers become numbers)."""
+    options: dict[str, object] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInputError(f"--option {item!r}: write NAME=VALUE, e.g. --option preset=exact")
+        for kind in (int, float):
+            try:
+                options[name.strip()] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[name.strip()] = value
+    return options
+
+
 def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="groupedit", description="GroupEdit for Blender: capture, edit and bake views")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
@@ -122,6 +144,7 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     edit.add_argument("--views", type=Path, required=True, help="ViewSet folder (from capture)")
     edit.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
     edit.add_argument("--description", help=DESCRIPTION_HELP)
+    edit.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=OPTION_HELP)
     edit.add_argument("--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})")
     edit.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
     edit.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the job")
@@ -138,6 +161,7 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     run.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
     run.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
     run.add_argument("--description", help=DESCRIPTION_HELP)
+    run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=OPTION_HELP)
     run.add_argument("--server", help="edit server URL (default: start a local one for this run)")
     run.add_argument("--editor", default="classical", help="editor of the local server (default classical)")
     run.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
@@ -304,7 +328,8 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
             open_input(args.input)
             cap.input = None
         cmd_capture(cap)
-        status = edit_viewset(views, args.instruction, url, args.token, args.timeout, description=args.description)
+        status = edit_viewset(views, args.instruction, url, args.token, args.timeout, description=args.description,
+                              options=parse_options(args.option))
         print(status.message, flush=True)
         if status.state != "done":
             raise GroupEditError(f"the edit {status.state}: {status.message}")
@@ -378,14 +403,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def edit_viewset(views: Path, instruction: str, server: str, token: str = "", timeout: float = 3600.0,
-                 online_access: bool = True, description: str | None = None) -> "PollStatus":
+                 online_access: bool = True, description: str | None = None,
+                 options: dict[str, object] | None = None) -> "PollStatus":
     """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status (its message
     says where the edited views are and, for editors that prompt a model, the text the model was given)."""
     from .core.client import BackendClient, JobPoller
     from .core.viewset import ViewSet
 
     poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction,
-                       description=description)
+                       options=options, description=description)
     end = time.monotonic() + timeout
     last = ""
     try:
@@ -409,7 +435,7 @@ def edit_viewset(views: Path, instruction: str, server: str, token: str = "", ti
 
 def cmd_edit(args: argparse.Namespace) -> int:
     st = edit_viewset(args.views, args.instruction, args.server, args.token, args.timeout,
-                      description=args.description)
+                      description=args.description, options=parse_options(args.option))
     if st.state == "done":
         print(st.message)
         return 0

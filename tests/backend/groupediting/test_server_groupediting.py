@@ -333,8 +333,15 @@ def test_addon_client_sends_cameras_and_positions(server: Server, tmp_path: Path
     record = json.loads((tmp_path / "edited" / "edit.json").read_text())
     assert record["result"]["preset"] == "release" and record["result"]["text"]["subject"] == "sphere"
     cli = subprocess.run([sys.executable, "-m", "blender_addon.cli", "edit", "--views", str(tmp_path), "--instruction",
-                          INSTRUCTION, "--description", "glossy red ball", "--server", server.url],
+                          INSTRUCTION, "--description", "glossy red ball", "--option", "preset=exact", "--option",
+                          "steps=1", "--server", server.url],
                          capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert "the model was told: 'same glossy red ball in two scenes.'" in cli.stdout
     assert (tmp_path / "edited.1" / "view_000.png").is_file()  # the first edit is kept
+    again = json.loads((tmp_path / "edited" / "edit.json").read_text())["result"]
+    assert again["preset"] == "exact" and again["settings"]["steps"] == 1
+    bad = subprocess.run([sys.executable, "-m", "blender_addon.cli", "edit", "--views", str(tmp_path), "--instruction",
+                          INSTRUCTION, "--option", "stepz=3", "--server", server.url],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "unknown option(s) stepz" in bad.stderr
