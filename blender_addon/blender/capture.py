@@ -31,7 +31,7 @@ from ..core.cameras import OPENCV_TO_OPENGL, Camera, blender_intrinsics
 from ..core.errors import CaptureCancelled, InvalidInputError, OutputNotWritableError
 from ..core.images import linear_to_srgb, read_exr, to_uint8
 from ..core.rigs import RigSpec, RigView, build_rig, direction_vector
-from ..core.viewset import MESH_FILE, View, ViewSet, write_view_files
+from ..core.viewset import CAPTURE_ENTRIES, MESH_FILE, View, ViewSet, write_view_files
 from .data_materials import UV_AOV, data_material, flat_base_material
 from .mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
@@ -132,7 +132,7 @@ def _clean_output(out_dir: Path, created: bool) -> None:
     if created:
         shutil.rmtree(out_dir, ignore_errors=True)
         return
-    for name in ("colour", "albedo", "mask", "depth", "normal", "uv", "position", _TMP_DIR, MESH_FILE):
+    for name in (*CAPTURE_ENTRIES, _TMP_DIR):
         p = out_dir / name
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 

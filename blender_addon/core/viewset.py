@@ -49,6 +49,10 @@ PASSES: dict[str, tuple[str, str]] = {
                         "filter and samples (what the colour render shows of it)"),
 }
 
+#: Everything a capture writes into a ViewSet folder besides the manifest: one folder per pass and the mesh. An
+#: overwritten capture removes exactly these first, so no pass of an earlier capture survives into the new one.
+CAPTURE_ENTRIES: tuple[str, ...] = (*PASSES, MESH_FILE)
+
 CONVENTIONS: dict[str, str] = {
     "world": "Blender world frame: right-handed, +Z up, scene units (see units)",
     "camera": "OpenCV: +X right, +Y down, +Z forward; camera_to_world maps camera to world points; "

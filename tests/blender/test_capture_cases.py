@@ -111,6 +111,19 @@ def test_clear_errors(empty_scene, tmp_path):
         capture(cube, RigSpec(kind="orbit", count=2), SMALL, tmp_path / "file" / "vs")
 
 
+def test_overwritten_capture_keeps_no_pass_of_the_earlier_one(empty_scene, tmp_path):
+    """A capture with the lighting-removal passes, overwritten by one without them: no stale pass survives."""
+    cube = _cube(empty_scene)
+    out = tmp_path / "vs"
+    capture(cube, RigSpec(kind="orbit", count=2), CaptureSettings(view_size=64, samples=1), out)
+    assert all((out / p).is_dir() for p in ("black", "white", "albedo_filtered"))
+    vs = capture(cube, RigSpec(kind="orbit", count=2),
+                 CaptureSettings(view_size=64, samples=1, response_passes=False, overwrite=True), out)
+    written = {p for v in vs.views for p in v.files}
+    assert {p.name for p in out.iterdir() if p.is_dir()} == written
+    assert not (out / "black").exists() and not (out / "albedo_filtered").exists()
+
+
 def test_scene_cameras_rig(empty_scene, tmp_path):
     obj = _cube(empty_scene)
     scene = bpy.context.scene
