@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GroupEditError
+from .errors import ServerNotRunning, ServerRequestError
 from .images import decode_png, encode_png, write_png
 from .viewset import ViewSet
 
@@ -29,18 +29,6 @@ EDIT_RECORD = "edit.json"
 #: Where the poller keeps the running job's latest live preview, inside the ViewSet folder.
 PREVIEW_FILE = ".preview.png"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class BackendError(GroupEditError):
-    """The edit server refused or failed a request; ``code`` is the server's error code."""
-
-    def __init__(self, message: str, code: str = "backend", retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code, self.retryable = code, retryable
-
-
-class BackendNotRunning(BackendError):
-    exit_code = 4
 
 
 #: What to tell a user for each server error code (appended to the server's own message).
@@ -65,7 +53,7 @@ class BackendClient:
     def __init__(self, url: str, token: str = "", timeout: float = 5.0, upload_timeout: float = 300.0,
                  online_access: bool = True, start_hint: str = "groupedit-server") -> None:
         if not is_loopback(url) and not online_access:
-            raise BackendError(f"{url} is not on this computer and Blender's online access is off: "
+            raise ServerRequestError(f"{url} is not on this computer and Blender's online access is off: "
                                "allow it in Preferences > System > Network, or use a local server", "offline")
         import requests  # bundled with Blender; imported late so that core stays importable without it
 
@@ -81,10 +69,10 @@ class BackendClient:
         try:
             r = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kw)
         except self._requests.ConnectionError as exc:
-            raise BackendNotRunning(f"backend not running at {self.url}: start it with '{self.start_hint}'",
+            raise ServerNotRunning(f"backend not running at {self.url}: start it with '{self.start_hint}'",
                                     "not_running", True) from exc
         except self._requests.Timeout as exc:
-            raise BackendError(f"the server at {self.url} did not answer in time", "timeout", True) from exc
+            raise ServerRequestError(f"the server at {self.url} did not answer in time", "timeout", True) from exc
         if r.status_code >= 400:
             try:
                 err = r.json()["error"]
@@ -92,7 +80,7 @@ class BackendClient:
             except (ValueError, KeyError, TypeError):
                 code, message, retryable = "http", f"HTTP {r.status_code}", False
             advice = ADVICE.get(code)
-            raise BackendError(f"{message}" + (f" ({advice})" if advice and advice not in message else ""), code, retryable)
+            raise ServerRequestError(f"{message}" + (f" ({advice})" if advice and advice not in message else ""), code, retryable)
         return r
 
     def health(self) -> dict[str, Any]:
@@ -153,10 +141,10 @@ class BackendClient:
     def preview(self, job_id: str) -> bytes:
         """The job's latest live preview: PNG bytes of one contact sheet of all views (at most 512 px wide).
 
-        Raises :class:`BackendError` with code ``not_found`` when the job has none (yet, or any more)."""
+        Raises :class:`ServerRequestError` with code ``not_found`` when the job has none (yet, or any more)."""
         data = self._call("GET", f"/v1/jobs/{job_id}/preview").content
         if not data.startswith(_PNG_SIGNATURE):
-            raise BackendError(f"the server's preview of job {job_id} is not a PNG", "bad_preview")
+            raise ServerRequestError(f"the server's preview of job {job_id} is not a PNG", "bad_preview")
         return data
 
     def result(self, job_id: str, index: int) -> np.ndarray:
@@ -237,7 +225,7 @@ class JobPoller:
                 self._fetch_preview()
             else:
                 self._advance()
-        except BackendError as exc:
+        except ServerRequestError as exc:
             self.status = PollStatus("failed", message=str(exc), job_id=self.status.job_id)
         self._carry_preview()
         return self.status
@@ -258,7 +246,7 @@ class JobPoller:
         assert wanted is not None and self.status.job_id is not None
         try:
             data = self.client.preview(self.status.job_id)
-        except BackendError as exc:
+        except ServerRequestError as exc:
             if exc.code not in ("not_found", "bad_preview"):
                 raise
             log.info("preview of job %s skipped: %s", self.status.job_id, exc)
@@ -276,7 +264,7 @@ class JobPoller:
         if self.status.job_id and not self.status.finished:
             try:
                 self.client.cancel(self.status.job_id)
-            except BackendError as exc:
+            except ServerRequestError as exc:
                 if exc.code != "conflict":
                     raise
         self.status = PollStatus("cancelled", message="cancelled", job_id=self.status.job_id)

@@ -55,6 +55,21 @@ class ImageFormatError(GroupEditError):
     exit_code = 3
 
 
+class ServerRequestError(GroupEditError):
+    """The edit server refused or failed a request; ``code`` is the server's error code (docs/protocol.md) or
+    one of the client's own (``not_running``, ``timeout``, ``offline``, ``http``, ``bad_preview``)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, code: str = "server", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code, self.retryable = code, retryable
+
+
+class ServerNotRunning(ServerRequestError):
+    """Nothing answers at the server's address."""
+
+
 class CaptureCancelled(GroupEditError):
     """The user cancelled a capture; nothing of it is left on disk."""
 

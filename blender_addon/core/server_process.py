@@ -7,7 +7,8 @@ import shlex
 import subprocess
 import time
 
-from .client import BackendClient, BackendError
+from .client import BackendClient
+from .errors import ServerRequestError
 from .errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class LocalServer:
             try:
                 if client.health()["status"] in ("ready", "busy"):
                     return
-            except BackendError:
+            except ServerRequestError:
                 pass
             time.sleep(0.2)
         raise InvalidInputError(f"the server did not answer at {url} within {wait_s:.0f} s: check the URL and command")

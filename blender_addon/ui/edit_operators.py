@@ -9,7 +9,8 @@ from typing import Any
 import bpy
 
 from .. import __package__ as ADDON_ID
-from ..core.client import BackendClient, BackendError, JobPoller
+from ..core.client import BackendClient, JobPoller
+from ..core.errors import ServerRequestError
 from ..core.errors import GroupEditError
 from ..core.server_process import LocalServer
 from ..core.viewset import ViewSet
@@ -121,7 +122,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
         if event.type == "ESC" or not s.edit_running:
             try:
                 self._poller.cancel()
-            except BackendError as exc:
+            except ServerRequestError as exc:
                 self.report({"WARNING"}, f"cancel: {exc}")
             return self._stop(context, {"CANCELLED"})
         if event.type != "TIMER":

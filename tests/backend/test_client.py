@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from blender_addon.core.cameras import Camera, Intrinsics, look_at
-from blender_addon.core.client import BackendClient, BackendError, BackendNotRunning, JobPoller
+from blender_addon.core.client import BackendClient, JobPoller
+from blender_addon.core.errors import ServerNotRunning, ServerRequestError
 from blender_addon.core.images import read_png
 from blender_addon.core.viewset import View, ViewSet, write_view_files
 
@@ -104,9 +105,9 @@ def test_error_mapping(tmp_path):
     dead = JobPoller(BackendClient(f"http://127.0.0.1:{free_port()}", start_hint="groupedit-server --port X"), vs, "red")
     st = dead.step()
     assert st.state == "failed" and "backend not running" in st.message and "groupedit-server" in st.message
-    with pytest.raises(BackendNotRunning):
+    with pytest.raises(ServerNotRunning):
         BackendClient(f"http://127.0.0.1:{free_port()}").health()
-    with pytest.raises(BackendError, match="online access"):
+    with pytest.raises(ServerRequestError, match="online access"):
         BackendClient("http://192.0.2.10:8765", online_access=False)
     s = Server(tmp_path / "d", "classical").start()
     try:
