@@ -10,11 +10,10 @@ import bpy
 
 from .. import __package__ as ADDON_ID
 from ..core.client import BackendClient, JobPoller
-from ..core.errors import ServerRequestError
-from ..core.errors import GroupEditError
+from ..core.errors import GroupEditError, ServerRequestError
 from ..core.server_process import LocalServer
 from ..core.viewset import ViewSet
-from .modal import redraw, start_modal, stop_modal
+from .modal import redraw, reports_errors, start_modal, stop_modal
 
 log = logging.getLogger(__name__)
 
@@ -90,26 +89,20 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
         s = context.scene.groupedit
         return bool(s.last_folder) and bool(s.instruction.strip()) and not s.edit_running
 
+    @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Blocking run (scripts, headless)."""
         import time
 
-        try:
-            poller = _poller(context)
-        except GroupEditError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        poller = _poller(context)
         while not poller.step().finished:
             if poller.status.state in ("queued", "running"):
                 time.sleep(0.2)
         return self._done(context, poller)
 
+    @reports_errors
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        try:
-            self._poller = _poller(context)
-        except GroupEditError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        self._poller = _poller(context)
         s = context.scene.groupedit
         s.edit_running, s.edit_progress, s.edit_status, s.edit_prompt = True, 0.0, "Submitting…", ""
         self._preview_count = 0
@@ -178,16 +171,13 @@ class GROUPEDIT_OT_start_server(bpy.types.Operator):
 
     restart: bpy.props.BoolProperty(default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
 
+    @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
         p = _prefs(context)
-        try:
-            if self.restart:
-                LOCAL_SERVER.restart(p.server_command, p.server_url)
-            else:
-                LOCAL_SERVER.start(p.server_command, p.server_url)
-        except GroupEditError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        if self.restart:
+            LOCAL_SERVER.restart(p.server_command, p.server_url)
+        else:
+            LOCAL_SERVER.start(p.server_command, p.server_url)
         self.report({"INFO"}, f"server {'restarted' if self.restart else 'running'} at {p.server_url}")
         return {"FINISHED"}
 

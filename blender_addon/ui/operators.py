@@ -14,7 +14,7 @@ from .. import __package__ as ADDON_ID
 from ..blender.capture import CaptureProgress, CaptureSettings, capture, capture_steps
 from ..core.errors import GroupEditError
 from ..core.viewset import ViewSet
-from .modal import redraw, start_modal, stop_modal
+from .modal import redraw, reports_errors, start_modal, stop_modal
 
 
 def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
@@ -66,27 +66,21 @@ class GROUPEDIT_OT_capture_views(bpy.types.Operator):
         obj = context.active_object
         return obj is not None and obj.type == "MESH" and not context.scene.groupedit.running
 
+    @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
         """Blocking capture (scripts, headless runs)."""
         obj = context.active_object
-        try:
-            vs = capture(obj, context.scene.groupedit.rig_spec(), _settings(context), capture_folder(context, obj))
-        except GroupEditError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        vs = capture(obj, context.scene.groupedit.rig_spec(), _settings(context), capture_folder(context, obj))
         _show_result(context, vs)
         self.report({"INFO"}, f"Captured {len(vs.views)} views into {vs.root}")
         return {"FINISHED"}
 
+    @reports_errors
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
         """Interactive capture: one view per timer tick so the UI stays responsive."""
         obj = context.active_object
         s = context.scene.groupedit
-        try:
-            self._steps = capture_steps(obj, s.rig_spec(), _settings(context), capture_folder(context, obj))
-        except GroupEditError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        self._steps = capture_steps(obj, s.rig_spec(), _settings(context), capture_folder(context, obj))
         s.running, s.progress, s.status = True, 0.0, "Starting…"
         self._timer = start_modal(self, context, 0.05)
         return {"RUNNING_MODAL"}
@@ -147,15 +141,12 @@ class GROUPEDIT_OT_add_uv_map(bpy.types.Operator):
         obj = context.active_object
         return obj is not None and obj.type == "MESH" and obj.mode == "OBJECT" and not context.scene.groupedit.running
 
+    @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
         from ..blender.mesh import add_unwrapped_uv_map
 
         obj = context.active_object
-        try:
-            name = add_unwrapped_uv_map(obj)
-        except GroupEditError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        name = add_unwrapped_uv_map(obj)
         context.scene.groupedit.uv_map = name
         context.scene.groupedit.uv_warning = ""
         self.report({"INFO"}, f"added UV map {name!r} to {obj.name}: capture again to bake into it")

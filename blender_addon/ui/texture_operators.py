@@ -11,6 +11,7 @@ from ..core.edit_bake import EditBakeSettings
 from ..core.errors import GroupEditError
 from ..core.restyle import bake_edit_into_targets, load_edited
 from ..core.viewset import ViewSet
+from .modal import reports_errors
 
 
 def _object_of(context: bpy.types.Context, viewset: ViewSet) -> bpy.types.Object:
@@ -33,14 +34,15 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
         s = context.scene.groupedit
         return bool(s.last_folder) and not s.edit_running and not s.running
 
+    @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
         from ..blender.apply_texture import apply_textures, texture_targets
 
         s = context.scene.groupedit
+        vs = ViewSet.read(Path(bpy.path.abspath(s.last_folder)))
+        obj = _object_of(context, vs)
+        context.window_manager.progress_begin(0, 1)
         try:
-            vs = ViewSet.read(Path(bpy.path.abspath(s.last_folder)))
-            obj = _object_of(context, vs)
-            context.window_manager.progress_begin(0, 1)
             bakes = bake_edit_into_targets(
                 vs, load_edited(vs), texture_targets(obj, vs.uv_map), int(s.texture_size),
                 EditBakeSettings(delight=s.remove_lighting),
@@ -49,9 +51,6 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
             folder = (Path(bpy.path.abspath("//textures")) if files_here
                       else Path(tempfile.mkdtemp(prefix="groupedit-texture-")))
             applied = apply_textures(obj, bakes, folder, s.texture_format, pack=not files_here, uv_map=vs.uv_map)
-        except GroupEditError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
         finally:
             context.window_manager.progress_end()
         warnings = [f"{tb.target.name}: {tb.layout.message()}" for tb in bakes if tb.layout.overlapping]
