@@ -1,3 +1,5 @@
 """The GroupEdit edit server: a separate process that owns the models and runs one GPU job at a time."""
 
-__version__ = "0.1.0"
+from blender_addon import __version__  # the one place the version is written
+
+__all__ = ["__version__"]

@@ -7,6 +7,8 @@ to Blender in :mod:`.blender`.
 
 from __future__ import annotations
 
+#: The version of the extension, the server and the Python package: written here only (pyproject.toml reads it,
+#: tools/build_extension.py writes it into the extension's manifest).
 __version__ = "0.1.0"
 
 _cli_handle = None

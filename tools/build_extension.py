@@ -33,11 +33,26 @@ def blender_ext_tool() -> Path:
     return found[-1]
 
 
+def version() -> str:
+    """The version, from the one place it is written (``blender_addon/__init__.py``), read without importing."""
+    import ast
+
+    tree = ast.parse((ROOT / "blender_addon" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__version__" for t in node.targets):
+            return str(ast.literal_eval(node.value))
+    raise SystemExit("blender_addon/__init__.py defines no __version__")
+
+
 def stage(dest: Path) -> Path:
+    """Copy the add-on and its manifest (with the version written in after ``id``) into ``dest``."""
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(ROOT / "blender_addon", dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy2(ROOT / "blender_manifest.toml", dest / "blender_manifest.toml")
+    lines = (ROOT / "blender_manifest.toml").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("id ="))
+    lines.insert(at + 1, f'version = "{version()}"')
+    (dest / "blender_manifest.toml").write_text("\n".join(lines) + "\n")
     return dest
 
 
@@ -46,12 +61,7 @@ def build(out_dir: Path) -> Path:
     src = stage(ROOT / "build" / "extension")
     out_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, str(tool), "validate", str(src)], check=True)
-    version = next(
-        line.split("=", 1)[1].strip().strip('"')
-        for line in (src / "blender_manifest.toml").read_text().splitlines()
-        if line.startswith("version")
-    )
-    zip_path = out_dir / f"groupedit-{version}.zip"
+    zip_path = out_dir / f"groupedit-{version()}.zip"
     zip_path.unlink(missing_ok=True)
     subprocess.run(
         [sys.executable, str(tool), "build", "--source-dir", str(src), "--output-filepath", str(zip_path)], check=True
