@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from blender_addon.core.cameras import is_rigid
+
 from .errors import InvalidInput
 
 #: Geometry passes a job may carry: name -> channels. Any other name is refused.
 GEOMETRY_PASSES: dict[str, int] = {"position": 3}
-#: Tolerance of the rotation check ``R Rᵀ = I`` (float32 round trips stay well inside it).
-RIGID_TOLERANCE = 1e-4
 
 Camera = tuple[np.ndarray, np.ndarray]
 
@@ -48,9 +48,7 @@ def parse_camera(value: Any, what: str) -> Camera:
     if k[0, 0] <= 0 or k[1, 1] <= 0 or k[1, 0] != 0 or not np.array_equal(k[2], [0.0, 0.0, 1.0]):
         raise InvalidInput(f"{what}.K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0, got {k.tolist()}")
     c2w = _matrix(value["camera_to_world"], (4, 4), f"{what}.camera_to_world")
-    r = c2w[:3, :3]
-    if (not np.array_equal(c2w[3], [0.0, 0.0, 0.0, 1.0]) or not np.allclose(r @ r.T, np.eye(3), atol=RIGID_TOLERANCE)
-            or np.linalg.det(r) < 0):
+    if not is_rigid(c2w):
         raise InvalidInput(f"{what}.camera_to_world must be a rigid transform (orthonormal rotation, no scale, "
                            "last row 0 0 0 1)")
     return k, c2w

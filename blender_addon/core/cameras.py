@@ -23,6 +23,19 @@ from .errors import InvalidInputError
 
 #: Flips the Y and Z camera axes: OpenCV <-> OpenGL/Blender camera frames (its own inverse).
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+#: How far ``R Rᵀ`` may be from the identity for a pose to count as rigid (float32 round trips stay well inside).
+RIGID_TOLERANCE = 1e-4
+
+
+def is_rigid(camera_to_world: np.ndarray) -> bool:
+    """Whether a 4x4 pose is rigid: orthonormal rotation within :data:`RIGID_TOLERANCE`, no reflection, last row
+    ``0 0 0 1``. The one check of poses, for the ViewSet and for the edit server's jobs alike."""
+    m = np.asarray(camera_to_world, dtype=np.float64)
+    if m.shape != (4, 4) or not np.isfinite(m).all():
+        return False
+    r = m[:3, :3]
+    return (bool(np.array_equal(m[3], [0.0, 0.0, 0.0, 1.0])) and bool(np.allclose(r @ r.T, np.eye(3),
+            atol=RIGID_TOLERANCE)) and float(np.linalg.det(r)) > 0)
 
 
 @dataclass(frozen=True)
@@ -79,9 +92,9 @@ class Camera:
         m = np.asarray(self.camera_to_world, dtype=np.float64)
         if m.shape != (4, 4):
             raise InvalidInputError(f"camera_to_world must be 4x4, got {m.shape}")
-        r = m[:3, :3]
-        if not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0:
-            raise InvalidInputError("camera_to_world must be a rigid transform (orthonormal rotation, no scale)")
+        if not is_rigid(m):
+            raise InvalidInputError("camera_to_world must be a rigid transform (orthonormal rotation, no scale, "
+                                    "last row 0 0 0 1)")
         object.__setattr__(self, "camera_to_world", m)
 
     @property
