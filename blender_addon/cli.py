@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .core.capture_settings import CaptureSettings
 from .core.errors import GroupEditError, InvalidInputError
+from .core.options import add_arguments, from_arguments
 
 if TYPE_CHECKING:
     from .core.client import PollStatus
@@ -63,21 +65,10 @@ def _add_capture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip", type=_ints, default=[], help="comma-separated view indices to leave out")
     p.add_argument("--fov", type=float, default=40.0, help="field of view of the larger image side (degrees)")
     p.add_argument("--margin", type=float, default=0.05, help="share of the frame kept free on each side")
-    p.add_argument("--view-size", type=int, default=512, help="image size in pixels (larger side)")
-    p.add_argument("--samples", type=int, default=32, help="Cycles samples of the colour render")
-    p.add_argument("--lighting", choices=["AUTO", "SCENE", "STUDIO"], default="AUTO")
-    p.add_argument("--device", choices=["AUTO", "CPU", "GPU"], default="AUTO", help="Cycles device")
-    p.add_argument("--add-uv", action="store_true", help="add a Smart UV Project map if the mesh has none")
-    p.add_argument("--uv-map", help="UV map to capture and bake into (default: the one the base colour reads)")
+    add_arguments(p, CaptureSettings)  # --view-size, --samples, --lighting, --device, --add-uv, --uv-map, ...
     p.add_argument("--unwrap", action="store_true",
                    help="add a new Smart UV Project map and bake into it (for overlapping or mirrored UVs; the "
                         "original texture is redrawn on it)")
-    p.add_argument("--colour-filter", type=float, help="pixel filter width of the colour render in pixels "
-                   "(default: the scene's; 0.01 samples pixel centres: aliased, sharper bakes of lit edits)")
-    p.add_argument("--no-response-passes", dest="response_passes", action="store_false",
-                   help="skip the black/white base-colour and filtered-albedo renders that lighting removal "
-                   "needs (faster capture)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier capture in --out")
     p.add_argument("--out", required=True, type=Path, help="output folder for the ViewSet (new or empty)")
 
 
@@ -193,16 +184,12 @@ def _print_progress(step: object) -> None:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from .blender.capture import CaptureSettings, capture
+    from .blender.capture import capture
     from .blender.loading import open_input
     from .blender.mesh import add_unwrapped_uv_map, find_object
 
     spec = rig_from_args(args)
-    settings = CaptureSettings(
-        view_size=args.view_size, samples=args.samples, lighting=args.lighting, device=args.device,
-        add_uv=args.add_uv, uv_map=args.uv_map, overwrite=args.overwrite, response_passes=args.response_passes,
-        colour_filter_px=args.colour_filter,
-    )
+    settings = from_arguments(CaptureSettings, args)
     settings.validate()
     if args.input is not None:
         open_input(args.input)

@@ -31,6 +31,7 @@ from ..core.cameras import OPENCV_TO_OPENGL, Camera, blender_intrinsics
 from ..core.errors import CaptureCancelled, InvalidInputError, OutputNotWritableError
 from ..core.images import linear_to_srgb, read_exr, to_uint8
 from ..core.rigs import RigSpec, RigView, build_rig, direction_vector
+from ..core.capture_settings import CaptureSettings
 from ..core.viewset import CAPTURE_ENTRIES, MESH_FILE, View, ViewSet, write_view_files
 from .data_materials import UV_AOV, data_material, flat_base_material
 from .mesh import check_mesh, ensure_uv_map, mesh_data
@@ -38,56 +39,8 @@ from .scene_changes import SceneChanges
 
 log = logging.getLogger(__name__)
 
-LIGHTING_MODES = ("AUTO", "SCENE", "STUDIO")
 DATA_FILTER_WIDTH = 0.01  # Cycles' smallest pixel filter: samples land on the pixel centre
 _TMP_DIR = ".capture_tmp"
-
-
-@dataclass
-class CaptureSettings:
-    """How to render: view size in pixels (larger side), colour samples, lighting and device.
-
-    ``lighting``: 'SCENE' uses the scene's lights and world; 'STUDIO' adds a neutral light rig for the
-    capture only; 'AUTO' chooses STUDIO when the scene has neither lights nor a world.
-    ``background`` is the linear RGB the colour render is composited over outside the object.
-    ``uv_map``: the UV map to capture (and so to bake into); None: the one the base colour reads, or with
-    ``add_uv`` a new unwrapped one when the mesh has none.
-    ``colour_filter_px``: pixel filter width of the colour (and response) renders; None keeps the scene's
-    (Cycles' default 1.5 px: anti-aliased views to edit). A tiny width such as 0.01 samples every pixel at
-    its centre like the data passes: aliased edges, but bakes of lit edits keep finer texture detail.
-    ``response_passes``: two more lit renders, with the base colour black and white, and the albedo through
-    the colour render's pixel filter, so that the bake can remove the lighting from edited views (the
-    ``black``, ``white`` and ``albedo_filtered`` passes).
-    ``inter_reflections``: light bouncing off the object onto itself (diffuse and glossy bounces) in the
-    colour render. Off by default: then the colour is the albedo times direct light (plus highlights),
-    so the bake can remove the lighting from edited views without the bounce light of the *old* colours
-    staying in the texture.
-    """
-
-    view_size: int = 512
-    samples: int = 32
-    lighting: str = "AUTO"
-    denoise: bool = False
-    device: str = "AUTO"
-    background: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    add_uv: bool = False
-    uv_map: str | None = None
-    overwrite: bool = False
-    inter_reflections: bool = False
-    response_passes: bool = True
-    colour_filter_px: float | None = None
-
-    def validate(self) -> None:
-        if not 16 <= self.view_size <= 8192:
-            raise InvalidInputError(f"view size must be between 16 and 8192 pixels, got {self.view_size}")
-        if self.colour_filter_px is not None and not 0.01 <= self.colour_filter_px <= 10.0:
-            raise InvalidInputError(f"the colour pixel filter must be 0.01 to 10 pixels, got {self.colour_filter_px}")
-        if not 1 <= self.samples <= 65536:
-            raise InvalidInputError(f"samples must be between 1 and 65536, got {self.samples}")
-        if self.lighting not in LIGHTING_MODES:
-            raise InvalidInputError(f"lighting must be one of {', '.join(LIGHTING_MODES)}, got {self.lighting!r}")
-        if self.device not in ("AUTO", "CPU", "GPU"):
-            raise InvalidInputError(f"device must be AUTO, CPU or GPU, got {self.device!r}")
 
 
 @dataclass(frozen=True)

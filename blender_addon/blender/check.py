@@ -24,7 +24,8 @@ from ..core.restyle import TextureTarget, bake_edit_into_targets
 from ..core.rigs import RigSpec
 from ..core.uv_raster import TexelSurface, rasterise_uv
 from .apply_texture import image_as_srgb
-from .capture import CaptureSettings, capture
+from ..core.capture_settings import CaptureSettings
+from .capture import capture
 from .textures import base_colour_image
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import bpy
 
 from .. import __package__ as ADDON_ID
-from ..blender.capture import CaptureProgress, CaptureSettings, capture, capture_steps
+from ..blender.capture import CaptureProgress, capture, capture_steps
+from ..core.capture_settings import CaptureSettings
 from ..core.errors import GroupEditError
 from ..core.viewset import ViewSet
 from .modal import redraw, reports_errors, start_modal, stop_modal

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import bpy
 
-from ..core.rigs import PRESETS, RigSpec
+from ..core.capture_settings import CaptureSettings
 from ..core.errors import InvalidInputError
+from ..core.options import property_kwargs
+from ..core.rigs import PRESETS, RigSpec
 
 
 def _parse_numbers(text: str, kind: type, what: str) -> list:
@@ -31,25 +33,21 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     )
     fov: bpy.props.FloatProperty(name="Field of view", default=40.0, min=5.0, max=120.0)  # type: ignore[valid-type]
     margin: bpy.props.FloatProperty(name="Margin", default=0.05, min=0.0, max=0.4)  # type: ignore[valid-type]
-    view_size: bpy.props.IntProperty(name="View size", default=512, min=64, max=4096)  # type: ignore[valid-type]
-    samples: bpy.props.IntProperty(name="Samples", default=32, min=1, max=4096)  # type: ignore[valid-type]
+    # capture settings: defaults, ranges and help from CaptureSettings (core/capture_settings.py)
+    view_size: bpy.props.IntProperty(**property_kwargs(CaptureSettings, "view_size", "View size"))  # type: ignore[valid-type]
+    samples: bpy.props.IntProperty(**property_kwargs(CaptureSettings, "samples", "Samples"))  # type: ignore[valid-type]
     lighting: bpy.props.EnumProperty(  # type: ignore[valid-type]
-        name="Lighting",
         items=[("AUTO", "Auto", "Studio light when the scene has no lights and no world"),
                ("SCENE", "Scene", "The scene's own lights and world"),
                ("STUDIO", "Studio", "A neutral light rig added for the capture only")],
-        default="AUTO",
+        **property_kwargs(CaptureSettings, "lighting", "Lighting"),
     )
     response_passes: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Lighting removal passes", default=True,
-        description="Render each view three times more (base colour black and white, and the albedo through "
-                    "the colour's pixel filter) so that Apply to texture can remove the lighting from edited views")
+        **property_kwargs(CaptureSettings, "response_passes", "Lighting removal passes"))
     add_uv: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        name="Add UV map if missing", description="Add a Smart UV Project map named GroupEdit_UV to meshes without UVs"
-    )
+        **property_kwargs(CaptureSettings, "add_uv", "Add UV map if missing"))
     uv_map: bpy.props.StringProperty(  # type: ignore[valid-type]
-        name="UV map", default="",
-        description="UV map to capture and bake into (empty: the one the base colour reads)")
+        default="", **{k: v for k, v in property_kwargs(CaptureSettings, "uv_map", "UV map").items() if k != "default"})
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="")  # type: ignore[valid-type]
 
     instruction: bpy.props.StringProperty(  # type: ignore[valid-type]

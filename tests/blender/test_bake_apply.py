@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 def _capture(obj, out, count=6, size=128, samples=4, kind="orbit-poles", **kw):
-    from blender_addon.blender.capture import CaptureSettings, capture
+    from blender_addon.blender.capture import capture
+    from blender_addon.core.capture_settings import CaptureSettings
     from blender_addon.core.rigs import RigSpec
 
     return capture(obj, RigSpec(kind=kind, count=count, **kw), CaptureSettings(view_size=size, samples=samples), out)
@@ -194,7 +195,8 @@ def test_lighting_removal_oracle_within_3db(tmp_path, asset):
 def test_colour_filter_choice_reaches_the_colour_render(tmp_path):
     """With a 0.01 px colour filter every pixel is sampled at its centre (no background pixel takes object
     colour); the default filter anti-aliases the silhouette. Bad widths are refused."""
-    from blender_addon.blender.capture import CaptureSettings, capture
+    from blender_addon.blender.capture import capture
+    from blender_addon.core.capture_settings import CaptureSettings
     from blender_addon.core.errors import InvalidInputError
     from blender_addon.core.rigs import RigSpec
 
@@ -216,7 +218,8 @@ def test_colour_filter_choice_reaches_the_colour_render(tmp_path):
 
 def test_bake_into_a_new_unwrapped_uv_map(tmp_path):
     from blender_addon.blender.apply_texture import apply_textures, direct_base_image, texture_targets
-    from blender_addon.blender.capture import CaptureSettings, capture
+    from blender_addon.blender.capture import capture
+    from blender_addon.core.capture_settings import CaptureSettings
     from blender_addon.blender.mesh import add_unwrapped_uv_map, render_uv_map
     from blender_addon.core.bake import bake, views_from_viewset
     from blender_addon.core.metrics import psnr

@@ -6,7 +6,8 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.blender.capture import CaptureSettings, capture
+from blender_addon.blender.capture import capture
+from blender_addon.core.capture_settings import CaptureSettings
 from blender_addon.blender.mesh import NEW_UV_NAME, find_object
 from blender_addon.core.errors import (
     MissingUVError, NotAMeshError, ObjectNotFoundError, OutputNotWritableError,

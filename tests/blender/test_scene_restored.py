@@ -3,7 +3,8 @@
 import bpy
 import pytest
 
-from blender_addon.blender.capture import CaptureSettings, capture
+from blender_addon.blender.capture import capture
+from blender_addon.core.capture_settings import CaptureSettings
 from blender_addon.core.errors import CaptureCancelled
 from blender_addon.core.rigs import RigSpec
 

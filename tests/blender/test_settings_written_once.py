@@ -1,0 +1,41 @@
+"""Defaults, ranges and help are written once (the settings dataclasses); the panel and the CLI agree with them."""
+
+import bpy  # noqa: F401  (the panel's property module needs it)
+
+from blender_addon.cli import build_parser
+from blender_addon.core.capture_settings import LIGHTING_MODES, CaptureSettings
+from blender_addon.core.options import options_of, spec
+from blender_addon.ui import properties
+from blender_addon.ui.properties import GroupEditSettings
+
+PANEL = {"view_size": "View size", "samples": "Samples", "lighting": "Lighting", "response_passes": None,
+         "add_uv": None, "uv_map": None}
+
+
+def _keywords(name: str) -> dict:
+    """The keywords a panel property is declared with (annotations are strings under postponed evaluation)."""
+    annotation = GroupEditSettings.__annotations__[name]
+    return (eval(annotation, vars(properties)) if isinstance(annotation, str) else annotation).keywords
+
+
+def test_panel_properties_take_their_defaults_ranges_and_help_from_capture_settings():
+    for name in PANEL:
+        s = spec(CaptureSettings, name)
+        keywords = _keywords(name)
+        assert keywords["description"] == s.help, name
+        if s.default is not None:
+            assert keywords["default"] == s.default, name
+        if s.low is not None:
+            assert (keywords["min"], keywords["max"]) == (s.low, s.high), name
+    items = _keywords("lighting")["items"]
+    assert tuple(i[0] for i in items) == LIGHTING_MODES
+
+
+def test_capture_flags_are_made_from_the_settings():
+    parser = build_parser(False)
+    args = parser.parse_args(["capture", "x.glb", "--out", "o"])
+    for s in options_of(CaptureSettings):
+        assert getattr(args, s.name) == s.default, s.name
+    args = parser.parse_args(["capture", "x.glb", "--out", "o", "--view-size", "64", "--no-response-passes",
+                              "--colour-filter", "0.01", "--lighting", "STUDIO"])
+    assert (args.view_size, args.response_passes, args.colour_filter_px, args.lighting) == (64, False, 0.01, "STUDIO")
