@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from .core.capture_settings import CaptureSettings
 from .core.errors import GroupEditError, InvalidInputError
 from .core.options import add_arguments, from_arguments
+from .core.restyle import TEXTURE_SIZE_RANGE, check_texture_size
 
 if TYPE_CHECKING:
     from .core.client import PollStatus
@@ -75,7 +76,7 @@ def _add_capture_args(p: argparse.ArgumentParser) -> None:
 def _add_bake_args(p: argparse.ArgumentParser) -> None:
     if not any(a.dest == "object" for a in p._actions):
         p.add_argument("--object", help="object to bake into (default: the ViewSet's object)")
-    p.add_argument("--texture-size", type=int, default=1024, help="texture side in texels, 512 to 4096")
+    p.add_argument("--texture-size", type=int, default=1024, help=TEXTURE_SIZE_HELP)
     p.add_argument("--format", choices=["png8", "png16", "exr"], help="texture format (default: from the file "
                    "name: .exr as EXR, else 8-bit PNG)")
     p.add_argument("--edited", default="edited", help="subfolder of the ViewSet with the edited views")
@@ -83,6 +84,7 @@ def _add_bake_args(p: argparse.ArgumentParser) -> None:
                    "do not remove the renders' shading")
 
 
+TEXTURE_SIZE_HELP = f"texture side in texels, {TEXTURE_SIZE_RANGE[0]} to {TEXTURE_SIZE_RANGE[1]} (default 1024)"
 DESCRIPTION_HELP = ('what the result shows, e.g. "red leather jacket": the groupediting model is prompted with it '
                     "(default: derived from the instruction and the object's name; the text used is printed)")
 
@@ -125,7 +127,7 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     check.add_argument("--views", type=int, default=10, help="views of the rig (default 10)")
     check.add_argument("--rig", choices=list(PRESETS), default="orbit-poles")
     check.add_argument("--view-size", type=int, default=1024)
-    check.add_argument("--texture-size", type=int, default=1024)
+    check.add_argument("--texture-size", type=int, default=1024, help=TEXTURE_SIZE_HELP)
     check.add_argument("--oracle", action="store_true", help="also bake a known recolour from lit renders "
                        "(shows what lighting removal costs)")
     check.add_argument("--json", type=Path, help="write the report here (default <out>/check.json)")
@@ -232,8 +234,7 @@ def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: s
     from .core.restyle import TextureTarget, bake_edit_into_targets, default_texture_path, load_edited
     from .core.viewset import ViewSet
 
-    if not 512 <= size <= 4096:
-        raise InvalidInputError(f"texture size must be between 512 and 4096, got {size}")
+    check_texture_size(size)
     fmt = fmt or ("exr" if out.suffix.lower() == ".exr" else "png8")
     vs = ViewSet.read(views)
     edited_views = load_edited(vs, edited)

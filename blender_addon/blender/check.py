@@ -20,7 +20,7 @@ from ..core.bake import BakeResult, bake, sample_texture, views_from_viewset
 from ..core.errors import InvalidInputError
 from ..core.images import to_uint8, write_png
 from ..core.metrics import erode, psnr, ssim
-from ..core.restyle import TextureTarget, bake_edit_into_targets
+from ..core.restyle import TextureTarget, bake_edit_into_targets, check_texture_size
 from ..core.rigs import RigSpec
 from ..core.uv_raster import TexelSurface, rasterise_uv
 from .apply_texture import image_as_srgb
@@ -72,8 +72,7 @@ def _scores(result: BakeResult, reference: np.ndarray) -> _Scores:
 def run_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: Path, oracle: bool = False,
               progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """The check report (see docs/headless.md); writes views, ``baked.png`` and ``error_map.png`` into ``out``."""
-    if not 256 <= texture_size <= 8192:
-        raise InvalidInputError(f"texture size must be between 256 and 8192, got {texture_size}")
+    check_texture_size(texture_size)
     image = base_colour_image(obj)
     if image is None:
         raise InvalidInputError(f"{obj.name!r} has no base-colour image texture to compare with")

@@ -130,6 +130,19 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
     return out
 
 
+#: Texture sides (texels) a bake writes: the one range of the command line, the panel and the API.
+TEXTURE_SIZE_RANGE = (512, 4096)
+#: The sizes the panel offers: the powers of two within the range.
+TEXTURE_SIZES = tuple(2**k for k in range(9, 13) if TEXTURE_SIZE_RANGE[0] <= 2**k <= TEXTURE_SIZE_RANGE[1])
+
+
+def check_texture_size(size: int) -> None:
+    """Raise :class:`InvalidInputError` unless ``size`` is within :data:`TEXTURE_SIZE_RANGE`."""
+    low, high = TEXTURE_SIZE_RANGE
+    if not low <= size <= high:
+        raise InvalidInputError(f"texture size must be between {low} and {high} texels, got {size}")
+
+
 def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: list[TextureTarget], size: int,
                            settings: EditBakeSettings | None = None,
                            progress: BakeProgress | None = None) -> list[TextureBake]:
@@ -137,8 +150,7 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
 
     Targets whose slots own no triangle are skipped. Each bake reports its UV layout (overlaps).
     """
-    if not 64 <= size <= 8192:
-        raise InvalidInputError(f"texture size must be between 64 and 8192, got {size}")
+    check_texture_size(size)
     settings = settings or EditBakeSettings()
     mesh = viewset.mesh()
     views = edit_views(viewset, edited, settings)

@@ -7,6 +7,7 @@ import bpy
 from ..core.capture_settings import CaptureSettings
 from ..core.errors import InvalidInputError
 from ..core.options import property_kwargs
+from ..core.restyle import TEXTURE_SIZES
 from ..core.rigs import PRESETS, RigSpec
 
 
@@ -74,7 +75,7 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     last_folder: bpy.props.StringProperty(default="", subtype="DIR_PATH")  # type: ignore[valid-type]
     # applying the edited views to the object's texture
     texture_size: bpy.props.EnumProperty(  # type: ignore[valid-type]
-        name="Texture size", items=[(str(n), str(n), f"{n} x {n} texels") for n in (512, 1024, 2048, 4096)],
+        name="Texture size", items=[(str(n), str(n), f"{n} x {n} texels") for n in TEXTURE_SIZES],
         default="1024")
     texture_format: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="Format", default="png8", items=[("png8", "PNG 8-bit", ""), ("png16", "PNG 16-bit", ""),

@@ -240,12 +240,12 @@ def test_bake_into_a_new_unwrapped_uv_map(tmp_path):
     _write_edited(vs, lambda vs, v: vs.load(v, "colour"))  # an editor that changed nothing
     targets = texture_targets(obj, vs.uv_map)
     assert targets[0].base_uvs is not None and targets[0].base_uvs.shape == vs.mesh().uvs.shape
-    tb = bake_edit_into_targets(vs, load_edited(vs), targets, 256)[0]
+    tb = bake_edit_into_targets(vs, load_edited(vs), targets, 512)[0]
     # the original texture, redrawn on the new map, agrees with what the renders show through it
-    surface = rasterise_uv(vs.mesh(), 256)
+    surface = rasterise_uv(vs.mesh(), 512)
     from_renders = bake(surface, views_from_viewset(vs, "albedo"))
     redrawn = psnr(tb.result.texture, from_renders.texture, from_renders.seen)
-    as_it_was = psnr(to_uint8(resample(targets[0].base, 256)), from_renders.texture, from_renders.seen)
+    as_it_was = psnr(to_uint8(resample(targets[0].base, 512)), from_renders.texture, from_renders.seen)
     assert redrawn > 30.0 and redrawn > as_it_was + 6.0
     # the restyled copy reads the new map; the original material still reads its own
     apply_textures(obj, [tb], tmp_path / "tex", "png8", pack=True, uv_map=vs.uv_map)

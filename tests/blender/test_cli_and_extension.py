@@ -242,21 +242,21 @@ def test_run_with_unwrap_saves_the_new_uv_map_and_uses_it(tmp_path):
 @pytest.mark.parametrize("asset", ["Avocado.glb", "Suzanne.glb"])
 def test_check_round_trip_report(tmp_path, asset):
     """groupedit check at a small setting: the identity round trip reproduces the asset's texture."""
-    r = _groupedit("check", str(ASSETS / asset), "--views", "6", "--view-size", "256", "--texture-size", "256",
+    r = _groupedit("check", str(ASSETS / asset), "--views", "6", "--view-size", "256", "--texture-size", "512",
                    "--json", str(tmp_path / "report.json"), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     for key in ("coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "bake_s", "views", "texture_size",
                 "view_size"):
         assert key in report
-    assert report["views"] == 6 and report["texture_size"] == 256 and report["view_size"] == 256
+    assert report["views"] == 6 and report["texture_size"] == 512 and report["view_size"] == 256
     assert report["coverage"] > 0.85
     assert report["psnr_db"] > 38 and report["psnr_interior_db"] >= report["psnr_db"] - 1
     assert report["ssim"] > 0.9
     from blender_addon.core.images import read_png
 
     baked = read_png(tmp_path / "out" / "baked.png")
-    assert baked.shape[:2] == (256, 256)
+    assert baked.shape[:2] == (512, 512)
     assert (tmp_path / "out" / "error_map.png").is_file()
 
 
