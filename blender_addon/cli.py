@@ -32,7 +32,7 @@ from .core.restyle import TEXTURE_SIZE_RANGE, check_texture_size
 if TYPE_CHECKING:
     from .core.client import PollStatus
     from .core.server_process import LocalServer
-from .core.rigs import PRESETS, RigSpec
+from .core.rigs import RigSpec
 
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,11 @@ def _ints(text: str) -> list[int]:
 
 def _add_capture_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--object", help="object to capture (default: the only, or largest, mesh)")
-    p.add_argument("--views", type=int, default=10, help="number of views of a generated rig (default 10)")
-    p.add_argument("--rig", choices=list(PRESETS), default="orbit-poles", help="camera rig preset")
-    p.add_argument("--elevations", type=_floats, default=[20.0], help="ring elevations in degrees, e.g. 30,-15")
-    p.add_argument("--start-azimuth", type=float, default=0.0, help="azimuth of the first view (degrees)")
-    p.add_argument("--top", action="store_true", help="add a view from straight above")
-    p.add_argument("--bottom", action="store_true", help="add a view from straight below")
+    add_arguments(p, RigSpec)  # --rig, --views, --start-azimuth, --top, --bottom, --fov, --margin
+    p.add_argument("--elevations", type=_floats, default=RigSpec().elevations,
+                   help="ring elevations in degrees, e.g. 30,-15")
     p.add_argument("--cameras", default="", help="with --rig scene: comma-separated camera names (default all)")
     p.add_argument("--skip", type=_ints, default=[], help="comma-separated view indices to leave out")
-    p.add_argument("--fov", type=float, default=40.0, help="field of view of the larger image side (degrees)")
-    p.add_argument("--margin", type=float, default=0.05, help="share of the frame kept free on each side")
     add_arguments(p, CaptureSettings)  # --view-size, --samples, --lighting, --device, --add-uv, --uv-map, ...
     p.add_argument("--unwrap", action="store_true",
                    help="add a new Smart UV Project map and bake into it (for overlapping or mirrored UVs; the "
@@ -124,8 +119,7 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="capture the unlit base colour, bake it back, compare with the texture")
     check.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
     check.add_argument("--object", help="object to check (default: the only, or largest, mesh)")
-    check.add_argument("--views", type=int, default=10, help="views of the rig (default 10)")
-    check.add_argument("--rig", choices=list(PRESETS), default="orbit-poles")
+    add_arguments(check, RigSpec, only=("kind", "count"))
     check.add_argument("--view-size", type=int, default=1024)
     check.add_argument("--texture-size", type=int, default=1024, help=TEXTURE_SIZE_HELP)
     check.add_argument("--oracle", action="store_true", help="also bake a known recolour from lit renders "
@@ -172,11 +166,8 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
 
 
 def rig_from_args(args: argparse.Namespace) -> RigSpec:
-    spec = RigSpec(
-        kind=args.rig, count=args.views, elevations=args.elevations, start_azimuth=args.start_azimuth,
-        top=args.top, bottom=args.bottom, fov_deg=args.fov, margin=args.margin,
-        scene_cameras=[c for c in args.cameras.split(",") if c], disabled=args.skip,
-    )
+    spec = from_arguments(RigSpec, args, elevations=args.elevations,
+                          scene_cameras=[c for c in args.cameras.split(",") if c], disabled=args.skip)
     spec.validate()
     return spec
 
@@ -378,7 +369,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     obj = find_object(args.object)
     out = (args.out or Path(tempfile.mkdtemp(prefix="groupedit-check-"))).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    report = run_check(obj, RigSpec(kind=args.rig, count=args.views), args.view_size, args.texture_size, out,
+    report = run_check(obj, from_arguments(RigSpec, args), args.view_size, args.texture_size, out,
                        oracle=args.oracle, progress=_print_progress)
     json_path = args.json or out / "check.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")

@@ -16,6 +16,7 @@ import numpy as np
 
 from .cameras import Camera, Intrinsics, framing_distance, look_at
 from .errors import InvalidInputError
+from .options import check_options, option
 
 #: Rig presets a user can name (``--rig``) and what they mean.
 PRESETS: dict[str, str] = {
@@ -39,14 +40,17 @@ class RigSpec:
     free around the object on each side. ``disabled`` lists view indices to skip.
     """
 
-    kind: str = "orbit-poles"
-    count: int = 10
+    kind: str = option("orbit-poles", "camera rig preset", choices=tuple(PRESETS), flag="rig", label="rig")
+    count: int = option(10, "number of views of a generated rig", low=1, high=MAX_VIEWS, flag="views",
+                        label="view count")
     elevations: list[float] = field(default_factory=lambda: [20.0])
-    start_azimuth: float = 0.0
-    top: bool = False
-    bottom: bool = False
-    fov_deg: float = 40.0
-    margin: float = 0.05
+    start_azimuth: float = option(0.0, "azimuth of the first view (degrees)", low=-360.0, high=360.0)
+    top: bool = option(False, "add a view from straight above")
+    bottom: bool = option(False, "add a view from straight below")
+    fov_deg: float = option(40.0, "field of view of the larger image side (degrees)", low=5.0, high=120.0,
+                            flag="fov", label="field of view")
+    margin: float = option(0.05, "share of the frame kept free around the object on each side", low=0.0,
+                           high=0.4)
     scene_cameras: list[str] = field(default_factory=list)
     disabled: list[int] = field(default_factory=list)
 
@@ -54,19 +58,14 @@ class RigSpec:
         """Raise :class:`InvalidInputError` with a fix-it message when the spec cannot make a rig."""
         if self.kind not in PRESETS:
             raise InvalidInputError(f"unknown rig {self.kind!r}; choose one of: {', '.join(PRESETS)}")
+        check_options(self)
         if self.kind != "scene":
-            if not 1 <= self.count <= MAX_VIEWS:
-                raise InvalidInputError(f"view count must be between 1 and {MAX_VIEWS}, got {self.count}")
             if self.kind == "orbit-poles" and self.count < 3:
                 raise InvalidInputError("the orbit-poles rig needs at least 3 views (a ring plus top and bottom)")
             if self.kind == "two-rings" and self.count < 2:
                 raise InvalidInputError("the two-rings rig needs at least 2 views")
             if not self.elevations or any(not -90.0 <= e <= 90.0 for e in self.elevations):
                 raise InvalidInputError(f"elevations must be between -90 and 90 degrees, got {self.elevations}")
-        if not 1.0 <= self.fov_deg <= 170.0:
-            raise InvalidInputError(f"field of view must be between 1 and 170 degrees, got {self.fov_deg}")
-        if not 0.0 <= self.margin < 0.5:
-            raise InvalidInputError(f"margin must be in [0, 0.5), got {self.margin}")
 
     def directions(self) -> list[tuple[str, float, float]]:
         """(label, azimuth, elevation) of every view of a generated rig, before ``disabled`` is applied."""

@@ -19,21 +19,21 @@ def _parse_numbers(text: str, kind: type, what: str) -> list:
 
 
 class GroupEditSettings(bpy.types.PropertyGroup):
+    # rig: defaults, ranges and help from RigSpec (core/rigs.py)
     rig: bpy.props.EnumProperty(  # type: ignore[valid-type]
-        name="Rig", items=[(k, k.replace("-", " ").title(), v) for k, v in PRESETS.items()], default="orbit-poles"
-    )
-    views: bpy.props.IntProperty(name="Views", default=10, min=1, max=64)  # type: ignore[valid-type]
+        items=[(k, k.replace("-", " ").title(), v) for k, v in PRESETS.items()], **property_kwargs(RigSpec, "kind", "Rig"))
+    views: bpy.props.IntProperty(**property_kwargs(RigSpec, "count", "Views"))  # type: ignore[valid-type]
     elevations: bpy.props.StringProperty(  # type: ignore[valid-type]
-        name="Elevations", description="Ring elevations in degrees, comma-separated (e.g. 30, -15)", default="20"
-    )
-    start_azimuth: bpy.props.FloatProperty(name="Start azimuth", default=0.0, min=-360, max=360)  # type: ignore[valid-type]
-    top: bpy.props.BoolProperty(name="Top view", default=False)  # type: ignore[valid-type]
-    bottom: bpy.props.BoolProperty(name="Bottom view", default=False)  # type: ignore[valid-type]
+        name="Elevations", description="Ring elevations in degrees, comma-separated (e.g. 30, -15)",
+        default=", ".join(f"{e:g}" for e in RigSpec().elevations))
+    start_azimuth: bpy.props.FloatProperty(**property_kwargs(RigSpec, "start_azimuth", "Start azimuth"))  # type: ignore[valid-type]
+    top: bpy.props.BoolProperty(**property_kwargs(RigSpec, "top", "Top view"))  # type: ignore[valid-type]
+    bottom: bpy.props.BoolProperty(**property_kwargs(RigSpec, "bottom", "Bottom view"))  # type: ignore[valid-type]
     skip: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Skip views", description="Indices of views to leave out, comma-separated (e.g. 3, 7)", default=""
     )
-    fov: bpy.props.FloatProperty(name="Field of view", default=40.0, min=5.0, max=120.0)  # type: ignore[valid-type]
-    margin: bpy.props.FloatProperty(name="Margin", default=0.05, min=0.0, max=0.4)  # type: ignore[valid-type]
+    fov: bpy.props.FloatProperty(**property_kwargs(RigSpec, "fov_deg", "Field of view"))  # type: ignore[valid-type]
+    margin: bpy.props.FloatProperty(**property_kwargs(RigSpec, "margin", "Margin"))  # type: ignore[valid-type]
     # capture settings: defaults, ranges and help from CaptureSettings (core/capture_settings.py)
     view_size: bpy.props.IntProperty(**property_kwargs(CaptureSettings, "view_size", "View size"))  # type: ignore[valid-type]
     samples: bpy.props.IntProperty(**property_kwargs(CaptureSettings, "samples", "Samples"))  # type: ignore[valid-type]
@@ -90,7 +90,7 @@ class GroupEditSettings(bpy.types.PropertyGroup):
 
     def rig_spec(self) -> RigSpec:
         spec = RigSpec(
-            kind=self.rig, count=self.views, elevations=_parse_numbers(self.elevations, float, "Elevations") or [20.0],
+            kind=self.rig, count=self.views, elevations=_parse_numbers(self.elevations, float, "Elevations") or RigSpec().elevations,
             start_azimuth=self.start_azimuth, top=self.top, bottom=self.bottom, fov_deg=self.fov, margin=self.margin,
             disabled=_parse_numbers(self.skip, int, "Skip views"),
         )
