@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from blender_addon.core.cameras import is_rigid
+from blender_addon.core.format.cameras import is_rigid
 
 from .errors import InvalidInput
 

@@ -28,13 +28,14 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 from mathutils import Matrix  # noqa: E402
 
-from blender_addon.blender.capture import CaptureSettings, capture  # noqa: E402
-from blender_addon.blender.textures import base_colour_image, image_pixels  # noqa: E402
-from blender_addon.core.bake import bake, sample_texture, views_from_viewset  # noqa: E402
-from blender_addon.core.images import to_uint8  # noqa: E402
+from blender_addon.blender.capture.render import capture  # noqa: E402
+from blender_addon.core.capture.settings import CaptureSettings  # noqa: E402
+from blender_addon.blender.bake.textures import base_colour_image, image_pixels  # noqa: E402
+from blender_addon.core.bake.gather import bake, sample_texture, views_from_viewset  # noqa: E402
+from blender_addon.core.format.images import to_uint8  # noqa: E402
 from blender_addon.core.metrics import psnr  # noqa: E402
-from blender_addon.core.rigs import RigSpec  # noqa: E402
-from blender_addon.core.uv_raster import rasterise_uv  # noqa: E402
+from blender_addon.core.capture.rigs import RigSpec  # noqa: E402
+from blender_addon.core.bake.uv_raster import rasterise_uv  # noqa: E402
 
 
 def cycles_emit_bake(obj, vs, size: int, repeats: int = 3) -> float:

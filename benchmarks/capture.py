@@ -19,8 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 import bpy  # noqa: E402
 
-from blender_addon.blender.capture import CaptureSettings, capture_steps  # noqa: E402
-from blender_addon.core.rigs import RigSpec  # noqa: E402
+from blender_addon.blender.capture.render import capture_steps  # noqa: E402
+from blender_addon.core.capture.settings import CaptureSettings  # noqa: E402
+from blender_addon.core.capture.rigs import RigSpec  # noqa: E402
 
 
 def main() -> None:

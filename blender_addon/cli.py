@@ -24,15 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .core.capture_settings import CaptureSettings
+from .core.capture.settings import CaptureSettings
 from .core.errors import GroupEditError, InvalidInputError
 from .core.options import add_arguments, from_arguments
-from .core.restyle import TEXTURE_SIZE_RANGE, check_texture_size
+from .core.bake.restyle import TEXTURE_SIZE_RANGE, check_texture_size
 
 if TYPE_CHECKING:
-    from .core.client import PollStatus
-    from .core.server_process import LocalServer
-from .core.rigs import RigSpec
+    from .core.client.api import PollStatus
+    from .core.client.server_process import LocalServer
+from .core.capture.rigs import RigSpec
 
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def _print_progress(step: object) -> None:
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
-    from .blender.capture import capture
+    from .blender.capture.render import capture
     from .blender.loading import open_input
     from .blender.mesh import add_unwrapped_uv_map, find_object
 
@@ -204,7 +204,7 @@ def _local_server(data_dir: Path, editor: str) -> tuple[LocalServer, str, str]:
     """A local edit server on a free port: (server, url, start command)."""
     import socket
 
-    from .core.server_process import LocalServer
+    from .core.client.server_process import LocalServer
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -220,10 +220,10 @@ def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: s
     """Bake a ViewSet's edited views into texture files (and apply them to the object when asked)."""
     import bpy
 
-    from .blender.apply_texture import apply_textures, texture_targets, write_texture_file
-    from .core.edit_bake import EditBakeSettings
-    from .core.restyle import TextureTarget, bake_edit_into_targets, default_texture_path, load_edited
-    from .core.viewset import ViewSet
+    from .blender.bake.apply_texture import apply_textures, texture_targets, write_texture_file
+    from .core.bake.edit_bake import EditBakeSettings
+    from .core.bake.restyle import TextureTarget, bake_edit_into_targets, default_texture_path, load_edited
+    from .core.format.viewset import ViewSet
 
     check_texture_size(size)
     fmt = fmt or ("exr" if out.suffix.lower() == ".exr" else "png8")
@@ -282,7 +282,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
     for f in files:
         print(f"texture: {f}")
     if args.apply:
-        from .core.viewset import ViewSet
+        from .core.format.viewset import ViewSet
         _save_outputs(args.save_blend, args.export, args.object or ViewSet.read(args.views).object_name)
     return 0
 
@@ -335,8 +335,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Capture, edit (classical editor on a local server) and bake a sample; write the restyled asset and a sheet."""
     from .core.contact_sheet import contact_sheet
-    from .core.images import read_png, write_png
-    from .core.viewset import ViewSet
+    from .core.format.images import read_png, write_png
+    from .core.format.viewset import ViewSet
 
     out = args.out.absolute()
     run_args = build_parser(False).parse_args(
@@ -386,8 +386,8 @@ def edit_viewset(views: Path, instruction: str, server: str, token: str = "", ti
                  options: dict[str, object] | None = None) -> "PollStatus":
     """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status (its message
     says where the edited views are and, for editors that prompt a model, the text the model was given)."""
-    from .core.client import BackendClient, JobPoller
-    from .core.viewset import ViewSet
+    from .core.client.api import BackendClient, JobPoller
+    from .core.format.viewset import ViewSet
 
     poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction,
                        options=options, description=description)

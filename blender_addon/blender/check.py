@@ -16,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from ..core.bake import BakeResult, bake, sample_texture, views_from_viewset
+from ..core.bake.gather import BakeResult, bake, sample_texture, views_from_viewset
 from ..core.errors import InvalidInputError
-from ..core.images import to_uint8, write_png
+from ..core.format.images import to_uint8, write_png
 from ..core.metrics import erode, psnr, ssim
-from ..core.restyle import TextureTarget, bake_edit_into_targets, check_texture_size
-from ..core.rigs import RigSpec
-from ..core.uv_raster import TexelSurface, rasterise_uv
-from .apply_texture import image_as_srgb
-from ..core.capture_settings import CaptureSettings
-from .capture import capture
-from .textures import base_colour_image
+from ..core.bake.restyle import TextureTarget, bake_edit_into_targets, check_texture_size
+from ..core.capture.rigs import RigSpec
+from ..core.bake.uv_raster import TexelSurface, rasterise_uv
+from .bake.apply_texture import image_as_srgb
+from ..core.capture.settings import CaptureSettings
+from .capture.render import capture
+from .bake.textures import base_colour_image
 
 
 def oracle_recolour(srgb: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import bpy
 import numpy as np
 
 from ..core.errors import MissingUVError, NotAMeshError, ObjectNotFoundError
-from ..core.viewset import MeshData
+from ..core.format.viewset import MeshData
 
 NEW_UV_NAME = "GroupEdit_UV"
 

@@ -9,10 +9,10 @@ from typing import Any
 import bpy
 
 from .. import __package__ as ADDON_ID
-from ..core.client import BackendClient, JobPoller
+from ..core.client.api import BackendClient, JobPoller
 from ..core.errors import GroupEditError, ServerRequestError
-from ..core.server_process import LocalServer
-from ..core.viewset import ViewSet
+from ..core.client.server_process import LocalServer
+from ..core.format.viewset import ViewSet
 from .modal import redraw, reports_errors, start_modal, stop_modal
 
 log = logging.getLogger(__name__)

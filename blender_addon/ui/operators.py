@@ -1,4 +1,4 @@
-"""Operators: thin wrappers over :mod:`..blender.capture`, which also runs headless."""
+"""Operators: thin wrappers over :mod:`..blender.capture.render`, which also runs headless."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import bpy
 
 from .. import __package__ as ADDON_ID
-from ..blender.capture import CaptureProgress, capture, capture_steps
-from ..core.capture_settings import CaptureSettings
+from ..blender.capture.render import CaptureProgress, capture, capture_steps
+from ..core.capture.settings import CaptureSettings
 from ..core.errors import GroupEditError
-from ..core.viewset import ViewSet
+from ..core.format.viewset import ViewSet
 from .modal import redraw, reports_errors, start_modal, stop_modal
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import bpy
 
-from ..core.capture_settings import CaptureSettings
+from ..core.capture.settings import CaptureSettings
 from ..core.errors import InvalidInputError
 from ..core.options import property_kwargs
-from ..core.restyle import TEXTURE_SIZES
-from ..core.rigs import PRESETS, RigSpec
+from ..core.bake.restyle import TEXTURE_SIZES
+from ..core.capture.rigs import PRESETS, RigSpec
 
 
 def _parse_numbers(text: str, kind: type, what: str) -> list:
@@ -19,7 +19,7 @@ def _parse_numbers(text: str, kind: type, what: str) -> list:
 
 
 class GroupEditSettings(bpy.types.PropertyGroup):
-    # rig: defaults, ranges and help from RigSpec (core/rigs.py)
+    # rig: defaults, ranges and help from RigSpec (core/capture/rigs.py)
     rig: bpy.props.EnumProperty(  # type: ignore[valid-type]
         items=[(k, k.replace("-", " ").title(), v) for k, v in PRESETS.items()], **property_kwargs(RigSpec, "kind", "Rig"))
     views: bpy.props.IntProperty(**property_kwargs(RigSpec, "count", "Views"))  # type: ignore[valid-type]
@@ -34,7 +34,7 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     )
     fov: bpy.props.FloatProperty(**property_kwargs(RigSpec, "fov_deg", "Field of view"))  # type: ignore[valid-type]
     margin: bpy.props.FloatProperty(**property_kwargs(RigSpec, "margin", "Margin"))  # type: ignore[valid-type]
-    # capture settings: defaults, ranges and help from CaptureSettings (core/capture_settings.py)
+    # capture settings: defaults, ranges and help from CaptureSettings (core/capture/settings.py)
     view_size: bpy.props.IntProperty(**property_kwargs(CaptureSettings, "view_size", "View size"))  # type: ignore[valid-type]
     samples: bpy.props.IntProperty(**property_kwargs(CaptureSettings, "samples", "Samples"))  # type: ignore[valid-type]
     lighting: bpy.props.EnumProperty(  # type: ignore[valid-type]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import bpy
 
-from ..core.edit_bake import EditBakeSettings
+from ..core.bake.edit_bake import EditBakeSettings
 from ..core.errors import GroupEditError
-from ..core.restyle import bake_edit_into_targets, load_edited
-from ..core.viewset import ViewSet
+from ..core.bake.restyle import bake_edit_into_targets, load_edited
+from ..core.format.viewset import ViewSet
 from .modal import reports_errors
 
 
@@ -36,7 +36,7 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..blender.apply_texture import apply_textures, texture_targets
+        from ..blender.bake.apply_texture import apply_textures, texture_targets
 
         s = context.scene.groupedit
         vs = ViewSet.read(Path(bpy.path.abspath(s.last_folder)))
@@ -70,13 +70,13 @@ class GROUPEDIT_OT_switch_materials(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        from ..blender.apply_texture import showing_restyled
+        from ..blender.bake.apply_texture import showing_restyled
 
         obj = context.active_object
         return obj is not None and showing_restyled(obj) is not None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..blender.apply_texture import showing_restyled, switch_materials
+        from ..blender.bake.apply_texture import showing_restyled, switch_materials
 
         obj = context.active_object
         switch_materials(obj, restyled=not showing_restyled(obj))

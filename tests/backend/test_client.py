@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-from blender_addon.core.cameras import Camera, Intrinsics, look_at
-from blender_addon.core.client import BackendClient, JobPoller
+from blender_addon.core.format.cameras import Camera, Intrinsics, look_at
+from blender_addon.core.client.api import BackendClient, JobPoller
 from blender_addon.core.errors import ServerNotRunning, ServerRequestError
-from blender_addon.core.images import read_png
-from blender_addon.core.viewset import View, ViewSet, write_view_files
+from blender_addon.core.format.images import read_png
+from blender_addon.core.format.viewset import View, ViewSet, write_view_files
 
 from .server import ROOT, Server, free_port
 

@@ -33,9 +33,9 @@ def captured(tmp_path_factory):
     """Capture both sample assets once per module at 128 px: {name: (ViewSet, base-colour texture)}."""
     import numpy as np
 
-    from blender_addon.blender.capture import capture
-    from blender_addon.core.capture_settings import CaptureSettings
-    from blender_addon.core.rigs import RigSpec
+    from blender_addon.blender.capture.render import capture
+    from blender_addon.core.capture.settings import CaptureSettings
+    from blender_addon.core.capture.rigs import RigSpec
 
     out = {}
     for name in ("Avocado.glb", "Suzanne.glb"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender_addon.core.images import write_png
+from blender_addon.core.format.images import write_png
 
 from .conftest import bpy, fresh_scene, import_asset
 
@@ -14,9 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 def _capture(obj, out, count=6, size=128, samples=4, kind="orbit-poles", **kw):
-    from blender_addon.blender.capture import capture
-    from blender_addon.core.capture_settings import CaptureSettings
-    from blender_addon.core.rigs import RigSpec
+    from blender_addon.blender.capture.render import capture
+    from blender_addon.core.capture.settings import CaptureSettings
+    from blender_addon.core.capture.rigs import RigSpec
 
     return capture(obj, RigSpec(kind=kind, count=count, **kw), CaptureSettings(view_size=size, samples=samples), out)
 
@@ -28,7 +28,7 @@ def _write_edited(vs, fn):
 
 
 def _image_of(mat):
-    from blender_addon.blender.apply_texture import direct_base_image
+    from blender_addon.blender.bake.apply_texture import direct_base_image
 
     return direct_base_image(mat)[0]
 
@@ -40,9 +40,9 @@ def _pixels(image) -> np.ndarray:
 
 
 def test_unchanged_views_keep_the_texture_bit_identical_and_apply_switches_back(tmp_path):
-    from blender_addon.blender.apply_texture import apply_textures, showing_restyled, switch_materials, texture_targets
-    from blender_addon.core.images import read_png
-    from blender_addon.core.restyle import bake_edit_into_targets, load_edited
+    from blender_addon.blender.bake.apply_texture import apply_textures, showing_restyled, switch_materials, texture_targets
+    from blender_addon.core.format.images import read_png
+    from blender_addon.core.bake.restyle import bake_edit_into_targets, load_edited
 
     obj = import_asset("Suzanne.glb")
     original_mat = obj.material_slots[0].material
@@ -96,8 +96,8 @@ def _cube_with_materials():
 
 
 def test_each_material_gets_its_own_texture(tmp_path):
-    from blender_addon.blender.apply_texture import apply_textures, direct_base_image, texture_targets
-    from blender_addon.core.restyle import bake_edit_into_targets, load_edited
+    from blender_addon.blender.bake.apply_texture import apply_textures, direct_base_image, texture_targets
+    from blender_addon.core.bake.restyle import bake_edit_into_targets, load_edited
 
     obj = _cube_with_materials()
     vs = _capture(obj, tmp_path / "vs", count=8)
@@ -132,11 +132,11 @@ def test_each_material_gets_its_own_texture(tmp_path):
 def test_restyled_asset_rerendered_at_a_new_view_shows_no_seams(tmp_path):
     """Bake the captured albedo into a fresh texture, apply it, and compare an albedo render at a view that
     was not in the rig with the same render of the original asset, near UV seams and elsewhere."""
-    from blender_addon.blender.apply_texture import apply_textures
-    from blender_addon.core.bake import bake, views_from_viewset
+    from blender_addon.blender.bake.apply_texture import apply_textures
+    from blender_addon.core.bake.gather import bake, views_from_viewset
     from blender_addon.core.metrics import psnr
-    from blender_addon.core.restyle import TextureBake, TextureTarget
-    from blender_addon.core.uv_raster import rasterise_uv, uv_layout_report
+    from blender_addon.core.bake.restyle import TextureBake, TextureTarget
+    from blender_addon.core.bake.uv_raster import rasterise_uv, uv_layout_report
 
     obj = import_asset("Avocado.glb")
     vs = _capture(obj, tmp_path / "rig", count=10, size=256, samples=1)
@@ -184,7 +184,7 @@ def test_lighting_removal_oracle_within_3db(tmp_path, asset):
     """Lit renders of the asset re-textured with a known recolour stand in for edited views; the edit bake
     with lighting removal matches the recolour within 3 dB of the unlit identity round trip."""
     from blender_addon.blender.check import run_check
-    from blender_addon.core.rigs import RigSpec
+    from blender_addon.core.capture.rigs import RigSpec
 
     obj = import_asset(asset)
     report = run_check(obj, RigSpec(kind="orbit-poles", count=8), 512, 512, tmp_path, oracle=True)
@@ -195,10 +195,10 @@ def test_lighting_removal_oracle_within_3db(tmp_path, asset):
 def test_colour_filter_choice_reaches_the_colour_render(tmp_path):
     """With a 0.01 px colour filter every pixel is sampled at its centre (no background pixel takes object
     colour); the default filter anti-aliases the silhouette. Bad widths are refused."""
-    from blender_addon.blender.capture import capture
-    from blender_addon.core.capture_settings import CaptureSettings
+    from blender_addon.blender.capture.render import capture
+    from blender_addon.core.capture.settings import CaptureSettings
     from blender_addon.core.errors import InvalidInputError
-    from blender_addon.core.rigs import RigSpec
+    from blender_addon.core.capture.rigs import RigSpec
 
     obj = import_asset("Suzanne.glb")
     spec = RigSpec(kind="orbit", count=1)
@@ -217,16 +217,16 @@ def test_colour_filter_choice_reaches_the_colour_render(tmp_path):
 
 
 def test_bake_into_a_new_unwrapped_uv_map(tmp_path):
-    from blender_addon.blender.apply_texture import apply_textures, direct_base_image, texture_targets
-    from blender_addon.blender.capture import capture
-    from blender_addon.core.capture_settings import CaptureSettings
+    from blender_addon.blender.bake.apply_texture import apply_textures, direct_base_image, texture_targets
+    from blender_addon.blender.capture.render import capture
+    from blender_addon.core.capture.settings import CaptureSettings
     from blender_addon.blender.mesh import add_unwrapped_uv_map, render_uv_map
-    from blender_addon.core.bake import bake, views_from_viewset
+    from blender_addon.core.bake.gather import bake, views_from_viewset
     from blender_addon.core.metrics import psnr
-    from blender_addon.core.restyle import bake_edit_into_targets, load_edited, resample
-    from blender_addon.core.images import to_uint8
-    from blender_addon.core.rigs import RigSpec
-    from blender_addon.core.uv_raster import rasterise_uv
+    from blender_addon.core.bake.restyle import bake_edit_into_targets, load_edited, resample
+    from blender_addon.core.format.images import to_uint8
+    from blender_addon.core.capture.rigs import RigSpec
+    from blender_addon.core.bake.uv_raster import rasterise_uv
 
     obj = import_asset("Suzanne.glb")
     original_mat = obj.material_slots[0].material

@@ -6,14 +6,14 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_addon.blender.capture import capture
-from blender_addon.core.capture_settings import CaptureSettings
+from blender_addon.blender.capture.render import capture
+from blender_addon.core.capture.settings import CaptureSettings
 from blender_addon.blender.mesh import NEW_UV_NAME, find_object
 from blender_addon.core.errors import (
     MissingUVError, NotAMeshError, ObjectNotFoundError, OutputNotWritableError,
 )
-from blender_addon.core.images import linear_to_srgb
-from blender_addon.core.rigs import RigSpec
+from blender_addon.core.format.images import linear_to_srgb
+from blender_addon.core.capture.rigs import RigSpec
 
 SMALL = CaptureSettings(view_size=64, samples=1)
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from blender_addon.core.bake import sample_texture
-from blender_addon.core.viewset import ViewSet
+from blender_addon.core.bake.gather import sample_texture
+from blender_addon.core.format.viewset import ViewSet
 
 ASSETS = ["Avocado.glb", "Suzanne.glb"]
 

@@ -253,7 +253,7 @@ def test_check_round_trip_report(tmp_path, asset):
     assert report["coverage"] > 0.85
     assert report["psnr_db"] > 38 and report["psnr_interior_db"] >= report["psnr_db"] - 1
     assert report["ssim"] > 0.9
-    from blender_addon.core.images import read_png
+    from blender_addon.core.format.images import read_png
 
     baked = read_png(tmp_path / "out" / "baked.png")
     assert baked.shape[:2] == (512, 512)
@@ -267,7 +267,7 @@ def test_cli_bake_writes_textures_and_says_what_is_missing(tmp_path):
     r = _groupedit("bake", "--views", str(tmp_path / "vs"), "--out", str(tmp_path / "t.png"), cwd=tmp_path)
     assert r.returncode == 3 and "edit the views first" in r.stderr
     (tmp_path / "vs" / "edited").mkdir()
-    from blender_addon.core.images import read_png, write_png
+    from blender_addon.core.format.images import read_png, write_png
 
     for png in (tmp_path / "vs" / "colour").glob("*.png"):
         img = read_png(png)[..., :3].copy()

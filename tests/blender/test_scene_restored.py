@@ -3,10 +3,10 @@
 import bpy
 import pytest
 
-from blender_addon.blender.capture import capture
-from blender_addon.core.capture_settings import CaptureSettings
+from blender_addon.blender.capture.render import capture
+from blender_addon.core.capture.settings import CaptureSettings
 from blender_addon.core.errors import CaptureCancelled
-from blender_addon.core.rigs import RigSpec
+from blender_addon.core.capture.rigs import RigSpec
 
 from .conftest import import_asset
 

@@ -3,9 +3,9 @@
 import bpy  # noqa: F401  (the panel's property module needs it)
 
 from blender_addon.cli import build_parser
-from blender_addon.core.capture_settings import LIGHTING_MODES, CaptureSettings
+from blender_addon.core.capture.settings import LIGHTING_MODES, CaptureSettings
 from blender_addon.core.options import options_of, spec
-from blender_addon.core.rigs import PRESETS, RigSpec
+from blender_addon.core.capture.rigs import PRESETS, RigSpec
 from blender_addon.ui import properties
 from blender_addon.ui.properties import GroupEditSettings
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from blender_addon.core.bake import BakeSettings, BakeView, bake
-from blender_addon.core.fill import push_pull
-from blender_addon.core.cameras import Camera, Intrinsics, look_at
-from blender_addon.core.uv_raster import rasterise_uv, uv_layout_report
-from blender_addon.core.viewset import MeshData
+from blender_addon.core.bake.gather import BakeSettings, BakeView, bake
+from blender_addon.core.bake.fill import push_pull
+from blender_addon.core.format.cameras import Camera, Intrinsics, look_at
+from blender_addon.core.bake.uv_raster import rasterise_uv, uv_layout_report
+from blender_addon.core.format.viewset import MeshData
 
 
 def quad_mesh(quads: list[tuple[np.ndarray, tuple[float, float, float, float]]]) -> MeshData:
@@ -209,7 +209,7 @@ def test_mirrored_uvs_are_detected():
 
 
 def test_a_texture_is_redrawn_on_another_uv_map():
-    from blender_addon.core.restyle import transfer_texture
+    from blender_addon.core.bake.restyle import transfer_texture
 
     right = FRONT + [2.0, 0.0, 0.0]
     apart = quad_mesh([(FRONT, (0.0, 0.0, 0.5, 1.0)), (right, (0.5, 0.0, 1.0, 1.0))])
@@ -231,7 +231,7 @@ def test_a_texture_is_redrawn_on_another_uv_map():
 
 
 def test_dilate_grows_islands_ring_by_ring():
-    from blender_addon.core.fill import dilate
+    from blender_addon.core.bake.fill import dilate
 
     colour = np.zeros((9, 9, 1))
     known = np.zeros((9, 9), bool)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from blender_addon.core.cameras import Camera, Intrinsics, blender_intrinsics, framing_distance, look_at
+from blender_addon.core.format.cameras import Camera, Intrinsics, blender_intrinsics, framing_distance, look_at
 from blender_addon.core.errors import InvalidInputError
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from blender_addon.core.detail_transfer import transfer_detail
+from blender_addon.core.bake.detail_transfer import transfer_detail
 from blender_addon.core.errors import InvalidInputError
-from blender_addon.core.uv_raster import rasterise_uv
+from blender_addon.core.bake.uv_raster import rasterise_uv
 
 from .test_bake import FRONT, quad_mesh
 

@@ -4,11 +4,11 @@ unseen texels are filled along the surface across UV seams."""
 import numpy as np
 import pytest
 
-from blender_addon.core.bake import BakeView, bake
-from blender_addon.core.edit_bake import EditBakeSettings, bake_edit, edit_delta
+from blender_addon.core.bake.gather import BakeView, bake
+from blender_addon.core.bake.edit_bake import EditBakeSettings, bake_edit, edit_delta
 from blender_addon.core.errors import InvalidInputError
-from blender_addon.core.images import linear_to_srgb, srgb_to_linear, to_uint8
-from blender_addon.core.uv_raster import rasterise_uv
+from blender_addon.core.format.images import linear_to_srgb, srgb_to_linear, to_uint8
+from blender_addon.core.bake.uv_raster import rasterise_uv
 
 from .test_bake import FRONT, _view, checker, quad_mesh
 
@@ -138,7 +138,7 @@ def test_edit_inputs_are_checked():
 def test_a_non_linear_response_is_fitted_and_inverted():
     """Colours that respond to the base colour as a rough metal does (convex, a little different per pixel):
     the fitted curve, bent through each pixel's own point, recovers the new albedo; a straight line would not."""
-    from blender_addon.core.edit_bake import ResponseCurve, response_ratio
+    from blender_addon.core.bake.edit_bake import ResponseCurve, response_ratio
 
     rng = np.random.default_rng(3)
     n = 4000
@@ -165,7 +165,7 @@ def test_each_pixel_curve_passes_through_its_channels_own_points():
     """Per-pixel curves that no single bend of the shared curve describes (a straight line mixed with a
     cubic, in a different share per pixel): the solved curve goes through every channel's own point, and
     between them it recovers albedo better than the best bend alone."""
-    from blender_addon.core.edit_bake import ResponseCurve
+    from blender_addon.core.bake.edit_bake import ResponseCurve
 
     rng = np.random.default_rng(5)
     n = 4000

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from blender_addon.core.errors import ImageFormatError
-from blender_addon.core.images import decode_png, encode_png, linear_to_srgb, read_png, srgb_to_linear, write_png
+from blender_addon.core.format.images import decode_png, encode_png, linear_to_srgb, read_png, srgb_to_linear, write_png
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (7, 5, 2), (7, 5, 3), (6, 9, 4)])

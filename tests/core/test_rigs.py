@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from blender_addon.core.errors import InvalidInputError
-from blender_addon.core.rigs import RigSpec, build_rig, direction_vector
+from blender_addon.core.capture.rigs import RigSpec, build_rig, direction_vector
 
 CUBE = np.array([[x, y, z] for x in (-1, 1) for y in (-2, 2) for z in (-0.5, 0.5)], float) + [100.0, 50.0, -3.0]
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from blender_addon.core.cameras import Camera, Intrinsics, look_at
-from blender_addon.core.coverage import coverage
+from blender_addon.core.format.cameras import Camera, Intrinsics, look_at
+from blender_addon.core.capture.coverage import coverage
 from blender_addon.core.errors import ViewSetFormatError
-from blender_addon.core.viewset import MeshData, View, ViewSet, write_view_files
+from blender_addon.core.format.viewset import MeshData, View, ViewSet, write_view_files
 
 
 def _cube_mesh(size: float = 1.0) -> MeshData:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blender_addon.core.cameras import look_at
+from blender_addon.core.format.cameras import look_at
 
 
 @dataclass

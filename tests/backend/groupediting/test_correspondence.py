@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from backend.errors import InvalidInput
-from blender_addon.core.cameras import look_at
+from blender_addon.core.format.cameras import look_at
 from backend.groupediting.coordinates import chain_coordinates
 from backend.groupediting.correspondence import (
     ViewGeometry,

@@ -303,9 +303,9 @@ def test_editor_is_deterministic_and_uses_geometry(model_files: tuple[Path, Path
 
 
 def test_addon_client_sends_cameras_and_positions(server: Server, tmp_path: Path) -> None:
-    from blender_addon.core.cameras import Camera, Intrinsics
-    from blender_addon.core.client import BackendClient, JobPoller
-    from blender_addon.core.viewset import View, ViewSet, write_view_files
+    from blender_addon.core.format.cameras import Camera, Intrinsics
+    from blender_addon.core.client.api import BackendClient, JobPoller
+    from blender_addon.core.format.viewset import View, ViewSet, write_view_files
 
     scene = sphere_views(2, SIZE)
     views = []

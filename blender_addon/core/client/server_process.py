@@ -7,9 +7,9 @@ import shlex
 import subprocess
 import time
 
-from .client import BackendClient
-from .errors import ServerRequestError
-from .errors import InvalidInputError
+from .api import BackendClient
+from ..errors import ServerRequestError
+from ..errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .data_materials import find_bsdf
+from ..capture.data_materials import find_bsdf
 
 
 def base_colour_image(obj: Any) -> Any | None:

@@ -26,15 +26,15 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from ..core import coverage as coverage_mod
-from ..core.cameras import OPENCV_TO_OPENGL, Camera, blender_intrinsics
-from ..core.errors import CaptureCancelled, InvalidInputError, OutputNotWritableError
-from ..core.images import linear_to_srgb, read_exr, to_uint8
-from ..core.rigs import RigSpec, RigView, build_rig, direction_vector
-from ..core.capture_settings import CaptureSettings
-from ..core.viewset import CAPTURE_ENTRIES, MESH_FILE, View, ViewSet, write_view_files
+from ...core.capture import coverage as coverage_mod
+from ...core.format.cameras import OPENCV_TO_OPENGL, Camera, blender_intrinsics
+from ...core.errors import CaptureCancelled, InvalidInputError, OutputNotWritableError
+from ...core.format.images import linear_to_srgb, read_exr, to_uint8
+from ...core.capture.rigs import RigSpec, RigView, build_rig, direction_vector
+from ...core.capture.settings import CaptureSettings
+from ...core.format.viewset import CAPTURE_ENTRIES, MESH_FILE, View, ViewSet, write_view_files
 from .data_materials import UV_AOV, data_material, flat_base_material
-from .mesh import check_mesh, ensure_uv_map, mesh_data
+from ..mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
 
 log = logging.getLogger(__name__)
@@ -410,7 +410,7 @@ def _render(scene: Any, path: Path) -> dict[str, np.ndarray]:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ... import __version__
 
     return __version__
 

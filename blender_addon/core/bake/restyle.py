@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .bake import BakeResult, BakeView, bake, fill_texture, sample_texture, views_from_viewset
+from .gather import BakeResult, BakeView, bake, fill_texture, sample_texture, views_from_viewset
 from .edit_bake import EditBakeSettings, ResponseCurve, bake_edit, edit_delta, response_ratio
-from .errors import InvalidInputError, ViewSetFormatError
-from .images import read_png, srgb_to_linear
+from ..errors import InvalidInputError, ViewSetFormatError
+from ..format.images import read_png, srgb_to_linear
 from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
-from .viewset import View, ViewSet
+from ..format.viewset import View, ViewSet
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .uv_raster import TexelSurface
 
 #: Windows are 3 x 3 tiles of this share of the texture's side (8 texels at 1024, 32 at 4096).

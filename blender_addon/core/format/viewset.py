@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .cameras import Camera
-from .errors import ViewSetFormatError
+from ..errors import ViewSetFormatError
 from .images import read_png, write_png
 
 FORMAT = "groupedit.viewset"

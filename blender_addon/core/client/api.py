@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ServerNotRunning, ServerRequestError
-from .images import decode_png, encode_png, write_png
-from .viewset import ViewSet
+from ..errors import ServerNotRunning, ServerRequestError
+from ..format.images import decode_png, encode_png, write_png
+from ..format.viewset import ViewSet
 
 log = logging.getLogger(__name__)
 

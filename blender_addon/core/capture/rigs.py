@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .cameras import Camera, Intrinsics, framing_distance, look_at
-from .errors import InvalidInputError
-from .options import check_options, option
+from ..format.cameras import Camera, Intrinsics, framing_distance, look_at
+from ..errors import InvalidInputError
+from ..options import check_options, option
 
 #: Rig presets a user can name (``--rig``) and what they mean.
 PRESETS: dict[str, str] = {

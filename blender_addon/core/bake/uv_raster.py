@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInputError
-from .viewset import MeshData
+from ..errors import InvalidInputError
+from ..format.viewset import MeshData
 
 
 @dataclass

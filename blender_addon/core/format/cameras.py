@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 #: Flips the Y and Z camera axes: OpenCV <-> OpenGL/Blender camera frames (its own inverse).
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .options import check_options, option
+from ..options import check_options, option
 
 LIGHTING_MODES = ("AUTO", "SCENE", "STUDIO")
 DEVICES = ("AUTO", "CPU", "GPU")

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bake import BakeResult, BakeSettings, BakeView, fill_texture, gather
+from .gather import BakeResult, BakeSettings, BakeView, fill_texture, gather
 from .detail_transfer import transfer_detail
-from .errors import InvalidInputError
-from .images import linear_to_srgb, srgb_to_linear, to_uint8
+from ..errors import InvalidInputError
+from ..format.images import linear_to_srgb, srgb_to_linear, to_uint8
 from .uv_raster import TexelSurface
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)

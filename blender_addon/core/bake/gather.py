@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cameras import Camera
-from .errors import InvalidInputError
-from .images import linear_to_srgb, srgb_to_linear, to_uint8
+from ..format.cameras import Camera
+from ..errors import InvalidInputError
+from ..format.images import linear_to_srgb, srgb_to_linear, to_uint8
 from .fill import dilate, fill_along_surface, push_pull
-from .metrics import erode
+from ..metrics import erode
 from .uv_raster import TexelSurface
-from .viewset import ViewSet
+from ..format.viewset import ViewSet
 
 
 #: uint8 sRGB code -> linear value, for sampling 8-bit views without converting whole images.

@@ -1,6 +1,6 @@
 """Hook baked textures into an object, non-destructively: new images, material *copies*, a switch back.
 
-For each texture target (:class:`..core.restyle.TextureTarget`) the object's material in those slots
+For each texture target (:class:`...core.bake.restyle.TextureTarget`) the object's material in those slots
 is copied (``<name>_GroupEdit``); in the copy the image that fed the base colour directly is swapped
 for the new one, or, where the base colour was a flat colour or a node chain, a new Image Texture node
 (reading the baked UV map) is linked into the base colour. Objects without a material get a new
@@ -19,11 +19,11 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..core.errors import InvalidInputError, OutputNotWritableError
-from ..core.images import linear_to_srgb, srgb_to_linear, to_uint8, write_png
-from ..core.restyle import TextureBake, TextureTarget
-from .data_materials import find_bsdf
-from .mesh import image_uv_map, mesh_data
+from ...core.errors import InvalidInputError, OutputNotWritableError
+from ...core.format.images import linear_to_srgb, srgb_to_linear, to_uint8, write_png
+from ...core.bake.restyle import TextureBake, TextureTarget
+from ..capture.data_materials import find_bsdf
+from ..mesh import image_uv_map, mesh_data
 from .textures import image_pixels
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .cameras import Camera
-from .viewset import MeshData
+from ..format.cameras import Camera
+from ..format.viewset import MeshData
 
 #: Barycentric weights of the sample points in every triangle (centroid and three inner points).
 _SAMPLES = np.array([[1 / 3, 1 / 3, 1 / 3], [2 / 3, 1 / 6, 1 / 6], [1 / 6, 2 / 3, 1 / 6], [1 / 6, 1 / 6, 2 / 3]])
