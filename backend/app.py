@@ -10,22 +10,28 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from blender_addon.core.format.protocol import (
+    API,
+    GEOMETRY_PASSES,
+    MANIFEST_FIELD,
+    JobManifest,
+    ManifestError,
+    ManifestView,
+)
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
-from .config import ServerConfig
+from .config import Limits, ServerConfig
 from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
 from .jobfiles import decode_image, preview_path, read_metadata, result_path, stage_inputs
 from .store import TERMINAL, JobStore
-from .viewdata import GEOMETRY_PASSES, Camera, all_or_none, decode_pass, decode_token_file, parse_camera
-
-#: Longest subject label a job may give (an object name).
-MAX_SUBJECT_CHARS = 200
+from .viewdata import Camera, all_or_none, decode_pass, decode_token_file, parse_camera
 from .worker import Supervisor, device_memory
 
 
@@ -84,33 +90,53 @@ class GuardMiddleware:
         await self.app(scope, counted, send)
 
 
-async def _view_geometry(form: Any, view: dict[str, Any], what: str,
-                         size: tuple[int, int]) -> tuple[Camera | None, dict[str, np.ndarray]]:
-    """One manifest view's optional ``camera`` (K, camera_to_world) and ``geometry`` passes (name -> float32
-    (H, W, C) at ``size`` = (H, W)), checked; see :mod:`.viewdata`."""
-    camera = parse_camera(view["camera"], f"{what} camera") if view.get("camera") is not None else None
-    fields = view.get("geometry") or {}
-    if not isinstance(fields, dict):
-        raise InvalidInput(f"{what}: 'geometry' must map pass names to file fields, "
-                           'like {"position": "position_0"}')
-    passes: dict[str, np.ndarray] = {}
-    for pass_name, field_name in fields.items():
-        part = form.get(str(field_name))
-        if part is None or isinstance(part, str):
-            raise InvalidInput(f"{what}: geometry file field {field_name!r} must be uploaded")
-        passes[str(pass_name)] = decode_pass(await part.read(), str(pass_name), f"{what} {pass_name}", size)
-    return camera, passes
+@dataclass
+class StagedView:
+    """One view of a submitted job, checked: the uploaded image and mask bytes (decoded once to validate them),
+    its camera and geometry passes (float32 (H, W, C))."""
+
+    name: str
+    image: bytes
+    mask: bytes
+    camera: Camera | None
+    passes: dict[str, np.ndarray]
 
 
-async def _optional_file(form: Any, manifest: dict[str, Any], key: str, what: str) -> bytes | None:
-    """The bytes of the file field the manifest's ``key`` names, None when it names none."""
-    name = manifest.get(key)
-    if not name:
-        return None
-    part = form.get(str(name))
+async def _file(form: Any, field_name: str, what: str) -> bytes:
+    """The bytes of an uploaded file field, or :class:`InvalidInput` naming the field."""
+    part = form.get(field_name)
     if part is None or isinstance(part, str):
-        raise InvalidInput(f"{key} field {name!r} must be uploaded ({what})")
+        raise InvalidInput(f"{what}: file field {field_name!r} must be uploaded")
     return await part.read()
+
+
+async def read_manifest(form: Any, limits: Limits) -> JobManifest:
+    """The job's manifest (``docs/protocol.md``), parsed and its sizes checked."""
+    raw = form.get(MANIFEST_FIELD)
+    if raw is None:
+        raise InvalidInput(f"missing the '{MANIFEST_FIELD}' field (JSON with instruction and views)")
+    try:
+        manifest = JobManifest.from_json(raw if isinstance(raw, str) else await raw.read())
+        manifest.check_sizes(limits.max_views, limits.max_instruction_chars)
+    except ManifestError as exc:
+        raise InvalidInput(str(exc)) from exc
+    return manifest
+
+
+async def read_view(form: Any, index: int, view: ManifestView, limits: Limits) -> StagedView:
+    """One view's files, camera and geometry passes, each checked (see :mod:`.viewdata`)."""
+    what = f"view {index} ({view.name})"
+    image, mask = await _file(form, view.image, what), await _file(form, view.mask, what)
+    img = decode_image(image, f"view {index} image", limits.max_pixels, "RGB")
+    m = decode_image(mask, f"view {index} mask", limits.max_pixels, "L")
+    if m.shape != img.shape[:2]:
+        raise InvalidInput(f"{what}: mask {m.shape[1]}x{m.shape[0]} does not match image "
+                           f"{img.shape[1]}x{img.shape[0]}")
+    camera = parse_camera(view.camera, f"{what} camera") if view.camera is not None else None
+    passes = {name: decode_pass(await _file(form, field_name, f"{what} geometry"), name, f"{what} {name}",
+                                img.shape[:2])
+              for name, field_name in view.geometry.items()}
+    return StagedView(view.name, image, mask, camera, passes)
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -146,7 +172,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return {**job.to_dict(store.position(job)), "progress": store.last_progress(job_id), "preview": preview,
                 "result": result}
 
-    @app.get("/v1/health")
+    @app.get(f"{API}/health")
     def health() -> dict[str, Any]:
         queued = len(store.queued())
         status = supervisor.status
@@ -157,7 +183,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             **(supervisor.memory or device_memory()),
         }
 
-    @app.post("/v1/jobs", status_code=202)
+    @app.post(f"{API}/jobs", status_code=202)
     async def submit(request: Request) -> JSONResponse:
         limits = config.limits
         key = request.headers.get("idempotency-key")
@@ -169,77 +195,42 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise
         except Exception as exc:  # noqa: BLE001 - malformed multipart
             raise InvalidInput(f"the body is not valid multipart form data: {exc}") from exc
-        raw = form.get("manifest")
-        if raw is None:
-            raise InvalidInput("missing the 'manifest' field (JSON with instruction and views)")
-        try:
-            manifest = json.loads(raw if isinstance(raw, str) else await raw.read())
-            instruction = str(manifest.get("instruction", ""))
-            options = dict(manifest.get("options", {}))
-            views = list(manifest["views"])
-            text = {k: str(manifest[k]) for k in ("description", "subject") if manifest.get(k) is not None}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidInput(f"the manifest is not valid: {exc}") from exc
-        for what, value, limit in (("instruction", instruction, limits.max_instruction_chars),
-                                   ("description", text.get("description", ""), limits.max_instruction_chars),
-                                   ("subject", text.get("subject", ""), MAX_SUBJECT_CHARS)):
-            if len(value) > limit:
-                raise InvalidInput(f"{what} of {len(value)} characters is over {limit}")
-        if not 1 <= len(views) <= limits.max_views:
-            raise InvalidInput(f"a job takes 1 to {limits.max_views} views, got {len(views)}")
-        image_bytes, mask_bytes, names = [], [], []
-        cameras: list[Camera | None] = []
-        geometry_per_view: list[dict[str, np.ndarray]] = []
-        for i, v in enumerate(views):
-            try:
-                name, image_field, mask_field = str(v["name"]), str(v["image"]), str(v["mask"])
-            except (KeyError, TypeError) as exc:
-                raise InvalidInput(f"view {i} needs 'name', 'image' and 'mask' fields") from exc
-            img_part, mask_part = form.get(image_field), form.get(mask_field)
-            if img_part is None or isinstance(img_part, str) or mask_part is None or isinstance(mask_part, str):
-                raise InvalidInput(f"view {i} ({name}): file fields {image_field!r} and {mask_field!r} must be uploaded")
-            img_data, mask_data = await img_part.read(), await mask_part.read()
-            img = decode_image(img_data, f"view {i} image", limits.max_pixels, "RGB")
-            mask = decode_image(mask_data, f"view {i} mask", limits.max_pixels, "L")
-            if mask.shape != img.shape[:2]:
-                raise InvalidInput(f"view {i} ({name}): mask {mask.shape[1]}x{mask.shape[0]} does not match image "
-                                   f"{img.shape[1]}x{img.shape[0]}")
-            image_bytes.append(img_data)
-            mask_bytes.append(mask_data)
-            names.append(name)
-            camera, passes = await _view_geometry(form, v, f"view {i} ({name})", img.shape[:2])
-            cameras.append(camera)
-            geometry_per_view.append(passes)
+        manifest = await read_manifest(form, limits)
+        views = [await read_view(form, i, v, limits) for i, v in enumerate(manifest.views)]
+        cameras = [v.camera for v in views]
         staged_cameras = cameras if all_or_none([c is not None for c in cameras], "a camera") else None
-        geometry = {p: [g[p] for g in geometry_per_view] for p in GEOMETRY_PASSES
-                    if all_or_none([p in g for g in geometry_per_view], f"the {p} pass")}
-        reference = await _optional_file(form, manifest, "reference", "an image")
+        geometry = {p: [v.passes[p] for v in views] for p in GEOMETRY_PASSES
+                    if all_or_none([p in v.passes for v in views], f"the {p} pass")}
+        reference = await _file(form, manifest.reference, "reference") if manifest.reference else None
         if reference is not None:
             decode_image(reference, "reference image", limits.max_pixels, "RGB")
-        token_data = await _optional_file(form, manifest, "geometry_tokens", "a .npy file")
-        tokens = None if token_data is None else decode_token_file(token_data, len(views))
+        tokens = None
+        if manifest.geometry_tokens:
+            tokens = decode_token_file(await _file(form, manifest.geometry_tokens, "geometry_tokens (a .npy file)"),
+                                       len(views))
+        text = {k: v for k, v in (("description", manifest.description), ("subject", manifest.subject)) if v}
         job, _created = await asyncio.to_thread(
-            store.create, instruction, options, names, key,
-            lambda folder: stage_inputs(folder, image_bytes, mask_bytes, reference, staged_cameras, geometry, text,
-                                        tokens),
+            store.create, manifest.instruction, manifest.options, [v.name for v in views], key,
+            lambda folder: stage_inputs(folder, [v.image for v in views], [v.mask for v in views], reference,
+                                        staged_cameras, geometry, text, tokens),
             limits.max_queue,
         )
         return JSONResponse(job.to_dict(store.position(job)), status_code=202)
 
-    @app.get("/v1/jobs")
+    @app.get(f"{API}/jobs")
     def list_jobs() -> dict[str, Any]:
         return {"jobs": [j.to_dict(store.position(j)) for j in store.list()]}
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get(f"{API}/jobs/{{job_id}}")
     def get_job(job_id: str) -> dict[str, Any]:
         return job_view(job_id)
 
-    @app.post("/v1/jobs/{job_id}/cancel")
+    @app.post(f"{API}/jobs/{{job_id}}/cancel")
     def cancel(job_id: str) -> dict[str, Any]:
         job = store.request_cancel(job_id)
         return job.to_dict(store.position(job))
 
-    @app.get("/v1/jobs/{job_id}/results/{index}")
+    @app.get(f"{API}/jobs/{{job_id}}/results/{{index}}")
     def result(job_id: str, index: int) -> FileResponse:
         job = store.get(job_id)
         if job.state != "succeeded":
@@ -248,7 +239,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise NotFound(f"job {job_id} has views 0 to {len(job.views) - 1}")
         return FileResponse(result_path(store.folder(job.id), index), media_type="image/png")
 
-    @app.get("/v1/jobs/{job_id}/preview")
+    @app.get(f"{API}/jobs/{{job_id}}/preview")
     def preview(job_id: str) -> Response:
         job = store.get(job_id)  # an unknown id is 404 before any path is made; the folder name is the store's
         try:
@@ -259,7 +250,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise NotFound(f"job {job_id} has no preview yet (it is {job.state})") from None
         return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/jobs/{job_id}/events")
+    @app.get(f"{API}/jobs/{{job_id}}/events")
     async def events(job_id: str, request: Request, after: int = 0) -> StreamingResponse:
         store.get(job_id)
         last = request.headers.get("last-event-id")

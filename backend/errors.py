@@ -1,16 +1,24 @@
-"""The backend's error hierarchy: each error has a stable ``code`` (the HTTP error schema's) and an HTTP status."""
+"""The backend's error hierarchy: each error has a stable ``code`` and the HTTP status the protocol gives that code
+(:data:`blender_addon.core.format.protocol.ERROR_STATUS`, where both are written)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from blender_addon.core.format.protocol import ERROR_STATUS
+
 
 class BackendError(Exception):
-    """Base class: ``code`` names the error for clients, ``retryable`` says whether trying again may help."""
+    """Base class: ``code`` names the error for clients, ``retryable`` says whether trying again may help;
+    ``status`` is the protocol's for the code."""
 
     code = "internal"
-    status = 500
+    status = ERROR_STATUS[code]
     retryable = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status = ERROR_STATUS[cls.code]
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -22,44 +30,44 @@ class BackendError(Exception):
 
 
 class InvalidInput(BackendError):
-    code, status = "invalid_input", 400
+    code = "invalid_input"
 
 
 class PayloadTooLarge(BackendError):
-    code, status = "payload_too_large", 413
+    code = "payload_too_large"
 
 
 class QueueFull(BackendError):
-    code, status, retryable = "queue_full", 429, True
+    code, retryable = "queue_full", True
 
 
 class NotFound(BackendError):
-    code, status = "not_found", 404
+    code = "not_found"
 
 
 class Conflict(BackendError):
-    code, status = "conflict", 409
+    code = "conflict"
 
 
 class Unauthorized(BackendError):
-    code, status = "unauthorized", 401
+    code = "unauthorized"
 
 
 class Forbidden(BackendError):
-    code, status = "forbidden", 403
+    code = "forbidden"
 
 
 class Cancelled(BackendError):
-    code, status = "cancelled", 409
+    code = "cancelled"
 
 
 class OutOfMemory(BackendError):
-    code, status, retryable = "oom", 507, True
+    code, retryable = "oom", True
 
 
 class ModelNotReady(BackendError):
-    code, status, retryable = "model_not_ready", 503, True
+    code, retryable = "model_not_ready", True
 
 
 class WorkerCrashed(BackendError):
-    code, status, retryable = "worker_crashed", 500, True
+    code, retryable = "worker_crashed", True

@@ -28,7 +28,9 @@ from PIL import Image
 
 from .editors.base import EditInput, EditResult
 from .errors import InvalidInput
-from .viewdata import GEOMETRY_PASSES, Camera
+from blender_addon.core.format.protocol import GEOMETRY_PASSES
+
+from .viewdata import Camera
 
 TEXT_FILE = "text.json"
 TOKENS_FILE = "geometry_tokens.npy"

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blender_addon.core.format.protocol import TERMINAL_STATES as TERMINAL
+
 from .errors import Conflict, NotFound, QueueFull
 from .jobfiles import remove_preview
-
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 
 from blender_addon.core.format.cameras import is_rigid
+from blender_addon.core.format.protocol import GEOMETRY_PASSES
 
 from .errors import InvalidInput
 
-#: Geometry passes a job may carry: name -> channels. Any other name is refused.
-GEOMETRY_PASSES: dict[str, int] = {"position": 3}
 
 Camera = tuple[np.ndarray, np.ndarray]
 

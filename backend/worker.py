@@ -19,6 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from blender_addon.core.format.protocol import API
+
 from .config import ServerConfig
 from .editors.base import EditResult
 from .errors import BackendError, Cancelled, ModelNotReady
@@ -268,7 +270,7 @@ class Supervisor:
         elif kind == "progress" and job_id == self.current:
             self.store.add_event(job_id, "progress", data)
         elif kind == "preview" and job_id == self.current:
-            self.store.add_event(job_id, "preview", {**data, "url": f"/v1/jobs/{job_id}/preview"})
+            self.store.add_event(job_id, "preview", {**data, "url": f"{API}/jobs/{job_id}/preview"})
         elif kind in ("succeeded", "failed", "cancelled") and job_id == self.current:
             self.store.finish(job_id, kind, data.get("code"), data.get("message"))
             self.current = None

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import ServerNotRunning, ServerRequestError
 from ..format.images import decode_png, encode_png, write_png
+from ..format.protocol import API, MANIFEST_FIELD, JobManifest, ManifestView, image_field, mask_field, pass_field
 from ..format.viewset import ViewSet
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class BackendClient:
         return r
 
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/v1/health").json()
+        return self._call("GET", f"{API}/health").json()
 
     def geometry_passes(self) -> list[str]:
         """The ViewSet passes the server's editor uses (its health's ``editor.geometry_passes``), asked once."""
@@ -110,45 +111,41 @@ class BackendClient:
         views = []
         for i, v in enumerate(viewset.views):
             mask = viewset.load(v, "mask").astype(np.uint8) * 255
-            files[f"image_{i}"] = (f"{v.name}.png", viewset.path(v, "colour").read_bytes(), "image/png")
-            files[f"mask_{i}"] = (f"{v.name}_mask.png", encode_png(mask, compression=1), "image/png")
+            files[image_field(i)] = (f"{v.name}.png", viewset.path(v, "colour").read_bytes(), "image/png")
+            files[mask_field(i)] = (f"{v.name}_mask.png", encode_png(mask, compression=1), "image/png")
             camera = {"K": v.camera.intrinsics.matrix.tolist(), "camera_to_world": v.camera.camera_to_world.tolist()}
-            entry: dict[str, Any] = {"name": v.name, "image": f"image_{i}", "mask": f"mask_{i}", "camera": camera}
-            if passes:
-                entry["geometry"] = {}
-                for p in passes:
-                    data = viewset.path(v, p).read_bytes()
-                    files[f"{p}_{i}"] = (f"{v.name}_{p}.npy", data, "application/octet-stream")
-                    entry["geometry"][p] = f"{p}_{i}"
-            views.append(entry)
-        manifest: dict[str, Any] = {"instruction": instruction, "options": options or {}, "views": views,
-                                    "subject": viewset.object_name}
-        if description and description.strip():
-            manifest["description"] = description.strip()
+            for p in passes:
+                files[pass_field(p, i)] = (f"{v.name}_{p}.npy", viewset.path(v, p).read_bytes(),
+                                           "application/octet-stream")
+            views.append(ManifestView(v.name, image_field(i), mask_field(i), camera,
+                                      {p: pass_field(p, i) for p in passes}))
+        manifest = JobManifest(instruction=instruction, views=views, options=options or {},
+                               description=description.strip() if description and description.strip() else None,
+                               subject=viewset.object_name)
         if reference is not None:
             files["reference"] = ("reference.png", encode_png(reference), "image/png")
-            manifest["reference"] = "reference"
+            manifest.reference = "reference"
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self._call("POST", "/v1/jobs", timeout=self.upload_timeout, data={"manifest": json.dumps(manifest)},
-                          files=files, headers=headers).json()
+        return self._call("POST", f"{API}/jobs", timeout=self.upload_timeout,
+                          data={MANIFEST_FIELD: manifest.to_json()}, files=files, headers=headers).json()
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/v1/jobs/{job_id}").json()
+        return self._call("GET", f"{API}/jobs/{job_id}").json()
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
+        return self._call("POST", f"{API}/jobs/{job_id}/cancel").json()
 
     def preview(self, job_id: str) -> bytes:
         """The job's latest live preview: PNG bytes of one contact sheet of all views (at most 512 px wide).
 
         Raises :class:`ServerRequestError` with code ``not_found`` when the job has none (yet, or any more)."""
-        data = self._call("GET", f"/v1/jobs/{job_id}/preview").content
+        data = self._call("GET", f"{API}/jobs/{job_id}/preview").content
         if not data.startswith(_PNG_SIGNATURE):
             raise ServerRequestError(f"the server's preview of job {job_id} is not a PNG", "bad_preview")
         return data
 
     def result(self, job_id: str, index: int) -> np.ndarray:
-        data = self._call("GET", f"/v1/jobs/{job_id}/results/{index}", timeout=self.upload_timeout).content
+        data = self._call("GET", f"{API}/jobs/{job_id}/results/{index}", timeout=self.upload_timeout).content
         img = decode_png(data)
         return img[..., :3] if img.shape[2] >= 3 else np.repeat(img, 3, axis=2)
 
