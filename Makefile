@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test extension bench clean
+.PHONY: venv demo test test-fast extension bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11, as bpy 4.5 requires)"; exit 2; }
@@ -24,6 +24,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+# the edit-test loop: everything but the tests marked slow (CI and `make test` run them all)
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
 
 extension: venv
 	$(PY) tools/build_extension.py

@@ -115,6 +115,7 @@ def test_cancel_queued_running_twice_finished_and_isolation(server):
     assert r.status_code == 409 and _err(r) == "conflict"
 
 
+@pytest.mark.slow
 def test_killed_worker_fails_the_job_and_the_next_succeeds(server):
     a = server.submit(1).json()["id"]
     server.wait_state(a, ("running",))
@@ -125,6 +126,7 @@ def test_killed_worker_fails_the_job_and_the_next_succeeds(server):
     assert server.wait_state(b, ("succeeded", "failed"), timeout=60)["state"] == "succeeded"
 
 
+@pytest.mark.slow
 def test_restart_runs_queued_jobs_in_order_and_keeps_results(tmp_path):
     s = Server(tmp_path / "data").start()
     done = s.submit(1).json()["id"]
@@ -162,6 +164,7 @@ def _process_alive(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_worker_exits_when_the_server_is_killed(tmp_path):
     s = Server(tmp_path / "data").start()
     worker = s.health()["worker_pid"]

@@ -16,6 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "assets"
 
+pytestmark = pytest.mark.slow  # Blender in subprocesses: the full tier
+
 
 def _groupedit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run the console entry (same code path as ``blender --command groupedit``)."""

@@ -166,6 +166,7 @@ def _vace_coords(pipe: GroupEditingPipeline, *args, **kw) -> tuple[torch.Tensor 
     return seen[0], out
 
 
+@pytest.mark.slow
 def test_release_ge_rope_warps_only_the_vace_branch(tiny_pipeline):
     images, masks = moving_group(2, 528, 96)
     big = FAST.with_options({"pixel_budget": 2 * 528 * 528, "steps": 1})

@@ -208,6 +208,7 @@ def photo_job(images: list[np.ndarray], masks: list[np.ndarray], tokens: np.ndar
     return {"manifest": json.dumps({"instruction": INSTRUCTION, "views": views, **manifest})}, files
 
 
+@pytest.mark.slow
 def test_photo_job_gets_ge_rope_and_geometry_tokens_with_vggt(model_files: tuple[Path, Path],
                                                              tmp_path: Path) -> None:
     """A job with no cameras and no position pass (photos): Ge-RoPE from the mask contours moves tokens, and the
@@ -251,6 +252,7 @@ def test_release_token_files_are_accepted_with_a_job(server: Server) -> None:
         assert r.status_code == 400 and message in r.json()["error"]["message"], r.text
 
 
+@pytest.mark.slow
 def test_missing_model_dir_fails_load_and_jobs(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
     s = Server(tmp_path / "data", "groupediting", "--model-dir", str(missing), "--device", "cpu")
