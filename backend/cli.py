@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Model flags (argparse ``dest``) passed to :class:`backend.editors.groupediting.GroupEditingEditor` under the same
+#: Model flags (argparse ``dest``) passed to :class:`backend.editors.groupediting_editor.GroupEditingEditor` under the same
 #: keyword when given; the edit settings' flags (:data:`~backend.groupediting.settings.SETTING_NAMES`) follow them.
 MODEL_FLAGS: tuple[str, ...] = (
     "model_dir", "weights", "vggt", "dtype", "offload", "device", "attention_backend", "threads", "weights_layout",

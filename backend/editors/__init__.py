@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import CancelCheck, EditInput, Editor, Preview, Progress
 from .classical import ClassicalEditor
-from .groupediting import GroupEditingEditor
+from .groupediting_editor import GroupEditingEditor
 from .identity import IdentityEditor
 
 #: Editors the server can load by name.

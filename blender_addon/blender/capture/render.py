@@ -178,12 +178,205 @@ def _quat_pointing(d: np.ndarray) -> tuple[float, float, float, float]:
 
 
 # ----------------------------------------------------------------------------------------- capture
+@dataclass
+class _RenderSetup:
+    """What the capture set up in the scene for its renders (all of it undone by ``changes``)."""
+
+    changes: SceneChanges
+    view_layer: Any
+    slots: list[Any]
+    originals: list[Any]
+    data_mats: list[Any]
+    flat_mats: dict[float, list[Any]]
+    cam_data: Any
+    cam_obj: Any
+    user_filter: float
+    studio: bool
+
+
+def _plan_rig(obj: Any, spec: RigSpec, scene: Any, mesh: Any, width: int, height: int) -> list[Any]:
+    """The rig's views: the scene's cameras, or a generated rig framed on (a sample of) the mesh's points."""
+    if spec.kind == "scene":
+        rig = _scene_cameras(scene, spec.scene_cameras, width, height)
+        return [v for i, v in enumerate(rig) if i not in spec.disabled]
+    pts = mesh.positions
+    if len(pts) > 50_000:
+        pts = pts[np.random.default_rng(0).choice(len(pts), 50_000, replace=False)]
+    return build_rig(spec, pts, width, height)
+
+
+def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, height: int, uv_map: str,
+                   mesh: Any, changes: SceneChanges) -> _RenderSetup:
+    """Cycles, the output format, passes, visibility, lights, material copies and a camera, each change recorded."""
+    view_layer = bpy.context.view_layer
+    render, cycles = scene.render, scene.cycles
+    changes.set(render, "engine", "CYCLES")
+    changes.set(cycles, "device", _pick_device(scene, settings.device))
+    for attr, value in (
+        ("resolution_x", width), ("resolution_y", height), ("resolution_percentage", 100),
+        ("pixel_aspect_x", 1.0), ("pixel_aspect_y", 1.0), ("use_border", False),
+        ("film_transparent", True), ("use_single_layer", True), ("use_compositing", False),
+        ("use_sequencer", False), ("use_persistent_data", False),
+    ):
+        changes.set(render, attr, value)
+    for attr, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
+        changes.set(render.image_settings, attr, value)
+    changes.set(cycles, "use_adaptive_sampling", False)
+    for layer in scene.view_layers:
+        if layer != view_layer:
+            changes.set(layer, "use", False)
+    for attr in ("use_pass_position", "use_pass_normal"):
+        changes.set(view_layer, attr, True)
+    changes.set(view_layer, "material_override", None)
+    if UV_AOV not in view_layer.aovs:
+        aov = view_layer.aovs.add()
+        aov.name, aov.type = UV_AOV, "COLOR"
+        changes.on_restore(lambda: view_layer.aovs.remove(view_layer.aovs[UV_AOV]))
+    for o in scene.objects:
+        if o != obj and o.type not in ("LIGHT", "CAMERA") and o.visible_camera:
+            changes.set(o, "visible_camera", False)
+    changes.set(obj, "hide_render", False)
+    changes.set(obj, "visible_camera", True)
+    studio = _use_studio(scene, settings.lighting)
+    if studio:
+        _add_studio(scene, changes, mesh.positions.mean(axis=0))
+
+    # the object's own materials and their unlit copies, swapped per render
+    slots = list(obj.material_slots)
+    originals = [s.material for s in slots]
+    data_mats = [data_material(m, uv_map, changes) for m in originals] or [data_material(None, uv_map, changes)]
+    flat_mats = {v: [flat_base_material(m, v, changes) for m in originals] or [flat_base_material(None, v, changes)]
+                 for v in ((0.0, 1.0) if settings.response_passes else ())}
+    for i, s in enumerate(slots):
+        changes.set(s, "material", originals[i])
+
+    cam_data = changes.new_id(bpy.data.cameras, "GroupEdit camera")
+    cam_obj = changes.new_object("GroupEdit camera", cam_data, scene.collection)
+    changes.set(scene, "camera", cam_obj)
+    user_filter = cycles.filter_width
+    if not settings.inter_reflections:
+        changes.set(cycles, "diffuse_bounces", 0)
+        changes.set(cycles, "glossy_bounces", 0)
+    for attr in ("samples", "filter_width", "use_denoising"):
+        changes.set(cycles, attr, getattr(cycles, attr))
+    changes.set(render, "filepath", render.filepath)
+    return _RenderSetup(changes, view_layer, slots, originals, data_mats, flat_mats, cam_data, cam_obj, user_filter,
+                        studio)
+
+
+def _place_camera(scene: Any, setup: _RenderSetup, view: Any, scene_rig: bool, mesh: Any) -> None:
+    """Make the view's camera the scene's: a scene camera as it is, or ours posed and clipped around the mesh."""
+    cam = view.camera
+    if scene_rig:
+        scene.camera = scene.objects[view.label]
+        return
+    cam_data, cam_obj = setup.cam_data, setup.cam_obj
+    scene.camera = cam_obj
+    k = cam.intrinsics
+    cam_data.sensor_fit, cam_data.sensor_width = "AUTO", 36.0
+    cam_data.lens = k.fx * 36.0 / max(k.width, k.height)
+    cam_data.shift_x = cam_data.shift_y = 0.0
+    cam_obj.matrix_world = Matrix(cam.camera_to_world_opengl.tolist())  # rows
+    z = cam.to_camera(mesh.positions)[:, 2]
+    z_front = z[z > 0]
+    near = max(float(z_front.min()) * 0.5, 1e-4) if len(z_front) else 1e-3
+    cam_data.clip_start, cam_data.clip_end = near, max(float(z.max()) * 2.0, near * 10)
+
+
+def _use_materials(setup: _RenderSetup, materials: list[Any]) -> None:
+    """Put ``materials`` in the object's slots (or, for an object without slots, the first as the override)."""
+    for s, m in zip(setup.slots, materials):
+        s.material = m
+    if not setup.slots:
+        setup.view_layer.material_override = materials[0] if materials and materials[0] is not None else None
+
+
+def _render_view(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
+                 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """All renders of one view -> its ViewSet passes, and seconds per stage."""
+    cycles = scene.cycles
+    bg = np.asarray(settings.background, np.float32)
+    # 1) colour
+    _use_materials(setup, setup.originals)
+    colour_filter = setup.user_filter if settings.colour_filter_px is None else settings.colour_filter_px
+    cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, colour_filter, settings.denoise
+    t1 = time.perf_counter()
+    rgba = _channels(_render(scene, tmp / "colour.exr"), "Combined", "RGBA")
+    t2 = time.perf_counter()
+    colour = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
+
+    # 2) the same light on a black and on a white base colour: how the colour responds to the base colour
+    response: dict[str, np.ndarray] = {}
+    for value, mats in setup.flat_mats.items():
+        _use_materials(setup, mats)
+        frgba = _channels(_render(scene, tmp / "flat.exr"), "Combined", "RGBA")
+        # composited like the colour: along the silhouette both mix in the same background
+        response["white" if value else "black"] = frgba[..., :3] + (1.0 - frgba[..., 3:4]) * bg
+
+    # 3) data: with the response passes, the albedo once through the colour render's pixel filter
+    #    (what the lighting removal compares the colour with), then exactly per pixel centre
+    _use_materials(setup, setup.data_mats)
+    filtered_albedo = None
+    if setup.flat_mats:
+        argba = _channels(_render(scene, tmp / "albedo.exr"), "Combined", "RGBA")
+        filtered_albedo = argba[..., :3] / np.maximum(argba[..., 3:4], 1e-6)
+    t_resp = time.perf_counter()
+    cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
+    t3 = time.perf_counter()
+    data_exr = _render(scene, tmp / "data.exr")
+    t4 = time.perf_counter()
+    alpha = _channels(data_exr, "Combined", "A")[..., 0]
+    mask = alpha > 0.5
+    albedo = _channels(data_exr, "Combined", "RGB") / np.maximum(alpha, 1e-6)[..., None]
+    position = np.where(mask[..., None], _channels(data_exr, "Position", "XYZ"), 0.0).astype(np.float32)
+    normal = np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32)
+    uv = np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32)
+    depth = np.where(mask, (position - cam.centre) @ cam.forward, 0.0).astype(np.float32)
+
+    def unlit(values: np.ndarray) -> np.ndarray:
+        """An albedo pass: sRGB-encoded, the background colour outside the object."""
+        return to_uint8(linear_to_srgb(np.where(mask[..., None], values, bg)))
+
+    passes = {
+        "colour": to_uint8(linear_to_srgb(colour)),
+        "albedo": unlit(albedo),
+        "mask": mask,
+        "depth": depth,
+        "normal": normal,
+        "uv": uv,
+        "position": position,
+        **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()},
+    }
+    if filtered_albedo is not None:
+        passes["albedo_filtered"] = unlit(filtered_albedo)
+    return passes, {"colour render": t2 - t1, "response renders": t_resp - t2, "data render": t4 - t3}
+
+
+def _viewset(obj: Any, spec: RigSpec, settings: CaptureSettings, scene: Any, setup: _RenderSetup, out_dir: Path,
+             uv_map: str, views: list[View], coverage: float) -> ViewSet:
+    """The captured ViewSet with everything its manifest records."""
+    units = scene.unit_settings
+    return ViewSet(
+        root=out_dir, object_name=obj.name, views=views, rig=spec.to_dict(), uv_map=uv_map,
+        materials=[m.name if m else "" for m in setup.originals],
+        units={"length": units.length_unit.lower(), "scale_length": units.scale_length,
+               "system": units.system.lower()},
+        capture={**asdict(settings), "lighting_used": "studio" if setup.studio else "scene",
+                 "device": scene.cycles.device, "colour_transform": "Standard (sRGB OETF of linear, clipped)",
+                 "samples_data": 1, "data_filter_width_px": DATA_FILTER_WIDTH, "engine": "CYCLES"},
+        coverage=coverage,
+        generator={"name": "groupedit", "version": _version(), "blender": bpy.app.version_string},
+    )
+
+
 def capture_steps(
     obj: Any, spec: RigSpec, settings: CaptureSettings, out_dir: str | Path, scene: Any | None = None
 ) -> Generator[CaptureProgress, None, ViewSet]:
     """Capture ``obj`` view by view, yielding progress after each; returns the :class:`ViewSet`.
 
-    Closing the generator early (cancel) or any error removes everything this capture wrote and
+    Steps: check the inputs, plan the rig, prepare the folder, set up the scene (:func:`_set_up_render`), then per
+    view place the camera and render its passes (:func:`_render_view`) into files; finally the mesh, the coverage
+    and the manifest. Closing the generator early (cancel) or any error removes everything this capture wrote and
     restores the scene. Run it to the end with :func:`capture`.
     """
     scene = scene or bpy.context.scene
@@ -194,14 +387,7 @@ def capture_steps(
     width, height = _frame_size(spec, scene, settings.view_size)
     uv_map = ensure_uv_map(obj, settings.add_uv, settings.uv_map)
     mesh = mesh_data(obj, uv_map)
-    if spec.kind == "scene":
-        rig = _scene_cameras(scene, spec.scene_cameras, width, height)
-        rig = [v for i, v in enumerate(rig) if i not in spec.disabled]
-    else:
-        pts = mesh.positions
-        if len(pts) > 50_000:
-            pts = pts[np.random.default_rng(0).choice(len(pts), 50_000, replace=False)]
-        rig = build_rig(spec, pts, width, height)
+    rig = _plan_rig(obj, spec, scene, mesh, width, height)
     created = _prepare_output(out_dir, settings.overwrite)
     if settings.overwrite:
         _clean_output(out_dir, created=False)
@@ -210,169 +396,23 @@ def capture_steps(
     finished = False
     changes = SceneChanges()
     try:
-        view_layer = bpy.context.view_layer
-        render, cycles = scene.render, scene.cycles
-        changes.set(render, "engine", "CYCLES")
-        changes.set(cycles, "device", _pick_device(scene, settings.device))
-        for attr, value in (
-            ("resolution_x", width), ("resolution_y", height), ("resolution_percentage", 100),
-            ("pixel_aspect_x", 1.0), ("pixel_aspect_y", 1.0), ("use_border", False),
-            ("film_transparent", True), ("use_single_layer", True), ("use_compositing", False),
-            ("use_sequencer", False), ("use_persistent_data", False),
-        ):
-            changes.set(render, attr, value)
-        settings_img = render.image_settings
-        for attr, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
-            changes.set(settings_img, attr, value)
-        changes.set(cycles, "use_adaptive_sampling", False)
-        for layer in scene.view_layers:
-            if layer != view_layer:
-                changes.set(layer, "use", False)
-        for attr in ("use_pass_position", "use_pass_normal"):
-            changes.set(view_layer, attr, True)
-        changes.set(view_layer, "material_override", None)
-        if UV_AOV not in view_layer.aovs:
-            aov = view_layer.aovs.add()
-            aov.name, aov.type = UV_AOV, "COLOR"
-            changes.on_restore(lambda: view_layer.aovs.remove(view_layer.aovs[UV_AOV]))
-        for o in scene.objects:
-            if o != obj and o.type not in ("LIGHT", "CAMERA") and o.visible_camera:
-                changes.set(o, "visible_camera", False)
-        changes.set(obj, "hide_render", False)
-        changes.set(obj, "visible_camera", True)
-        studio = _use_studio(scene, settings.lighting)
-        if studio:
-            _add_studio(scene, changes, mesh.positions.mean(axis=0))
-
-        # the object's own materials and their unlit copies, swapped per render
-        slots = list(obj.material_slots)
-        originals = [s.material for s in slots]
-        data_mats = [data_material(m, uv_map, changes) for m in originals] or [data_material(None, uv_map, changes)]
-        flat_mats = {v: [flat_base_material(m, v, changes) for m in originals] or [flat_base_material(None, v, changes)]
-                     for v in ((0.0, 1.0) if settings.response_passes else ())}
-        for i, s in enumerate(slots):
-            changes.set(s, "material", originals[i])
-
-        cam_data = changes.new_id(bpy.data.cameras, "GroupEdit camera")
-        cam_obj = changes.new_object("GroupEdit camera", cam_data, scene.collection)
-        changes.set(scene, "camera", cam_obj)
-        user_filter = cycles.filter_width
-        if not settings.inter_reflections:
-            changes.set(cycles, "diffuse_bounces", 0)
-            changes.set(cycles, "glossy_bounces", 0)
-        for attr in ("samples", "filter_width", "use_denoising"):
-            changes.set(cycles, attr, getattr(cycles, attr))
-        changes.set(render, "filepath", render.filepath)
-
+        setup = _set_up_render(scene, obj, settings, width, height, uv_map, mesh, changes)
         written: list[View] = []
         depth_maps: list[tuple[Camera, np.ndarray]] = []
         for n, rv in enumerate(rig):
             t0 = time.perf_counter()
-            cam = rv.camera
-            if spec.kind == "scene":
-                scene.camera = scene.objects[rv.label]
-            else:
-                scene.camera = cam_obj
-                k = cam.intrinsics
-                cam_data.sensor_fit, cam_data.sensor_width = "AUTO", 36.0
-                cam_data.lens = k.fx * 36.0 / max(k.width, k.height)
-                cam_data.shift_x = cam_data.shift_y = 0.0
-                cam_obj.matrix_world = Matrix(cam.camera_to_world_opengl.tolist())  # rows
-            z = cam.to_camera(mesh.positions)[:, 2]
-            z_front = z[z > 0]
-            near = max(float(z_front.min()) * 0.5, 1e-4) if len(z_front) else 1e-3
-            if spec.kind != "scene":
-                cam_data.clip_start, cam_data.clip_end = near, max(float(z.max()) * 2.0, near * 10)
-
-            # 1) colour
-            for s, m in zip(slots, originals):
-                s.material = m
-            if not slots:
-                view_layer.material_override = None
-            colour_filter = user_filter if settings.colour_filter_px is None else settings.colour_filter_px
-            cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, colour_filter, settings.denoise
-            t1 = time.perf_counter()
-            colour_exr = _render(scene, tmp / "colour.exr")
-            t2 = time.perf_counter()
-            rgba = _channels(colour_exr, "Combined", "RGBA")
-            bg = np.asarray(settings.background, np.float32)
-            colour = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
-
-            # 2) the same light on a black and on a white base colour: how the colour responds to the base colour
-            response: dict[str, np.ndarray] = {}
-            for value, mats in flat_mats.items():
-                for s, m in zip(slots, mats):
-                    s.material = m
-                if not slots:
-                    view_layer.material_override = mats[0]
-                frgba = _channels(_render(scene, tmp / "flat.exr"), "Combined", "RGBA")
-                # composited like the colour: along the silhouette both mix in the same background
-                response["white" if value else "black"] = frgba[..., :3] + (1.0 - frgba[..., 3:4]) * bg
-
-            # 3) data: with the response passes, the albedo once through the colour render's pixel filter
-            #    (what the lighting removal compares the colour with), then exactly per pixel centre
-            for s, m in zip(slots, data_mats):
-                s.material = m
-            if not slots:
-                view_layer.material_override = data_mats[0]
-            filtered_albedo = None
-            if flat_mats:
-                argba = _channels(_render(scene, tmp / "albedo.exr"), "Combined", "RGBA")
-                filtered_albedo = argba[..., :3] / np.maximum(argba[..., 3:4], 1e-6)
-            t_resp = time.perf_counter()
-            cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
-            t3 = time.perf_counter()
-            data_exr = _render(scene, tmp / "data.exr")
+            _place_camera(scene, setup, rv, spec.kind == "scene", mesh)
+            passes, stages = _render_view(scene, setup, settings, rv.camera, tmp)
             t4 = time.perf_counter()
-            alpha = _channels(data_exr, "Combined", "A")[..., 0]
-            mask = alpha > 0.5
-            albedo = _channels(data_exr, "Combined", "RGB") / np.maximum(alpha, 1e-6)[..., None]
-            position = np.where(mask[..., None], _channels(data_exr, "Position", "XYZ"), 0.0).astype(np.float32)
-            normal = np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32)
-            uv = np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32)
-            depth = np.where(mask, (position - cam.centre) @ cam.forward, 0.0).astype(np.float32)
-
-            def unlit(values: np.ndarray) -> np.ndarray:
-                """An albedo pass: sRGB-encoded, the background colour outside the object."""
-                return to_uint8(linear_to_srgb(np.where(mask[..., None], values, bg)))
-
-            passes = {
-                "colour": to_uint8(linear_to_srgb(colour)),
-                "albedo": unlit(albedo),
-                "mask": mask,
-                "depth": depth,
-                "normal": normal,
-                "uv": uv,
-                "position": position,
-                **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()},
-            }
-            if filtered_albedo is not None:
-                passes["albedo_filtered"] = unlit(filtered_albedo)
             files = write_view_files(out_dir, rv.name, passes)
-            written.append(View(rv.name, cam, files, rv.azimuth_deg, rv.elevation_deg, rv.label))
-            depth_maps.append((cam, depth))
+            written.append(View(rv.name, rv.camera, files, rv.azimuth_deg, rv.elevation_deg, rv.label))
+            depth_maps.append((rv.camera, passes["depth"]))
             t5 = time.perf_counter()
-            stages = {"colour render": t2 - t1, "response renders": t_resp - t2, "data render": t4 - t3,
-                      "passes to files": t5 - t4}
-            yield CaptureProgress(n + 1, len(rig), rv.name, t5 - t0, stages)
+            yield CaptureProgress(n + 1, len(rig), rv.name, t5 - t0, {**stages, "passes to files": t5 - t4})
 
         mesh.save(out_dir / MESH_FILE)
-        cov = coverage_mod.coverage(mesh, depth_maps)
-        vs = ViewSet(
-            root=out_dir,
-            object_name=obj.name,
-            views=written,
-            rig=spec.to_dict(),
-            uv_map=uv_map,
-            materials=[m.name if m else "" for m in originals],
-            units={"length": scene.unit_settings.length_unit.lower(), "scale_length": scene.unit_settings.scale_length,
-                   "system": scene.unit_settings.system.lower()},
-            capture={**asdict(settings), "lighting_used": "studio" if studio else "scene", "device": cycles.device,
-                     "colour_transform": "Standard (sRGB OETF of linear, clipped)", "samples_data": 1,
-                     "data_filter_width_px": DATA_FILTER_WIDTH, "engine": "CYCLES"},
-            coverage=cov,
-            generator={"name": "groupedit", "version": _version(), "blender": bpy.app.version_string},
-        )
+        vs = _viewset(obj, spec, settings, scene, setup, out_dir, uv_map, written,
+                      coverage_mod.coverage(mesh, depth_maps))
         vs.write_manifest()
         finished = True
         return vs

@@ -10,7 +10,7 @@ from diffusers import AutoencoderKLWan
 
 from backend.cli import build_parser, editor_config
 from backend.errors import BackendError, InvalidInput, ModelNotReady, OutOfMemory
-from backend.editors.groupediting import GroupEditingEditor
+from backend.editors.groupediting_editor import GroupEditingEditor
 from backend.groupediting.loader import ACTIVATION_MARGIN, GIB, LoadSettings, check_vram, estimate_vram
 from backend.groupediting.settings import EditSettings
 

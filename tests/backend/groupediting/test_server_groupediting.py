@@ -20,7 +20,7 @@ import requests
 from PIL import Image
 
 from backend.editors.base import EditInput
-from backend.editors.groupediting import GroupEditingEditor
+from backend.editors.groupediting_editor import GroupEditingEditor
 from backend.errors import InvalidInput
 from backend.groupediting.weights import save_groupedit_weights
 
