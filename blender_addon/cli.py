@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 from .core.capture.settings import CaptureSettings
 from .core.errors import GroupEditError, InvalidInputError
 from .core.options import add_arguments, from_arguments
-from .core.bake.restyle import TEXTURE_SIZE_RANGE, check_texture_size
+from .core.bake.restyle import TEXTURE_SIZE_RANGE
+from .workflows import bake_viewset, edit_viewset, save_outputs
 
 if TYPE_CHECKING:
-    from .core.client.api import PollStatus
     from .core.client.server_process import LocalServer
 from .core.capture.rigs import RigSpec
 
@@ -215,61 +215,6 @@ def _local_server(data_dir: Path, editor: str) -> tuple[LocalServer, str, str]:
     return LocalServer(), url, command
 
 
-def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: str | None, edited: str,
-                 delight: bool, apply: bool = False) -> list[Path]:
-    """Bake a ViewSet's edited views into texture files (and apply them to the object when asked)."""
-    import bpy
-
-    from .blender.bake.apply_texture import apply_textures, texture_targets, write_texture_file
-    from .core.bake.edit_bake import EditBakeSettings
-    from .core.bake.restyle import TextureTarget, bake_edit_into_targets, default_texture_path, load_edited
-    from .core.format.viewset import ViewSet
-
-    check_texture_size(size)
-    fmt = fmt or ("exr" if out.suffix.lower() == ".exr" else "png8")
-    vs = ViewSet.read(views)
-    edited_views = load_edited(vs, edited)
-    name = obj_name or vs.object_name
-    obj = bpy.context.scene.objects.get(name)
-    if obj is not None:
-        targets = texture_targets(obj, vs.uv_map)
-    elif apply or obj_name:
-        raise InvalidInputError(f"no object {name!r} in the scene: open the .blend or asset it came from (--input)")
-    else:
-        log.info("%r is not in the scene: the original appearance comes from the capture's albedo", name)
-        targets = [TextureTarget(m or f"material {i}", [i]) for i, m in enumerate(vs.materials or [""])]
-    t0 = time.perf_counter()
-    bakes = bake_edit_into_targets(vs, edited_views, targets, size, EditBakeSettings(delight=delight))
-    for tb in bakes:
-        changed = tb.result.changed[tb.result.covered].mean() if tb.result.covered.any() else 0.0
-        print(f"{tb.target.name}: {changed:.1%} of the texels changed; {tb.layout.message()}")
-    print(f"baked {len(bakes)} texture(s) in {time.perf_counter() - t0:.1f} s")
-    if apply:
-        return apply_textures(obj, bakes, out.parent, fmt, pack=True, uv_map=vs.uv_map).files
-    return [write_texture_file(default_texture_path(out, tb.target, len(bakes)), tb.result.srgb, fmt) for tb in bakes]
-
-
-def _save_outputs(save_blend: Path | None, export: Path | None, obj_name: str) -> None:
-    import bpy
-
-    from .core.errors import OutputNotWritableError
-
-    for path in (save_blend, export):
-        if path is not None and path.exists():
-            raise OutputNotWritableError(f"{path} exists: choose a new file name")
-    if save_blend is not None:
-        save_blend.parent.mkdir(parents=True, exist_ok=True)
-        bpy.ops.wm.save_as_mainfile(filepath=str(save_blend.absolute()), copy=True)
-        print(f"restyled scene: {save_blend}")
-    if export is not None:
-        export.parent.mkdir(parents=True, exist_ok=True)
-        obj = bpy.context.scene.objects[obj_name]
-        for o in bpy.context.scene.objects:
-            o.select_set(o == obj)
-        bpy.ops.export_scene.gltf(filepath=str(export.absolute()), use_selection=True, export_format="GLB")
-        print(f"restyled asset: {export}")
-
-
 def cmd_bake(args: argparse.Namespace) -> int:
     from .blender.loading import open_input
 
@@ -283,7 +228,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
         print(f"texture: {f}")
     if args.apply:
         from .core.format.viewset import ViewSet
-        _save_outputs(args.save_blend, args.export, args.object or ViewSet.read(args.views).object_name)
+        save_outputs(args.save_blend, args.export, args.object or ViewSet.read(args.views).object_name)
     return 0
 
 
@@ -323,7 +268,7 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
     for path in (out / f"{stem}.blend", out / f"{stem}.glb"):
         if path.exists() and args.overwrite:
             path.unlink()
-    _save_outputs(out / f"{stem}.blend", out / f"{stem}.glb", obj_name)
+    save_outputs(out / f"{stem}.blend", out / f"{stem}.glb", obj_name)
     return views
 
 
@@ -379,37 +324,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{key}: {report[key]:.4f}")
     print(f"report: {json_path}")
     return 0
-
-
-def edit_viewset(views: Path, instruction: str, server: str, token: str = "", timeout: float = 3600.0,
-                 online_access: bool = True, description: str | None = None,
-                 options: dict[str, object] | None = None) -> "PollStatus":
-    """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status (its message
-    says where the edited views are and, for editors that prompt a model, the text the model was given)."""
-    from .core.client.api import BackendClient, JobPoller
-    from .core.format.viewset import ViewSet
-
-    poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction,
-                       options=options, description=description)
-    end = time.monotonic() + timeout
-    last = ""
-    try:
-        while not poller.step().finished:
-            st = poller.status
-            bar = "#" * int(20 * st.fraction)
-            line = f"[{bar:<20}] {st.state} {st.stage} {st.step}/{st.total}" if st.total else f"{st.state}: {st.message}"
-            if line != last:
-                print(line, flush=True)
-                last = line
-            if time.monotonic() > end:
-                poller.cancel()
-                raise GroupEditError(f"the edit took longer than {timeout:.0f} s and was cancelled")
-            if st.state in ("queued", "running"):
-                time.sleep(0.2)
-    except KeyboardInterrupt:
-        poller.cancel()
-        raise
-    return poller.status
 
 
 def cmd_edit(args: argparse.Namespace) -> int:

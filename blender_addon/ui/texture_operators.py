@@ -7,9 +7,7 @@ from pathlib import Path
 
 import bpy
 
-from ..core.bake.edit_bake import EditBakeSettings
 from ..core.errors import GroupEditError
-from ..core.bake.restyle import bake_edit_into_targets, load_edited
 from ..core.format.viewset import ViewSet
 from .modal import reports_errors
 
@@ -36,16 +34,16 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
 
     @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
-        from ..blender.bake.apply_texture import apply_textures, texture_targets
+        from ..blender.bake.apply_texture import apply_textures
+        from ..workflows import bake_edited_views
 
         s = context.scene.groupedit
         vs = ViewSet.read(Path(bpy.path.abspath(s.last_folder)))
         obj = _object_of(context, vs)
         context.window_manager.progress_begin(0, 1)
         try:
-            bakes = bake_edit_into_targets(
-                vs, load_edited(vs), texture_targets(obj, vs.uv_map), int(s.texture_size),
-                EditBakeSettings(delight=s.remove_lighting),
+            bakes = bake_edited_views(
+                vs, obj, int(s.texture_size), delight=s.remove_lighting,
                 progress=lambda done, total, _: context.window_manager.progress_update(done / max(total, 1)))
             files_here = s.texture_storage == "FILES" and bool(bpy.data.filepath)
             folder = (Path(bpy.path.abspath("//textures")) if files_here

@@ -1,0 +1,130 @@
+"""Workflows: the steps after a capture, as one function each, shared by the command line and the operators.
+
+:func:`bake_edited_views` (edited views -> one texture per material of the object, or of the capture's albedo when
+the object is not in the scene), :func:`bake_viewset` (the same into files, or applied to the object),
+:func:`edit_viewset` (a ViewSet through the edit server, waiting for it) and :func:`save_outputs` (the restyled
+scene and asset). They report through ``say`` (default :func:`print_line`, the command line's output).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .core.bake.restyle import check_texture_size
+from .core.errors import GroupEditError, InvalidInputError
+
+if TYPE_CHECKING:
+    from .core.bake.restyle import BakeProgress, TextureBake
+    from .core.client.api import PollStatus
+    from .core.format.viewset import ViewSet
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+def print_line(line: str) -> None:
+    """The command line's ``say``: one line on stdout, flushed (progress must show while a job runs)."""
+    print(line, flush=True)
+
+
+def bake_edited_views(vs: ViewSet, obj: Any | None, size: int, edited: str = "edited", delight: bool = True,
+                      progress: BakeProgress | None = None) -> list[TextureBake]:
+    """The ViewSet's edited views baked into one ``size``² texture per material of ``obj`` (its own images kept
+    where the edit did not change them), or, without ``obj``, per material of the capture (the original
+    appearance then comes from the capture's albedo)."""
+    from .blender.bake.apply_texture import texture_targets
+    from .core.bake.edit_bake import EditBakeSettings
+    from .core.bake.restyle import TextureTarget, bake_edit_into_targets, load_edited
+
+    check_texture_size(size)
+    if obj is not None:
+        targets = texture_targets(obj, vs.uv_map)
+    else:
+        log.info("%r is not in the scene: the original appearance comes from the capture's albedo", vs.object_name)
+        targets = [TextureTarget(m or f"material {i}", [i]) for i, m in enumerate(vs.materials or [""])]
+    return bake_edit_into_targets(vs, load_edited(vs, edited), targets, size, EditBakeSettings(delight=delight),
+                                  progress=progress)
+
+
+def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: str | None, edited: str,
+                 delight: bool, apply: bool = False, say: Say = print_line) -> list[Path]:
+    """Bake a ViewSet's edited views into texture files (and apply them to the object when asked)."""
+    import bpy
+
+    from .blender.bake.apply_texture import apply_textures, write_texture_file
+    from .core.bake.restyle import default_texture_path
+    from .core.format.viewset import ViewSet
+
+    check_texture_size(size)
+    fmt = fmt or ("exr" if out.suffix.lower() == ".exr" else "png8")
+    vs = ViewSet.read(views)
+    name = obj_name or vs.object_name
+    obj = bpy.context.scene.objects.get(name)
+    if obj is None and (apply or obj_name):
+        raise InvalidInputError(f"no object {name!r} in the scene: open the .blend or asset it came from (--input)")
+    t0 = time.perf_counter()
+    bakes = bake_edited_views(vs, obj, size, edited, delight)
+    for tb in bakes:
+        changed = tb.result.changed[tb.result.covered].mean() if tb.result.covered.any() else 0.0
+        say(f"{tb.target.name}: {changed:.1%} of the texels changed; {tb.layout.message()}")
+    say(f"baked {len(bakes)} texture(s) in {time.perf_counter() - t0:.1f} s")
+    if apply:
+        return apply_textures(obj, bakes, out.parent, fmt, pack=True, uv_map=vs.uv_map).files
+    return [write_texture_file(default_texture_path(out, tb.target, len(bakes)), tb.result.srgb, fmt) for tb in bakes]
+
+
+def save_outputs(save_blend: Path | None, export: Path | None, obj_name: str, say: Say = print_line) -> None:
+    """Save the scene as a new .blend and/or export the object as a new .glb (never over an existing file)."""
+    import bpy
+
+    from .core.errors import OutputNotWritableError
+
+    for path in (save_blend, export):
+        if path is not None and path.exists():
+            raise OutputNotWritableError(f"{path} exists: choose a new file name")
+    if save_blend is not None:
+        save_blend.parent.mkdir(parents=True, exist_ok=True)
+        bpy.ops.wm.save_as_mainfile(filepath=str(save_blend.absolute()), copy=True)
+        say(f"restyled scene: {save_blend}")
+    if export is not None:
+        export.parent.mkdir(parents=True, exist_ok=True)
+        obj = bpy.context.scene.objects[obj_name]
+        for o in bpy.context.scene.objects:
+            o.select_set(o == obj)
+        bpy.ops.export_scene.gltf(filepath=str(export.absolute()), use_selection=True, export_format="GLB")
+        say(f"restyled asset: {export}")
+
+
+def edit_viewset(views: Path, instruction: str, server: str, token: str = "", timeout: float = 3600.0,
+                 online_access: bool = True, description: str | None = None,
+                 options: dict[str, object] | None = None, say: Say = print_line) -> PollStatus:
+    """Submit a ViewSet to the server and wait, printing a progress bar; returns the final status (its message
+    says where the edited views are and, for editors that prompt a model, the text the model was given)."""
+    from .core.client.api import BackendClient, JobPoller
+    from .core.format.viewset import ViewSet
+
+    poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction,
+                       options=options, description=description)
+    end = time.monotonic() + timeout
+    last = ""
+    try:
+        while not poller.step().finished:
+            st = poller.status
+            bar = "#" * int(20 * st.fraction)
+            line = f"[{bar:<20}] {st.state} {st.stage} {st.step}/{st.total}" if st.total else f"{st.state}: {st.message}"
+            if line != last:
+                say(line)
+                last = line
+            if time.monotonic() > end:
+                poller.cancel()
+                raise GroupEditError(f"the edit took longer than {timeout:.0f} s and was cancelled")
+            if st.state in ("queued", "running"):
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        poller.cancel()
+        raise
+    return poller.status
