@@ -30,7 +30,7 @@ from . import __version__
 from .config import Limits, ServerConfig
 from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
 from .jobfiles import decode_image, preview_path, read_metadata, result_path, stage_inputs
-from .store import TERMINAL, JobStore
+from .store import TERMINAL, Job, JobStore
 from .viewdata import Camera, all_or_none, decode_pass, decode_token_file, parse_camera
 from .worker import Supervisor, device_memory
 
@@ -139,6 +139,59 @@ async def read_view(form: Any, index: int, view: ManifestView, limits: Limits) -
     return StagedView(view.name, image, mask, camera, passes)
 
 
+async def submit_job(request: Request, store: JobStore, limits: Limits) -> Job:
+    """Read, check and stage one submitted job (``POST /v1/jobs``); a retried submit (same ``Idempotency-Key``)
+    returns the job it made the first time."""
+    key = request.headers.get("idempotency-key")
+    if key and (known := store.by_key(key)) is not None:  # a retried submit: the same job, once
+        return known
+    try:
+        form = await request.form(max_files=(2 + len(GEOMETRY_PASSES)) * limits.max_views + 2, max_fields=8)
+    except PayloadTooLarge:
+        raise
+    except Exception as exc:  # noqa: BLE001 - malformed multipart
+        raise InvalidInput(f"the body is not valid multipart form data: {exc}") from exc
+    manifest = await read_manifest(form, limits)
+    views = [await read_view(form, i, v, limits) for i, v in enumerate(manifest.views)]
+    cameras = [v.camera for v in views]
+    staged_cameras = cameras if all_or_none([c is not None for c in cameras], "a camera") else None
+    geometry = {p: [v.passes[p] for v in views] for p in GEOMETRY_PASSES
+                if all_or_none([p in v.passes for v in views], f"the {p} pass")}
+    reference = await _file(form, manifest.reference, "reference") if manifest.reference else None
+    if reference is not None:
+        decode_image(reference, "reference image", limits.max_pixels, "RGB")
+    tokens = None
+    if manifest.geometry_tokens:
+        tokens = decode_token_file(await _file(form, manifest.geometry_tokens, "geometry_tokens (a .npy file)"),
+                                   len(views))
+    text = {k: v for k, v in (("description", manifest.description), ("subject", manifest.subject)) if v}
+    job, _created = await asyncio.to_thread(
+        store.create, manifest.instruction, manifest.options, [v.name for v in views], key,
+        lambda folder: stage_inputs(folder, [v.image for v in views], [v.mask for v in views], reference,
+                                    staged_cameras, geometry, text, tokens),
+        limits.max_queue,
+    )
+    return job
+
+
+async def event_stream(store: JobStore, job_id: str, after: int, request: Request) -> AsyncIterator[bytes]:
+    """Server-sent events of one job after event id ``after``, until its final state (or the client leaves)."""
+    cursor = after
+    while True:
+        batch = store.events(job_id, cursor)
+        for eid, kind, data in batch:
+            cursor = eid
+            yield f"id: {eid}\nevent: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+            if kind in TERMINAL:
+                return
+        if not batch:
+            if store.get(job_id).state in TERMINAL and not store.events(job_id, cursor):
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.05)
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI application for ``config`` (starts the supervisor and worker on startup)."""
     config.validate()
@@ -185,36 +238,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post(f"{API}/jobs", status_code=202)
     async def submit(request: Request) -> JSONResponse:
-        limits = config.limits
-        key = request.headers.get("idempotency-key")
-        if key and (known := store.by_key(key)) is not None:  # a retried submit: the same job, once
-            return JSONResponse(known.to_dict(store.position(known)), status_code=202)
-        try:
-            form = await request.form(max_files=(2 + len(GEOMETRY_PASSES)) * limits.max_views + 2, max_fields=8)
-        except PayloadTooLarge:
-            raise
-        except Exception as exc:  # noqa: BLE001 - malformed multipart
-            raise InvalidInput(f"the body is not valid multipart form data: {exc}") from exc
-        manifest = await read_manifest(form, limits)
-        views = [await read_view(form, i, v, limits) for i, v in enumerate(manifest.views)]
-        cameras = [v.camera for v in views]
-        staged_cameras = cameras if all_or_none([c is not None for c in cameras], "a camera") else None
-        geometry = {p: [v.passes[p] for v in views] for p in GEOMETRY_PASSES
-                    if all_or_none([p in v.passes for v in views], f"the {p} pass")}
-        reference = await _file(form, manifest.reference, "reference") if manifest.reference else None
-        if reference is not None:
-            decode_image(reference, "reference image", limits.max_pixels, "RGB")
-        tokens = None
-        if manifest.geometry_tokens:
-            tokens = decode_token_file(await _file(form, manifest.geometry_tokens, "geometry_tokens (a .npy file)"),
-                                       len(views))
-        text = {k: v for k, v in (("description", manifest.description), ("subject", manifest.subject)) if v}
-        job, _created = await asyncio.to_thread(
-            store.create, manifest.instruction, manifest.options, [v.name for v in views], key,
-            lambda folder: stage_inputs(folder, [v.image for v in views], [v.mask for v in views], reference,
-                                        staged_cameras, geometry, text, tokens),
-            limits.max_queue,
-        )
+        job = await submit_job(request, store, config.limits)
         return JSONResponse(job.to_dict(store.position(job)), status_code=202)
 
     @app.get(f"{API}/jobs")
@@ -256,22 +280,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         last = request.headers.get("last-event-id")
         start = int(last) if last and last.isdigit() else after
 
-        async def stream() -> AsyncIterator[bytes]:
-            cursor = start
-            while True:
-                batch = store.events(job_id, cursor)
-                for eid, kind, data in batch:
-                    cursor = eid
-                    yield f"id: {eid}\nevent: {kind}\ndata: {json.dumps(data)}\n\n".encode()
-                    if kind in TERMINAL:
-                        return
-                if not batch:
-                    if store.get(job_id).state in TERMINAL and not store.events(job_id, cursor):
-                        return
-                    if await request.is_disconnected():
-                        return
-                    await asyncio.sleep(0.05)
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(event_stream(store, job_id, start, request), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     return app
