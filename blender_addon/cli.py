@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from .core.capture.settings import CaptureSettings
 from .core.errors import GroupEditError, InvalidInputError
+from .core.format.viewset import EDITED_DIR
 from .core.options import add_arguments, from_arguments
 from .core.bake.restyle import TEXTURE_SIZE_RANGE
 from .workflows import bake_viewset, edit_viewset, save_outputs
@@ -74,7 +75,8 @@ def _add_bake_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--texture-size", type=int, default=1024, help=TEXTURE_SIZE_HELP)
     p.add_argument("--format", choices=["png8", "png16", "exr"], help="texture format (default: from the file "
                    "name: .exr as EXR, else 8-bit PNG)")
-    p.add_argument("--edited", default="edited", help="subfolder of the ViewSet with the edited views")
+    p.add_argument("--edited", default=EDITED_DIR, help=f"subfolder of the ViewSet with the edited views (default "
+                   f"{EDITED_DIR})")
     p.add_argument("--keep-lighting", action="store_true", help="the edited views are albedo already: "
                    "do not remove the renders' shading")
 
@@ -291,7 +293,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     views = run_pipeline(run_args, out)
     vs = ViewSet.read(views)
     before = [vs.load(v, "colour") for v in vs.views]
-    after = [read_png(views / "edited" / f"{v.name}.png")[..., :3] for v in vs.views]
+    after = [read_png(views / EDITED_DIR / f"{v.name}.png")[..., :3] for v in vs.views]
     sheet = out / "before_after.png"
     write_png(sheet, contact_sheet(before + after, tile=args.view_size, columns=len(vs.views)))
     print(f"instruction: {args.instruction!r}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.bake.restyle import check_texture_size
 from .core.errors import GroupEditError, InvalidInputError
+from .core.format.viewset import EDITED_DIR
 
 if TYPE_CHECKING:
     from .core.bake.restyle import BakeProgress, TextureBake
@@ -31,7 +32,7 @@ def print_line(line: str) -> None:
     print(line, flush=True)
 
 
-def bake_edited_views(vs: ViewSet, obj: Any | None, size: int, edited: str = "edited", delight: bool = True,
+def bake_edited_views(vs: ViewSet, obj: Any | None, size: int, edited: str = EDITED_DIR, delight: bool = True,
                       progress: BakeProgress | None = None) -> list[TextureBake]:
     """The ViewSet's edited views baked into one ``size``² texture per material of ``obj`` (its own images kept
     where the edit did not change them), or, without ``obj``, per material of the capture (the original

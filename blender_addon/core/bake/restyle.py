@@ -23,7 +23,7 @@ from .edit_bake import EditBakeSettings, ResponseCurve, bake_edit, edit_delta, r
 from ..errors import InvalidInputError, ViewSetFormatError
 from ..format.images import read_png, srgb_to_linear
 from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
-from ..format.viewset import View, ViewSet
+from ..format.viewset import EDITED_DIR, View, ViewSet
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def transfer_texture(image: np.ndarray, surface: TexelSurface, uvs: np.ndarray) 
     return fill_texture(surface, values, np.ones(len(values), bool))
 
 
-def load_edited(viewset: ViewSet, folder: str = "edited") -> list[np.ndarray]:
+def load_edited(viewset: ViewSet, folder: str = EDITED_DIR) -> list[np.ndarray]:
     """The edited views (uint8 (H, W, 3)) in ``<viewset>/<folder>/<view>.png``, in the ViewSet's order."""
     root = viewset.root / folder
     if not root.is_dir():

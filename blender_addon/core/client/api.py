@@ -20,15 +20,10 @@ import numpy as np
 from ..errors import ServerNotRunning, ServerRequestError
 from ..format.images import decode_png, encode_png, write_png
 from ..format.protocol import API, MANIFEST_FIELD, JobManifest, ManifestView, image_field, mask_field, pass_field
-from ..format.viewset import ViewSet
+from ..format.viewset import EDIT_RECORD, EDITED_DIR, PREVIEW_FILE, ViewSet
 
 log = logging.getLogger(__name__)
 
-EDITED_DIR = "edited"
-#: How an edit was made (the server's result metadata: preset, text encoded, sampler ...), beside the edited views.
-EDIT_RECORD = "edit.json"
-#: Where the poller keeps the running job's latest live preview, inside the ViewSet folder.
-PREVIEW_FILE = ".preview.png"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

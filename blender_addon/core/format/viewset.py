@@ -11,6 +11,8 @@ On disk a ViewSet is a folder::
     normal/view_000.npy      float32 (H, W, 3): world-space unit shading normal, 0 outside the mask
     uv/view_000.npy          float32 (H, W, 2): UV (origin bottom-left, as in Blender), 0 outside the mask
     position/view_000.npy    float32 (H, W, 3): world position of the surface at the pixel centre, 0 outside
+    (black/, white/, albedo_filtered/: the lighting-removal passes, see :data:`PASSES`)
+    edited/view_000.png      after an edit: the edited views, and edited/edit.json (how they were made)
 
 This module reads and writes that form with numpy alone (no bpy).
 """
@@ -48,6 +50,12 @@ PASSES: dict[str, tuple[str, str]] = {
     "albedo_filtered": ("png", "uint8 (H, W, 3), sRGB-encoded unlit base colour through the colour render's pixel "
                         "filter and samples (what the colour render shows of it)"),
 }
+
+#: Folders and files that edits add beside the capture: the edited views (an earlier edit moves to ``edited.1``,
+#: ``edited.2``, ...), the record of how they were made, and a running job's live preview.
+EDITED_DIR = "edited"
+EDIT_RECORD = "edit.json"
+PREVIEW_FILE = ".preview.png"
 
 #: Everything a capture writes into a ViewSet folder besides the manifest: one folder per pass and the mesh. An
 #: overwritten capture removes exactly these first, so no pass of an earlier capture survives into the new one.
