@@ -1,7 +1,8 @@
-"""Per-edit settings of the GroupEditing editor: the one place their defaults, ranges and help texts are written.
+"""Per-edit settings of the GroupEditing editor: their defaults, ranges and help are written once, here.
 
-:class:`EditSettings` is what an edit needs besides its data. The server's flags (``--preset``, ``--steps``, ...)
-are generated from its fields (:func:`add_setting_flags`) and set the server's defaults; a job's ``options`` override
+:class:`EditSettings` is what an edit needs besides its data. Its fields are options
+(:mod:`blender_addon.core.options`, the same mechanism as the add-on's settings): the server's flags
+(``--preset``, ``--steps``, ...) are made from them and set the server's defaults, and a job's ``options`` override
 them by field name (:meth:`EditSettings.with_options`). Fields left ``None`` take the preset's value
 (:mod:`.recipe`); :meth:`EditSettings.resolved` fills them in, and the resolved values are reported with every
 result.
@@ -9,10 +10,11 @@ result.
 
 from __future__ import annotations
 
-import argparse
-import math
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from blender_addon.core.errors import InvalidInputError
+from blender_addon.core.options import add_arguments, option, options_of, with_values
 
 from ..errors import InvalidInput
 from .recipe import DEFAULT_RECIPE, RECIPES, Recipe
@@ -21,30 +23,26 @@ from .recipe import DEFAULT_RECIPE, RECIPES, Recipe
 DEFAULT_PIXEL_BUDGET = 4 * 528 * 528
 
 
-def _setting(default: Any, help: str, low: float | None = None, high: float | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "min": low, "max": high})
-
-
 @dataclass(frozen=True)
 class EditSettings:
     """How to edit (``None``: the preset's value). See each field's help; units are stated there."""
 
-    preset: str = _setting(DEFAULT_RECIPE, "edit recipe: " + ", ".join(RECIPES) + " (docs/models.md)")
-    steps: int | None = _setting(None, "denoising steps (default: the preset's, 50)", 1, 1000)
-    guidance: float | None = _setting(None, "classifier-free guidance scale, off at 1 or less (default: the "
-                                            "preset's, 5)", 0.0, 100.0)
-    shift: float | None = _setting(None, "sigma shift of the flow-matching sampler (default: the preset's, 5)",
-                                   0.01, 100.0)
-    seed: int = _setting(0, "noise seed: the same seed gives the same edit", 0, 2**63 - 1)
-    pixel_budget: int = _setting(DEFAULT_PIXEL_BUDGET, "total pixels of the group at model resolution "
-                                                       "(4 x 528 x 528)", 16 * 16, 1 << 26)
-    mask_dilation: int = _setting(5, "pixels (at model resolution) the edit region grows by", 0, 64)
-    feather: int = _setting(4, "pixels (at input resolution) over which the edit blends into the original just "
-                               "outside the dilated mask; 0: a hard edge", 0, 64)
-    flow_sigma: float | None = _setting(None, "blur of exact Ge-RoPE flow in tokens (exact and paper presets; "
-                                              "default 1)", 0.0, 16.0)
-    conditioning_scale: float = _setting(1.0, "scale of the VACE hints", 0.0, 10.0)
-    negative_prompt: str | None = _setting(None, "negative prompt (default: the preset's, Wan's standard one)")
+    preset: str = option(DEFAULT_RECIPE, "edit recipe (docs/models.md)", choices=tuple(RECIPES))
+    steps: int | None = option(None, "denoising steps (default: the preset's, 50)", low=1, high=1000)
+    guidance: float | None = option(None, "classifier-free guidance scale, off at 1 or less (default: the "
+                                          "preset's, 5)", low=0.0, high=100.0)
+    shift: float | None = option(None, "sigma shift of the flow-matching sampler (default: the preset's, 5)",
+                                 low=0.01, high=100.0)
+    seed: int = option(0, "noise seed: the same seed gives the same edit", low=0, high=2**63 - 1)
+    pixel_budget: int = option(DEFAULT_PIXEL_BUDGET, "total pixels of the group at model resolution "
+                                                     "(4 x 528 x 528)", low=16 * 16, high=1 << 26)
+    mask_dilation: int = option(5, "pixels (at model resolution) the edit region grows by", low=0, high=64)
+    feather: int = option(4, "pixels (at input resolution) over which the edit blends into the original just "
+                             "outside the dilated mask; 0: a hard edge", low=0, high=64)
+    flow_sigma: float | None = option(None, "blur of exact Ge-RoPE flow in tokens (exact and paper presets; "
+                                            "default 1)", low=0.0, high=16.0)
+    conditioning_scale: float = option(1.0, "scale of the VACE hints", low=0.0, high=10.0)
+    negative_prompt: str | None = option(None, "negative prompt (default: the preset's, Wan's standard one)")
 
     @property
     def recipe(self) -> Recipe:
@@ -68,57 +66,15 @@ class EditSettings:
 
         Raises :class:`InvalidInput` naming the option for unknown names, wrong types and values out of range.
         """
-        known = {f.name: f for f in fields(self)}
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise InvalidInput(f"unknown option(s) {', '.join(unknown)} for the groupediting editor; known: "
-                               f"{', '.join(known)}")
-        changes = {name: _parse(known[name], value) for name, value in options.items()}
-        return replace(self, **changes)
+        try:
+            return with_values(self, options)
+        except InvalidInputError as exc:
+            raise InvalidInput(f"{exc} (the groupediting editor's options)") from exc
 
 
-def _kind(f: Any) -> type:
-    """The value type of a setting (``int``, ``float`` or ``str``) from its annotation."""
-    text = str(f.type)
-    return int if text.startswith("int") else float if text.startswith("float") else str
+def add_setting_flags(parser: Any) -> None:
+    """``--<name>`` for every :class:`EditSettings` field, unset by default (the editor's own default applies)."""
+    add_arguments(parser, EditSettings, unset=True)
 
 
-def _parse(f: Any, value: Any) -> Any:
-    """One option's value, checked against its field's type and range."""
-    if value is None and f.default is None:
-        return None
-    kind, lo, hi = _kind(f), f.metadata["min"], f.metadata["max"]
-    try:
-        if kind is str:
-            if not isinstance(value, str):
-                raise ValueError("not text")
-            if f.name == "preset" and value not in RECIPES:
-                raise ValueError(f"use one of {', '.join(RECIPES)}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError("not a number")
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError("not finite")
-        if kind is int:
-            if number != int(number):
-                raise ValueError("not a whole number")
-            number = int(number)
-        if (lo is not None and number < lo) or (hi is not None and number > hi):
-            raise ValueError(f"use {lo} to {hi}")
-        return number
-    except (TypeError, ValueError) as exc:
-        default = f.default if f.default is not MISSING else None
-        raise InvalidInput(f"option {f.name}={value!r} is not valid ({exc}); default {default!r}") from exc
-
-
-def add_setting_flags(parser: argparse.ArgumentParser | Any) -> None:
-    """``--<name>`` for every :class:`EditSettings` field (default unset: the editor's own default applies)."""
-    for f in fields(EditSettings):
-        kind = _kind(f)
-        extra: dict[str, Any] = {"choices": list(RECIPES)} if f.name == "preset" else {}
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                            help=f.metadata["help"], **extra)
-
-
-SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(EditSettings))
+SETTING_NAMES: tuple[str, ...] = tuple(s.name for s in options_of(EditSettings))

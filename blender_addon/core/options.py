@@ -9,13 +9,15 @@ and then :func:`check_options` validates an instance (a clear :class:`~.errors.I
 setting), :func:`add_arguments` makes its ``--flags`` (``--view-size``; a bool defaulting to False becomes a
 switch, one defaulting to True a ``--no-…`` switch), :func:`from_arguments` builds an instance from parsed flags,
 and :func:`property_kwargs` gives the keyword arguments of its Blender property (``default``, ``min``, ``max``,
-``description``). bpy-free.
+``description``); :func:`with_values` applies values from JSON (a job's options) with the same checks. bpy-free;
+the edit server's settings use it too.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, dataclass, field, fields
+import math
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from .errors import InvalidInputError
@@ -47,7 +49,9 @@ def option(default: Any, help: str, *, low: float | None = None, high: float | N
 
 
 def _kind(annotation: Any) -> type:
-    text = str(annotation)
+    """``bool``, ``int``, ``float`` or ``str`` from a field's annotation (a type, or its text under postponed
+    evaluation, e.g. ``"int | None"``)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     for kind in (bool, int, float, str):
         if text.startswith(kind.__name__):
             return kind
@@ -80,33 +84,85 @@ def range_text(s: OptionSpec) -> str:
     return f"{s.low:g} to {s.high:g}" if s.low is not None and s.high is not None else ""
 
 
+def _check_value(s: OptionSpec, value: Any) -> None:
+    if value is None and s.default is None:
+        return
+    if s.choices is not None and value not in s.choices:
+        raise InvalidInputError(f"{s.label} must be one of {', '.join(s.choices)}, got {value!r}")
+    if (s.low is not None and value < s.low) or (s.high is not None and value > s.high):
+        raise InvalidInputError(f"{s.label} must be between {s.low:g} and {s.high:g}, got {value}")
+
+
 def check_options(obj: Any) -> None:
     """Raise :class:`InvalidInputError` for the first option of ``obj`` outside its range or choices."""
     for s in options_of(type(obj)):
-        value = getattr(obj, s.name)
-        if value is None and s.default is None:
-            continue
-        label = s.label
-        if s.choices is not None and value not in s.choices:
-            raise InvalidInputError(f"{label} must be one of {', '.join(s.choices)}, got {value!r}")
-        if (s.low is not None and value < s.low) or (s.high is not None and value > s.high):
-            raise InvalidInputError(f"{label} must be between {s.low:g} and {s.high:g}, got {value}")
+        _check_value(s, getattr(obj, s.name))
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, only: tuple[str, ...] | None = None) -> None:
-    """``--flags`` for the options of ``cls`` (all, or those named in ``only``), their help from the field."""
+def coerce(s: OptionSpec, value: Any) -> Any:
+    """A value from JSON for option ``s``, typed and checked: numbers may come as numbers or numeric strings
+    (never booleans), whole where the option is an integer, finite; ``None`` only where the default is None."""
+    if value is None and s.default is None:
+        return None
+    if s.kind is str:
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{s.label} must be text, got {value!r}")
+    elif s.kind is bool:
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"{s.label} must be true or false, got {value!r}")
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InvalidInputError(f"{s.label} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError as exc:
+            raise InvalidInputError(f"{s.label} must be a number, got {value!r}") from exc
+        if not math.isfinite(number):
+            raise InvalidInputError(f"{s.label} must be finite, got {value!r}")
+        if s.kind is int:
+            if number != int(number):
+                raise InvalidInputError(f"{s.label} must be a whole number, got {value!r}")
+            number = int(number)
+        value = number
+    _check_value(s, value)
+    return value
+
+
+def with_values(obj: Any, values: dict[str, Any]) -> Any:
+    """A copy of ``obj`` with ``values`` (option name -> JSON value) applied through :func:`coerce`; unknown names
+    are refused with the list of known ones."""
+    known = {s.name: s for s in options_of(type(obj))}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise InvalidInputError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    changes = {}
+    for name, value in values.items():
+        try:
+            changes[name] = coerce(known[name], value)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"option {name}={value!r}: {exc}") from exc
+    return replace(obj, **changes)
+
+
+def add_arguments(parser: Any, cls: type, only: tuple[str, ...] | None = None, unset: bool = False) -> None:
+    """``--flags`` for the options of ``cls`` (all, or those named in ``only``), their help from the field.
+
+    ``unset``: every flag defaults to None (not given), so that the caller's own defaults apply (the server passes
+    only the flags given to its editor)."""
     for s in options_of(cls):
         if only is not None and s.name not in only:
             continue
         text = s.help + (f" ({range_text(s)})" if range_text(s) else "")
         if s.kind is bool:
             if s.default:
-                parser.add_argument(f"--no-{s.flag}", dest=s.name, action="store_false", help=text)
+                parser.add_argument(f"--no-{s.flag}", dest=s.name, action="store_false", help=text,
+                                    default=None if unset else True)
             else:
-                parser.add_argument(f"--{s.flag}", dest=s.name, action="store_true", help=text)
+                parser.add_argument(f"--{s.flag}", dest=s.name, action="store_true", help=text,
+                                    default=None if unset else False)
             continue
         default_text = "" if s.default is None else f" (default {s.default})"
-        parser.add_argument(f"--{s.flag}", dest=s.name, type=s.kind, default=s.default,
+        parser.add_argument(f"--{s.flag}", dest=s.name, type=s.kind, default=None if unset else s.default,
                             choices=list(s.choices) if s.choices else None, help=text + default_text)
 
 
