@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import Limits, ServerConfig
 from .errors import BackendError
-from .groupediting.settings import SETTING_NAMES, EditSettings, add_setting_flags
+from .groupediting.settings import LOAD_NAMES, SETTING_NAMES, add_setting_flags, settings_from
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "groupedit-server"
 
@@ -51,38 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Model flags (argparse ``dest``) passed to :class:`backend.editors.groupediting_editor.GroupEditingEditor` under the same
-#: keyword when given; the edit settings' flags (:data:`~backend.groupediting.settings.SETTING_NAMES`) follow them.
-MODEL_FLAGS: tuple[str, ...] = (
-    "model_dir", "weights", "vggt", "dtype", "offload", "device", "attention_backend", "threads", "weights_layout",
-    "lora_scale", "vram_check", "vae_tiling", "vae_slicing",
-)
-GROUPEDITING_FLAGS: tuple[str, ...] = MODEL_FLAGS + SETTING_NAMES
+#: Flags (argparse ``dest``) passed to :class:`backend.editors.groupediting_editor.GroupEditingEditor` under the same
+#: keyword when given: its load settings and its edit defaults (backend/groupediting/settings.py).
+GROUPEDITING_FLAGS: tuple[str, ...] = LOAD_NAMES + SETTING_NAMES
 
 
 def add_groupediting_arguments(p: argparse.ArgumentParser) -> None:
-    """The groupediting editor's model and device flags, and its edit-setting defaults (see docs/models.md)."""
-    g = p.add_argument_group("groupediting editor (see docs/models.md)")
-    g.add_argument("--model-dir", type=Path, help="the diffusers Wan2.1-VACE directory (required for groupediting)")
-    g.add_argument("--weights", type=Path, help="GroupEditing weights (.safetensors: the release file or our format); "
-                                                "without it the base model runs alone")
-    g.add_argument("--vggt", type=Path, help="VGGT-1B's model.safetensors (or its folder): geometry tokens; without "
-                                             "it, geometry tokens are off unless a job brings them")
-    g.add_argument("--dtype", choices=["bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
-                   help="transformer and text encoder type (default: bf16 on CUDA, fp32 on the CPU)")
-    g.add_argument("--offload", choices=["none", "model", "sequential", "group"],
-                   help="keep everything on the GPU (none, default) or move parts in turn to save GPU memory")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto: CUDA when torch sees a GPU")
-    g.add_argument("--attention-backend", help="a diffusers attention backend (e.g. native, flash, sage)")
-    g.add_argument("--threads", type=int, help="torch CPU threads of the worker")
-    g.add_argument("--weights-layout", choices=["auto", "release", "groupedit"], help="default auto (from the keys)")
-    g.add_argument("--lora-scale", type=float, help="scale of the weights' LoRA (default 1)")
-    g.add_argument("--no-vram-check", dest="vram_check", action="store_const", const=False,
-                   help="load even when the free GPU memory looks too small")
-    g.add_argument("--vae-tiling", action="store_const", const=True, help="decode in tiles (less GPU memory)")
-    g.add_argument("--vae-slicing", action="store_const", const=True, help="decode one view at a time")
-    s = p.add_argument_group("groupediting edit defaults (a job's options override them; see docs/models.md)")
-    add_setting_flags(s)
+    """The groupediting editor's flags, made from its settings (see docs/models.md)."""
+    add_setting_flags(p.add_argument_group("groupediting editor: model, device and edit defaults (a job's options "
+                                           "override the edit defaults; see docs/models.md)"))
 
 
 def editor_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,8 +73,8 @@ def editor_config(args: argparse.Namespace) -> dict[str, Any]:
     if "model_dir" not in given:
         raise BackendError("--editor groupediting needs --model-dir DIR (the diffusers Wan2.1-VACE directory): "
                            "see docs/models.md, or `groupedit-server download --to DIR`")
-    EditSettings().with_options({k: v for k, v in given.items() if k in SETTING_NAMES})  # refuse bad values now
-    return {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
+    settings_from(given)  # refuse bad values now, not in the worker
+    return given
 
 
 def main(argv: list[str] | None = None) -> int:

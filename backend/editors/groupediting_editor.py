@@ -24,7 +24,6 @@ This module imports no torch until an editor is built, so the editor registry st
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,7 +33,6 @@ from .base import CancelCheck, EditInput, Editor, EditResult, Progress
 
 if TYPE_CHECKING:
     from ..groupediting.correspondence import ViewGeometry
-    from ..groupediting.loader import LoadSettings
 
 logger = logging.getLogger(__name__)
 
@@ -67,70 +65,43 @@ def preview_every(steps: int) -> int:
 class GroupEditingEditor(Editor):
     """Edits a group of views with the GroupEditing model (see the module docstring).
 
-    Args (server flags in parentheses; see docs/models.md):
-        model_dir: diffusers Wan2.1-VACE directory (``--model-dir``). Required.
-        weights: GroupEditing safetensors file, release or our format (``--weights``); None: the base alone.
-        vggt: VGGT-1B ``model.safetensors`` or its folder (``--vggt``); None: geometry tokens only from jobs.
-        dtype: ``bf16``, ``fp16`` or ``fp32`` (``--dtype``); None: bf16 on CUDA, fp32 on the CPU.
-        offload: ``none``, ``model``, ``sequential`` or ``group`` (``--offload``).
-        device: ``auto``, ``cpu`` or ``cuda`` (``--device``).
-        attention_backend: a diffusers attention backend name (``--attention-backend``).
-        vram_check: refuse to load when the free GPU memory is below the estimate (``--no-vram-check`` turns it off).
-        threads: torch CPU threads (``--threads``); None: torch's default.
-        weights_layout, lora_scale, vae_tiling, vae_slicing: passed to the loader.
-        **defaults: :class:`~backend.groupediting.settings.EditSettings` fields (``--preset``, ``--steps``, ...).
+    Keyword arguments: the server's flags, by name (``model_dir``, ``weights``, ``vggt``, ``dtype``, ``offload``,
+    ... :class:`~backend.groupediting.settings.LoadSettings`; ``preset``, ``steps``, ... the edit defaults,
+    :class:`~backend.groupediting.settings.EditSettings`): defaults, ranges and help are written there, once.
+    ``model_dir`` is required. See docs/models.md.
     """
 
     name = "groupediting"
 
-    def __init__(
-        self,
-        model_dir: str | Path | None = None,
-        weights: str | Path | None = None,
-        vggt: str | Path | None = None,
-        dtype: str | None = None,
-        offload: str = "none",
-        device: str = "auto",
-        attention_backend: str | None = None,
-        vram_check: bool = True,
-        threads: int | None = None,
-        weights_layout: str = "auto",
-        lora_scale: float = 1.0,
-        vae_tiling: bool = False,
-        vae_slicing: bool = False,
-        **defaults: Any,
-    ) -> None:
-        if model_dir is None:
+    def __init__(self, **config: Any) -> None:
+        from ..groupediting.settings import settings_from
+
+        self.settings, self.defaults = settings_from(config)
+        if self.settings.model_dir is None:
             raise ModelNotReady("the groupediting editor needs --model-dir (the diffusers Wan2.1-VACE directory); "
                                 "see docs/models.md for what to download")
         import torch
 
-        from ..groupediting.loader import LoadSettings, cached_pipeline
-        from ..groupediting.settings import EditSettings
+        from ..groupediting.loader import cached_pipeline
 
-        self.defaults = EditSettings().with_options(defaults)
-        if threads:
-            torch.set_num_threads(int(threads))
-        self.settings: LoadSettings = LoadSettings(
-            model_dir=Path(model_dir).expanduser(), weights=Path(weights).expanduser() if weights else None,
-            vggt=Path(vggt).expanduser() if vggt else None, dtype=dtype, offload=offload, device=device,
-            attention_backend=attention_backend, weights_layout=weights_layout, lora_scale=float(lora_scale),
-            vae_tiling=vae_tiling, vae_slicing=vae_slicing, vram_check=vram_check)
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
         self.pipeline, self.report = cached_pipeline(self.settings)
         preferred = (self.report.metadata if self.report is not None else {}).get("preset")
-        if "preset" not in defaults and preferred:
+        if "preset" not in config and preferred:
             self.defaults = self.defaults.with_options({"preset": preferred})
 
     def info(self) -> dict[str, Any]:
+        from ..groupediting.loader import resolved_device, resolved_dtype
         from ..groupediting.recipe import RECIPES
 
         s, resolved = self.settings, self.defaults.resolved()
         return {
-            "name": self.name, "model": str(s.model_dir), "weights": str(s.weights) if s.weights else None,
-            "device": s.resolved_device(), "dtype": str(s.resolved_dtype()).removeprefix("torch."),
+            "name": self.name, "model": s.model_dir, "weights": s.weights,
+            "device": resolved_device(s), "dtype": str(resolved_dtype(s)).removeprefix("torch."),
             "offload": s.offload, "preset": resolved.preset, "presets": {k: r.about for k, r in RECIPES.items()},
             "geometry_tokens": "vggt" if self.pipeline.geometry_encoder is not None else "off",
-            "vggt": str(s.vggt) if s.vggt else None,
+            "vggt": s.vggt,
             "weights_warnings": self.report.warnings() if self.report is not None else [],
             "geometry_passes": ["position"], "cameras": True,
             "defaults": {k: v for k, v in resolved.to_dict().items() if k != "negative_prompt"},

@@ -10,13 +10,16 @@ VAE, text encoder, tokenizer and, with ``vggt``, the VGGT aggregator loaded → 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from blender_addon.core.errors import InvalidInputError
+from blender_addon.core.options import check_options
+
 from ..errors import InvalidInput, OutOfMemory
 from .pipeline import GroupEditingPipeline
+from .settings import OFFLOAD_MODES, LoadSettings
 from .vggt import find_vggt_file, load_vggt_aggregator
 from .base_model import check_model_dir, load_base_components
 from .sources import DOCS
@@ -24,68 +27,45 @@ from .weights import WeightsReport, load_groupediting_transformer
 
 logger = logging.getLogger(__name__)
 
-#: Accepted ``dtype`` names (short and long) -> torch dtype of the transformer and text encoder.
+#: ``--dtype`` names (:data:`~.settings.DTYPE_NAMES`) -> torch dtype of the transformer and text encoder.
 DTYPES: dict[str, torch.dtype] = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
     "fp32": torch.float32, "float32": torch.float32,
 }
-OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential", "group")
 #: Offload modes from the fastest to the one that needs the least GPU memory.
 FASTEST_FIRST: tuple[str, ...] = ("none", "model", "group", "sequential")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: Working memory on top of the resident weights (activations of a 4-view group, CUDA context, allocator slack).
 ACTIVATION_MARGIN = 3 << 30
 GIB = float(1 << 30)
 
 
-@dataclass(frozen=True)
-class LoadSettings:
-    """How to load: ``model_dir`` (diffusers Wan2.1-VACE directory), ``weights`` (GroupEditing safetensors or
-    None for the base alone), ``vggt`` (VGGT-1B's model.safetensors or its folder, for geometry tokens; None: no
-    geometry tokens unless a job brings them), ``dtype`` (a :data:`DTYPES` name; None: bf16 on CUDA, fp32 on the
-    CPU), ``offload`` (:data:`OFFLOAD_MODES`), ``device`` (:data:`DEVICES`), and memory/speed switches passed to
-    :meth:`.configure`."""
+def resolved_device(settings: LoadSettings) -> str:
+    """``"cuda"`` or ``"cpu"`` (``"auto"``: CUDA when torch sees a GPU)."""
+    if settings.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return settings.device
 
-    model_dir: Path
-    weights: Path | None = None
-    vggt: Path | None = None
-    dtype: str | None = None
-    offload: str = "none"
-    device: str = "auto"
-    attention_backend: str | None = None
-    weights_layout: str = "auto"
-    lora_scale: float = 1.0
-    vae_tiling: bool = False
-    vae_slicing: bool = False
-    vram_check: bool = True
 
-    def resolved_device(self) -> str:
-        """``"cuda"`` or ``"cpu"`` (``"auto"``: CUDA when torch sees a GPU)."""
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+def resolved_dtype(settings: LoadSettings) -> torch.dtype:
+    """The torch type of the transformer and text encoder (default: bf16 on CUDA, fp32 on the CPU)."""
+    if settings.dtype is None:
+        return torch.bfloat16 if resolved_device(settings) == "cuda" else torch.float32
+    return DTYPES[settings.dtype]
 
-    def resolved_dtype(self) -> torch.dtype:
-        if self.dtype is None:
-            return torch.bfloat16 if self.resolved_device() == "cuda" else torch.float32
-        return DTYPES[self.dtype]
 
-    def check(self) -> None:
-        """Raise :class:`InvalidInput` for settings that cannot work, saying which flag to change."""
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise InvalidInput(f"unknown --dtype {self.dtype!r}; use bf16, fp16 or fp32")
-        if self.offload not in OFFLOAD_MODES:
-            raise InvalidInput(f"unknown --offload {self.offload!r}; use one of {', '.join(OFFLOAD_MODES)}")
-        if self.device not in DEVICES:
-            raise InvalidInput(f"unknown --device {self.device!r}; use auto, cpu or cuda")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InvalidInput("--device cuda was asked for but torch sees no CUDA GPU: check the driver and the "
-                               "torch build (torch.cuda.is_available()), or use --device cpu")
-        if self.offload != "none" and self.resolved_device() != "cuda":
-            raise InvalidInput(f"--offload {self.offload} moves weights between CPU and GPU and needs a CUDA GPU; "
-                               "on the CPU use --offload none")
-        if self.weights_layout not in ("auto", "release", "groupedit"):
-            raise InvalidInput(f"unknown weights layout {self.weights_layout!r}; use auto, release or groupedit")
+def check_load_settings(settings: LoadSettings) -> None:
+    """Raise :class:`InvalidInput` for settings that cannot work here, saying which flag to change (ranges and
+    choices are :class:`LoadSettings`'s own)."""
+    try:
+        check_options(settings)
+    except InvalidInputError as exc:
+        raise InvalidInput(f"{exc}: change that flag (groupedit-server --help)") from exc
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput("--device cuda was asked for but torch sees no CUDA GPU: check the driver and the "
+                           "torch build (torch.cuda.is_available()), or use --device cpu")
+    if settings.offload != "none" and resolved_device(settings) != "cuda":
+        raise InvalidInput(f"--offload {settings.offload} moves weights between CPU and GPU and needs a CUDA GPU; "
+                           "on the CPU use --offload none")
 
 
 # ------------------------------------------------------------------------------------------------- GPU memory
@@ -165,25 +145,29 @@ def check_vram(needed: dict[str, int], offload: str, free: int, device_name: str
 def load_pipeline(settings: LoadSettings) -> tuple[GroupEditingPipeline, WeightsReport | None]:
     """Load and place a GroupEditingPipeline as ``settings`` say (see the module docstring for the order); also
     returns what loading the GroupEditing weights reported (None without weights)."""
-    settings.check()
-    device, dtype = settings.resolved_device(), settings.resolved_dtype()
-    base = check_model_dir(settings.model_dir)
-    if settings.vggt is not None:
-        find_vggt_file(settings.vggt)  # a wrong path fails before the slow loads
+    check_load_settings(settings)
+    if settings.model_dir is None:
+        raise InvalidInput("the groupediting editor needs --model-dir DIR (the diffusers Wan2.1-VACE directory)")
+    device, dtype = resolved_device(settings), resolved_dtype(settings)
+    base = check_model_dir(Path(settings.model_dir).expanduser())
+    weights = Path(settings.weights).expanduser() if settings.weights else None
+    vggt = Path(settings.vggt).expanduser() if settings.vggt else None
+    if vggt is not None:
+        find_vggt_file(vggt)  # a wrong path fails before the slow loads
     if settings.vram_check and device == "cuda":
         free, _total = torch.cuda.mem_get_info()
-        check_vram(estimate_vram(base.root, dtype, settings.offload, settings.vggt), settings.offload, free,
+        check_vram(estimate_vram(base.root, dtype, settings.offload, vggt), settings.offload, free,
                    torch.cuda.get_device_name(0))
     resident = device if settings.offload == "none" else None
     logger.info("loading GroupEditing (%s base) from %s, weights %s, %s on %s, offload %s", base.size, base.root,
-                settings.weights or "none (base only)", dtype, device, settings.offload)
+                weights or "none (base only)", dtype, device, settings.offload)
     try:
         transformer, report = load_groupediting_transformer(
-            base.root, settings.weights, dtype=dtype, device=resident,
+            base.root, weights, dtype=dtype, device=resident,
             layout=settings.weights_layout, lora_scale=settings.lora_scale)  # type: ignore[arg-type]
         parts = load_base_components(base.root, components=("vae", "text_encoder", "tokenizer"), dtype=dtype,
                                      device=resident)
-        aggregator = None if settings.vggt is None else load_vggt_aggregator(settings.vggt, device)
+        aggregator = None if vggt is None else load_vggt_aggregator(vggt, device)
     except torch.OutOfMemoryError as exc:
         raise OutOfMemory(f"out of GPU memory while loading the model: use --offload model or group (see {DOCS})") \
             from exc

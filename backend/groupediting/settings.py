@@ -1,5 +1,8 @@
-"""Per-edit settings of the GroupEditing editor: their defaults, ranges and help are written once, here.
+"""Settings of the GroupEditing editor, their defaults, ranges and help written once, here: how to load the model
+(:class:`LoadSettings`) and how to edit (:class:`EditSettings`). torch-free, so the server's command line can make its
+flags from them without loading anything.
 
+:class:`LoadSettings` is fixed for a server's life (its ``--model-dir``, ``--dtype``, ... flags).
 :class:`EditSettings` is what an edit needs besides its data. Its fields are options
 (:mod:`blender_addon.core.options`, the same mechanism as the add-on's settings): the server's flags
 (``--preset``, ``--steps``, ...) are made from them and set the server's defaults, and a job's ``options`` override
@@ -21,6 +24,35 @@ from .recipe import DEFAULT_RECIPE, RECIPES, Recipe
 
 #: The release's group: four 528 x 528 views.
 DEFAULT_PIXEL_BUDGET = 4 * 528 * 528
+#: Accepted ``--dtype`` names (short and long; the loader maps them to torch types).
+DTYPE_NAMES: tuple[str, ...] = ("bf16", "fp16", "fp32", "bfloat16", "float16", "float32")
+OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "sequential", "group")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+WEIGHTS_LAYOUTS: tuple[str, ...] = ("auto", "release", "groupedit")
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How the server loads and runs the model (paths as given; ``~`` is expanded where they are used)."""
+
+    model_dir: str | None = option(None, "the diffusers Wan2.1-VACE directory (required for groupediting)")
+    weights: str | None = option(None, "GroupEditing weights (.safetensors: the release file or our format); "
+                                       "without it the base model runs alone")
+    vggt: str | None = option(None, "VGGT-1B's model.safetensors (or its folder): geometry tokens; without it, "
+                                    "geometry tokens are off unless a job brings them")
+    dtype: str | None = option(None, "transformer and text encoder type (default: bf16 on CUDA, fp32 on the CPU)",
+                               choices=DTYPE_NAMES)
+    offload: str = option("none", "keep everything on the GPU (none) or move parts in turn to save GPU memory",
+                          choices=OFFLOAD_MODES)
+    device: str = option("auto", "auto: CUDA when torch sees a GPU", choices=DEVICES)
+    attention_backend: str | None = option(None, "a diffusers attention backend (e.g. native, flash, sage)")
+    weights_layout: str = option("auto", "layout of the weights file (auto: from its keys)", choices=WEIGHTS_LAYOUTS)
+    lora_scale: float = option(1.0, "scale of the weights' LoRA", low=0.0, high=10.0)
+    vae_tiling: bool = option(False, "decode in tiles (less GPU memory)")
+    vae_slicing: bool = option(False, "decode one view at a time")
+    vram_check: bool = option(True, "compare the free GPU memory with the model's needs before loading "
+                                    "(--no-vram-check: load even when it looks too small)")
+    threads: int | None = option(None, "torch CPU threads of the worker (default: torch's)", low=1, high=1024)
 
 
 @dataclass(frozen=True)
@@ -72,9 +104,24 @@ class EditSettings:
             raise InvalidInput(f"{exc} (the groupediting editor's options)") from exc
 
 
+def settings_from(config: dict[str, Any]) -> tuple[LoadSettings, EditSettings]:
+    """Split an editor's keyword arguments (the server's flags) into its load settings and its edit defaults,
+    each checked; unknown names and bad values raise :class:`InvalidInput` naming them."""
+    loads = {k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in config.items() if k in LOAD_NAMES}
+    edits = {k: v for k, v in config.items() if k not in LOAD_NAMES}
+    try:
+        load = with_values(LoadSettings(), loads)
+    except InvalidInputError as exc:
+        raise InvalidInput(f"{exc} (the groupediting editor's settings)") from exc
+    return load, EditSettings().with_options(edits)
+
+
 def add_setting_flags(parser: Any) -> None:
-    """``--<name>`` for every :class:`EditSettings` field, unset by default (the editor's own default applies)."""
+    """``--<name>`` for every :class:`LoadSettings` and :class:`EditSettings` field, unset by default (the
+    editor's own defaults apply)."""
+    add_arguments(parser, LoadSettings, unset=True)
     add_arguments(parser, EditSettings, unset=True)
 
 
+LOAD_NAMES: tuple[str, ...] = tuple(s.name for s in options_of(LoadSettings))
 SETTING_NAMES: tuple[str, ...] = tuple(s.name for s in options_of(EditSettings))

@@ -11,7 +11,15 @@ from diffusers import AutoencoderKLWan
 from backend.cli import build_parser, editor_config
 from backend.errors import BackendError, InvalidInput, ModelNotReady, OutOfMemory
 from backend.editors.groupediting_editor import GroupEditingEditor
-from backend.groupediting.loader import ACTIVATION_MARGIN, GIB, LoadSettings, check_vram, estimate_vram
+from backend.groupediting.loader import (
+    ACTIVATION_MARGIN,
+    GIB,
+    check_load_settings,
+    check_vram,
+    estimate_vram,
+    resolved_dtype,
+)
+from backend.groupediting.settings import LoadSettings
 from backend.groupediting.settings import EditSettings
 
 from .tiny import TINY_VAE, save_tiny_model_dir, save_tiny_vggt, tiny_text_encoder, tiny_transformer, tiny_vggt
@@ -47,13 +55,15 @@ def test_check_vram_names_the_mode_that_fits() -> None:
 
 def test_settings_errors_say_which_flag_to_change(tmp_path: Path) -> None:
     for settings, message in [
-        (LoadSettings(tmp_path, dtype="int8"), "--dtype"),
-        (LoadSettings(tmp_path, offload="disk"), "--offload"),
-        (LoadSettings(tmp_path, device="cpu", offload="model"), "needs a CUDA GPU"),
+        (LoadSettings(str(tmp_path), dtype="int8"), "dtype must be one of bf16"),
+        (LoadSettings(str(tmp_path), offload="disk"), "offload must be one of none"),
+        (LoadSettings(str(tmp_path), device="cpu", offload="model"), "needs a CUDA GPU"),
     ]:
         with pytest.raises(InvalidInput, match=message):
-            settings.check()
-    assert LoadSettings(tmp_path, device="cpu").resolved_dtype() == torch.float32
+            check_load_settings(settings)
+    assert resolved_dtype(LoadSettings(str(tmp_path), device="cpu")) == torch.float32
+    with pytest.raises(InvalidInput, match="option dtype='int8'"):
+        GroupEditingEditor(model_dir=tmp_path, dtype="int8")
     with pytest.raises(ModelNotReady, match="docs/models.md"):
         GroupEditingEditor(model_dir=tmp_path / "missing", device="cpu")
     with pytest.raises(ModelNotReady, match="--model-dir"):
@@ -83,6 +93,7 @@ def test_cli_flags_become_the_editor_config(tmp_path: Path) -> None:
         "model_dir": str(tmp_path), "weights": str(tmp_path / "w.safetensors"), "dtype": "bf16", "offload": "group",
         "device": "cuda", "steps": 30, "guidance": 4.0, "vram_check": False, "preset": "paper",
         "vggt": str(tmp_path / "vggt"), "feather": 2}
+    assert all(isinstance(v, (str, int, float, bool)) for v in editor_config(args).values())
     with pytest.raises(InvalidInput, match="steps"):
         editor_config(build_parser().parse_args(["--editor", "groupediting", "--model-dir", "x", "--steps", "0"]))
     assert editor_config(build_parser().parse_args([])) == {}
