@@ -113,16 +113,24 @@ def test_clear_errors(empty_scene, tmp_path):
 
 
 def test_overwritten_capture_keeps_no_pass_of_the_earlier_one(empty_scene, tmp_path):
-    """A capture with the lighting-removal passes, overwritten by one without them: no stale pass survives."""
+    """A capture with the lighting-removal passes and edits, overwritten by one without them: no pass and no edit of
+    the earlier capture survives (a bake would otherwise use old edits with new cameras)."""
     cube = _cube(empty_scene)
     out = tmp_path / "vs"
     capture(cube, RigSpec(kind="orbit", count=2), CaptureSettings(view_size=64, samples=1), out)
     assert all((out / p).is_dir() for p in ("black", "white", "albedo_filtered"))
+    for edits in ("edited", "edited.1", "edited.part"):  # edits of the earlier capture
+        (out / edits).mkdir()
+        (out / edits / "view_000.png").write_bytes(b"old")
+    (out / ".preview.png").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
     vs = capture(cube, RigSpec(kind="orbit", count=2),
                  CaptureSettings(view_size=64, samples=1, response_passes=False, overwrite=True), out)
     written = {p for v in vs.views for p in v.files}
     assert {p.name for p in out.iterdir() if p.is_dir()} == written
     assert not (out / "black").exists() and not (out / "albedo_filtered").exists()
+    assert not any((out / e).exists() for e in ("edited", "edited.1", "edited.part", ".preview.png"))
+    assert (out / "notes.txt").read_text() == "mine"  # what is not the capture's stays
 
 
 def test_scene_cameras_rig(empty_scene, tmp_path):

@@ -32,7 +32,7 @@ from ...core.errors import CaptureCancelled, InvalidInputError, OutputNotWritabl
 from ...core.format.images import linear_to_srgb, read_exr, to_uint8
 from ...core.capture.rigs import RigSpec, RigView, build_rig, direction_vector
 from ...core.capture.settings import CaptureSettings
-from ...core.format.viewset import CAPTURE_ENTRIES, MESH_FILE, View, ViewSet, write_view_files
+from ...core.format.viewset import MESH_FILE, View, ViewSet, stale_entries, write_view_files
 from .data_materials import UV_AOV, data_material, flat_base_material
 from ..mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
@@ -85,8 +85,7 @@ def _clean_output(out_dir: Path, created: bool) -> None:
     if created:
         shutil.rmtree(out_dir, ignore_errors=True)
         return
-    for name in (*CAPTURE_ENTRIES, _TMP_DIR):
-        p = out_dir / name
+    for p in (*stale_entries(out_dir), out_dir / _TMP_DIR):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 

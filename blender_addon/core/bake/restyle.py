@@ -74,16 +74,30 @@ def transfer_texture(image: np.ndarray, surface: TexelSurface, uvs: np.ndarray) 
 
 
 def load_edited(viewset: ViewSet, folder: str = EDITED_DIR) -> list[np.ndarray]:
-    """The edited views (uint8 (H, W, 3)) in ``<viewset>/<folder>/<view>.png``, in the ViewSet's order."""
+    """The edited views (uint8 (H, W, 3)) in ``<viewset>/<folder>/<view>.png``, in the ViewSet's order.
+
+    Edits must belong to this capture: the same view names (no view missing, no other view's image) and every image
+    at its view's size; otherwise :class:`ViewSetFormatError` says what differs (a bake never mixes captures).
+    """
     root = viewset.root / folder
     if not root.is_dir():
         raise ViewSetFormatError(f"{root} does not exist: edit the views first (groupedit edit --views {viewset.root})")
+    names = {v.name for v in viewset.views}
+    strangers = sorted(p.stem for p in root.glob("*.png") if p.stem not in names)
+    if strangers:
+        raise ViewSetFormatError(f"{root} holds views this capture does not have ({', '.join(strangers[:5])}): "
+                                 "the edits are of another capture; edit these views again")
     out = []
     for v in viewset.views:
         path = root / f"{v.name}.png"
         if not path.is_file():
             raise ViewSetFormatError(f"{path} is missing: the edit did not return every view; edit again")
-        out.append(read_png(path)[..., :3])
+        image = read_png(path)[..., :3]
+        size = (v.camera.intrinsics.height, v.camera.intrinsics.width)
+        if image.shape[:2] != size:
+            raise ViewSetFormatError(f"{path} is {image.shape[1]}x{image.shape[0]} but view {v.name} was captured at "
+                                     f"{size[1]}x{size[0]}: the edits are of another capture; edit these views again")
+        out.append(image)
     return out
 
 

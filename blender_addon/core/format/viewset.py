@@ -57,9 +57,16 @@ EDITED_DIR = "edited"
 EDIT_RECORD = "edit.json"
 PREVIEW_FILE = ".preview.png"
 
-#: Everything a capture writes into a ViewSet folder besides the manifest: one folder per pass and the mesh. An
-#: overwritten capture removes exactly these first, so no pass of an earlier capture survives into the new one.
+#: Everything a capture writes into a ViewSet folder besides the manifest: one folder per pass and the mesh.
 CAPTURE_ENTRIES: tuple[str, ...] = (*PASSES, MESH_FILE)
+
+
+def stale_entries(root: Path) -> list[Path]:
+    """What an overwritten capture removes from ``root`` first: every pass folder and the mesh
+    (:data:`CAPTURE_ENTRIES`), and every edit of the earlier capture (``edited``, ``edited.1``, ..., a half-written
+    ``edited.part``, the live preview), so that nothing of it can mix with the new views."""
+    edits = [p for p in root.glob(EDITED_DIR + "*") if p.name == EDITED_DIR or p.name.startswith(EDITED_DIR + ".")]
+    return [root / name for name in (*CAPTURE_ENTRIES, PREVIEW_FILE)] + sorted(edits)
 
 CONVENTIONS: dict[str, str] = {
     "world": "Blender world frame: right-handed, +Z up, scene units (see units)",
