@@ -16,6 +16,7 @@ Exit codes: 0 success, 1 unexpected error, 2 bad arguments or input, 3 a file or
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -29,7 +30,7 @@ from .core.errors import GroupEditError, InvalidInputError
 from .core.format.viewset import EDITED_DIR
 from .core.options import add_arguments, from_arguments
 from .core.bake.restyle import TEXTURE_SIZE_RANGE
-from .workflows import bake_viewset, edit_viewset, save_outputs
+from .workflows import bake_viewset, edit_viewset, save_outputs, verify_restyle
 
 if TYPE_CHECKING:
     from .core.client.server_process import LocalServer
@@ -155,6 +156,9 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     run.add_argument("--editor", default="classical", help="editor of the local server (default classical)")
     run.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the edit")
+    run.add_argument("--no-verify", dest="verify", action="store_false",
+                     help="skip the closed loop (re-rendering the restyled asset from the capture's cameras and "
+                          "comparing it with the edited views)")
     _add_capture_args(run)
     _add_bake_args(run)
     demo = sub.add_parser("demo", help="capture, edit and bake a sample asset on a local server; write before/after")
@@ -235,7 +239,8 @@ def cmd_bake(args: argparse.Namespace) -> int:
 
 
 def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
-    """capture -> edit -> bake -> apply -> .blend + .glb into ``out``; returns the ViewSet folder."""
+    """capture -> edit -> bake -> apply -> closed loop -> .blend + .glb into ``out``, and ``out/run.json``
+    (what was done and the closed loop's numbers); returns the ViewSet folder."""
     from .blender.loading import open_input
     from .blender.mesh import find_object
 
@@ -266,6 +271,15 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
     fmt = args.format or "png8"
     bake_viewset(views, out / "textures" / "texture.png", obj_name, args.texture_size, fmt, args.edited,
                  not args.keep_lighting, apply=True)
+    record: dict[str, object] = {"instruction": args.instruction, "views": str(views), "edit": status.result}
+    if args.verify:
+        import bpy
+
+        from .core.format.viewset import ViewSet
+
+        report = verify_restyle(ViewSet.read(views), bpy.context.scene.objects[obj_name], out / "verify", args.edited)
+        record["closed_loop"] = report.to_dict()
+    (out / "run.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     stem = (args.input.stem if args.input is not None else obj_name) + "_restyled"
     for path in (out / f"{stem}.blend", out / f"{stem}.glb"):
         if path.exists() and args.overwrite:
@@ -304,7 +318,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Round trip without an edit: how well capture + bake reproduce the asset's own texture."""
-    import json
     import tempfile
 
     from .blender.check import run_check

@@ -2,8 +2,9 @@
 
 :func:`bake_edited_views` (edited views -> one texture per material of the object, or of the capture's albedo when
 the object is not in the scene), :func:`bake_viewset` (the same into files, or applied to the object),
-:func:`edit_viewset` (a ViewSet through the edit server, waiting for it) and :func:`save_outputs` (the restyled
-scene and asset). They report through ``say`` (default :func:`print_line`, the command line's output).
+:func:`edit_viewset` (a ViewSet through the edit server, waiting for it), :func:`verify_restyle` (the closed loop:
+the restyled object re-rendered from the capture's cameras against the edited views) and :func:`save_outputs` (the
+restyled scene and asset). They report through ``say`` (default :func:`print_line`, the command line's output).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .core.format.viewset import EDITED_DIR
 
 if TYPE_CHECKING:
     from .core.bake.restyle import BakeProgress, TextureBake
+    from .core.bake.verify import LoopReport
     from .core.client.api import PollStatus
     from .core.format.viewset import ViewSet
 
@@ -129,3 +131,28 @@ def edit_viewset(views: Path, instruction: str, server: str, token: str = "", ti
         poller.cancel()
         raise
     return poller.status
+
+
+def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, say: Say = print_line
+                   ) -> LoopReport:
+    """The closed loop (:mod:`.core.bake.verify`): render the restyled ``obj`` from the capture's cameras as the
+    capture rendered its colour, compare with the edited views on the object's pixels; write one error image per
+    view into ``out`` and return the report."""
+    from .blender.capture.render import render_colour_views
+    from .core.bake.restyle import load_edited
+    from .core.bake.verify import ERROR_GAIN, closed_loop
+    from .core.format.images import write_png
+
+    t0 = time.perf_counter()
+    rendered = render_colour_views(obj, vs)
+    report, errors = closed_loop([v.name for v in vs.views], load_edited(vs, edited), rendered,
+                                 [vs.load(v, "mask") for v in vs.views])
+    out.mkdir(parents=True, exist_ok=True)
+    for v, image, error in zip(vs.views, rendered, errors):
+        write_png(out / f"{v.name}_render.png", image)
+        write_png(out / f"{v.name}_error.png", error)
+    for line in report.lines():
+        say(line)
+    say(f"re-rendered {len(rendered)} views in {time.perf_counter() - t0:.1f} s; renders and error images "
+        f"(x{ERROR_GAIN}): {out}")
+    return report

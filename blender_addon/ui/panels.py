@@ -106,6 +106,8 @@ class GROUPEDIT_PT_texture(_GroupEditTab, bpy.types.Panel):
         col.prop(s, "remove_lighting")
         layout.operator("groupedit.apply_texture", icon="TEXTURE")
         layout.operator("groupedit.switch_materials", icon="MATERIAL")
+        if s.loop_status:  # the restyled object re-rendered from the capture's cameras vs the edited views
+            layout.label(text=s.loop_status, icon="CHECKMARK")
         if s.uv_warning:  # the last bake found texels shared by two surface places
             box = layout.box()
             box.label(text="Overlapping or mirrored UV islands:", icon="ERROR")

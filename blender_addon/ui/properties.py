@@ -63,6 +63,8 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     edit_running: bpy.props.BoolProperty(default=False)  # type: ignore[valid-type]
     edit_progress: bpy.props.FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")  # type: ignore[valid-type]
     edit_status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
+    #: the last Apply to texture's closed loop (restyled object re-rendered vs the edited views)
+    loop_status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
     #: the last Apply to texture's UV layout warning (overlapping or mirrored islands), shown with the unwrap button
     uv_warning: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
 import bpy
 
 from ..core.errors import GroupEditError
-from ..core.format.viewset import ViewSet
+from ..core.format.viewset import VERIFY_DIR, ViewSet
 from .modal import reports_errors
+
+log = logging.getLogger(__name__)
 
 
 def _object_of(context: bpy.types.Context, viewset: ViewSet) -> bpy.types.Object:
@@ -21,7 +24,8 @@ def _object_of(context: bpy.types.Context, viewset: ViewSet) -> bpy.types.Object
 
 class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
     """Bake the edited views into a new texture on the object's UV map, used by copies of its materials
-    (the original images and materials are kept; Switch brings them back)"""
+    (the original images and materials are kept; Switch brings them back), then re-render the restyled object from
+    the capture's cameras and say how closely it shows the edited views"""
 
     bl_idname = "groupedit.apply_texture"
     bl_label = "Apply to texture"
@@ -35,7 +39,7 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
     @reports_errors
     def execute(self, context: bpy.types.Context) -> set[str]:
         from ..blender.bake.apply_texture import apply_textures
-        from ..workflows import bake_edited_views
+        from ..workflows import bake_edited_views, verify_restyle
 
         s = context.scene.groupedit
         vs = ViewSet.read(Path(bpy.path.abspath(s.last_folder)))
@@ -51,6 +55,9 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
             applied = apply_textures(obj, bakes, folder, s.texture_format, pack=not files_here, uv_map=vs.uv_map)
         finally:
             context.window_manager.progress_end()
+        report = verify_restyle(vs, obj, vs.root / VERIFY_DIR, say=log.info)
+        s.loop_status = (f"Closed loop: {report.psnr_db:.1f} dB (worst {report.worst_view}); error images in "
+                         f"{VERIFY_DIR}/")
         warnings = [f"{tb.target.name}: {tb.layout.message()}" for tb in bakes if tb.layout.overlapping]
         s.uv_warning = "; ".join(warnings)
         for warning in warnings:

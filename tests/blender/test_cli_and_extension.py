@@ -175,7 +175,8 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
             assert bpy.ops.groupedit.switch_materials() == {{"FINISHED"}}
             switched = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
             print("RESULT", json.dumps({{"folder": s.last_folder, "status": s.edit_status, "original": original,
-                                         "restyled": restyled, "switched": switched, "uv_warning": s.uv_warning}}))
+                                         "restyled": restyled, "switched": switched, "uv_warning": s.uv_warning,
+                                         "loop": s.loop_status}}))
             prefs.server_url = "http://127.0.0.1:9"  # nothing listens there
             try:
                 bpy.ops.groupedit.edit_views()
@@ -195,6 +196,8 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
         assert json.loads(staged.read_text()) == {"description": "dark green avocado", "subject": "Avocado"}
         assert result["restyled"] == result["original"] + "_GroupEdit" and result["switched"] == result["original"]
         assert result["uv_warning"] == ""  # the avocado's islands do not overlap
+        assert result["loop"].startswith("Closed loop: ") and " dB " in result["loop"]
+        assert len(list((Path(result["folder"]) / "verify").glob("*_error.png"))) == 2
         dead = next(line for line in r.stdout.splitlines() if line.startswith("DEAD"))
         assert "backend not running" in dead
     finally:
@@ -211,12 +214,32 @@ def test_demo_runs_the_whole_flow(tmp_path):
     assert (tmp_path / "demo" / "Suzanne_restyled.glb").stat().st_size > 10_000
     assert (tmp_path / "demo" / "Suzanne_restyled.blend").is_file()
     assert "restyled asset:" in r.stdout
+    # the closed loop: the restyled asset re-rendered from the capture's cameras against the edited views
+    run = json.loads((tmp_path / "demo" / "run.json").read_text())
+    loop = run["closed_loop"]
+    assert [v["name"] for v in loop["views"]] == ["view_000", "view_001", "view_002"]
+    assert 15.0 < loop["psnr_db"] < 100.0 and "closed loop" in r.stdout
+    assert len(list((tmp_path / "demo" / "verify").glob("*_error.png"))) == 3
     # the server the demo started is gone
     import requests
 
     url = next(line.split(" at ")[1] for line in r.stdout.splitlines() if line.startswith("starting the edit server"))
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/v1/health", timeout=2)
+
+
+def test_closed_loop_of_an_identity_edit_is_exact_and_no_verify_skips_it(tmp_path):
+    """An editor that changes nothing: the restyled asset re-renders as captured (the re-render is the capture's own
+    colour render, by construction; the restyled copy reads the texture as written back, 8-bit)."""
+    common = ["--instruction", "keep it", "--editor", "identity", "--views", "3", "--rig", "orbit", "--view-size",
+              "64", "--samples", "2"]
+    r = _groupedit("run", str(ASSETS / "Avocado.glb"), *common, "--out", str(tmp_path / "a"), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    loop = json.loads((tmp_path / "a" / "run.json").read_text())["closed_loop"]
+    assert all(v["psnr_db"] > 45 and v["off_share"] == 0.0 for v in loop["views"]), loop
+    r = _groupedit("run", str(ASSETS / "Avocado.glb"), *common, "--no-verify", "--out", str(tmp_path / "b"),
+                   cwd=tmp_path)
+    assert r.returncode == 0 and "closed_loop" not in json.loads((tmp_path / "b" / "run.json").read_text())
 
 
 def test_run_with_unwrap_saves_the_new_uv_map_and_uses_it(tmp_path):

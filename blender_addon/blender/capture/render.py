@@ -15,10 +15,11 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import sys
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -290,19 +291,26 @@ def _use_materials(setup: _RenderSetup, materials: list[Any]) -> None:
         setup.view_layer.material_override = materials[0] if materials and materials[0] is not None else None
 
 
+def _render_colour(scene: Any, setup: _RenderSetup, settings: CaptureSettings, tmp: Path) -> np.ndarray:
+    """The lit colour render with the object's own materials: linear RGB (H, W, 3) composited over the background."""
+    cycles = scene.cycles
+    _use_materials(setup, setup.originals)
+    colour_filter = setup.user_filter if settings.colour_filter_px is None else settings.colour_filter_px
+    cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, colour_filter, settings.denoise
+    rgba = _channels(_render(scene, tmp / "colour.exr"), "Combined", "RGBA")
+    bg = np.asarray(settings.background, np.float32)
+    return rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
+
+
 def _render_view(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
                  ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """All renders of one view -> its ViewSet passes, and seconds per stage."""
     cycles = scene.cycles
     bg = np.asarray(settings.background, np.float32)
     # 1) colour
-    _use_materials(setup, setup.originals)
-    colour_filter = setup.user_filter if settings.colour_filter_px is None else settings.colour_filter_px
-    cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, colour_filter, settings.denoise
     t1 = time.perf_counter()
-    rgba = _channels(_render(scene, tmp / "colour.exr"), "Combined", "RGBA")
+    colour = _render_colour(scene, setup, settings, tmp)
     t2 = time.perf_counter()
-    colour = rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
 
     # 2) the same light on a black and on a white base colour: how the colour responds to the base colour
     response: dict[str, np.ndarray] = {}
@@ -452,6 +460,39 @@ def _version() -> str:
     from ... import __version__
 
     return __version__
+
+
+def render_colour_views(obj: Any, vs: ViewSet, scene: Any | None = None) -> list[np.ndarray]:
+    """The object as it is now (e.g. restyled) rendered from the capture's cameras the way the capture rendered its
+    colour pass (its samples, pixel filter, background and the lighting it used): N uint8 sRGB (H, W, 3).
+
+    The scene is restored afterwards, as after a capture. Views of a scene-camera rig are rendered through our own
+    camera with the recorded intrinsics (a scene camera's lens shift is part of them).
+    """
+    scene = scene or bpy.context.scene
+    known = {f.name for f in fields(CaptureSettings)}
+    settings = CaptureSettings(**{k: v for k, v in (vs.capture or {}).items() if k in known})
+    settings.background = tuple(settings.background)  # JSON gives a list
+    settings.lighting = "STUDIO" if (vs.capture or {}).get("lighting_used") == "studio" else "SCENE"
+    settings.response_passes = False
+    size = vs.views[0].camera.intrinsics
+    mesh = mesh_data(obj, vs.uv_map)
+    changes = SceneChanges()
+    tmp = Path(tempfile.mkdtemp(prefix="groupedit-render-"))
+    try:
+        setup = _set_up_render(scene, obj, settings, size.width, size.height, vs.uv_map, mesh, changes)
+        out = []
+        for v in vs.views:
+            k = v.camera.intrinsics
+            scene.render.resolution_x, scene.render.resolution_y = k.width, k.height
+            _place_camera(scene, setup, v, False, mesh)
+            setup.cam_data.shift_x = (k.width / 2 - k.cx) / max(k.width, k.height)
+            setup.cam_data.shift_y = (k.cy - k.height / 2) / max(k.width, k.height)
+            out.append(to_uint8(linear_to_srgb(_render_colour(scene, setup, settings, tmp))))
+        return out
+    finally:
+        changes.restore()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def capture(

@@ -56,6 +56,8 @@ PASSES: dict[str, tuple[str, str]] = {
 EDITED_DIR = "edited"
 EDIT_RECORD = "edit.json"
 PREVIEW_FILE = ".preview.png"
+#: The closed loop of the last Apply to texture: the restyled object's renders and error images.
+VERIFY_DIR = "verify"
 
 #: Everything a capture writes into a ViewSet folder besides the manifest: one folder per pass and the mesh.
 CAPTURE_ENTRIES: tuple[str, ...] = (*PASSES, MESH_FILE)
@@ -64,9 +66,10 @@ CAPTURE_ENTRIES: tuple[str, ...] = (*PASSES, MESH_FILE)
 def stale_entries(root: Path) -> list[Path]:
     """What an overwritten capture removes from ``root`` first: every pass folder and the mesh
     (:data:`CAPTURE_ENTRIES`), and every edit of the earlier capture (``edited``, ``edited.1``, ..., a half-written
-    ``edited.part``, the live preview), so that nothing of it can mix with the new views."""
+    ``edited.part``, the live preview, the closed loop's ``verify``), so that nothing of it can mix with the new
+    views."""
     edits = [p for p in root.glob(EDITED_DIR + "*") if p.name == EDITED_DIR or p.name.startswith(EDITED_DIR + ".")]
-    return [root / name for name in (*CAPTURE_ENTRIES, PREVIEW_FILE)] + sorted(edits)
+    return [root / name for name in (*CAPTURE_ENTRIES, PREVIEW_FILE, VERIFY_DIR)] + sorted(edits)
 
 CONVENTIONS: dict[str, str] = {
     "world": "Blender world frame: right-handed, +Z up, scene units (see units)",
