@@ -86,6 +86,15 @@ def _clean_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(html.unescape(text))).strip()
 
 
+def token_side(tokens: torch.Tensor, num_views: int) -> int | None:
+    """The side of each view's square token grid in (1, N*side*side, C) geometry tokens, or None if they are not
+    shaped so."""
+    if tokens.ndim != 3 or tokens.shape[0] != 1:
+        return None
+    side = int(round((tokens.shape[1] / num_views) ** 0.5))
+    return side if side * side * num_views == tokens.shape[1] else None
+
+
 def check_inputs(
     images: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
@@ -120,11 +129,9 @@ def check_inputs(
             g.check(i)
             if g.size != im.shape[:2]:
                 raise InvalidInput(f"view {i}: geometry is {g.size} but the image is {im.shape[:2]}")
-    if geometry_tokens is not None:
-        g = geometry_tokens.shape
-        side = int(round((g[1] / len(images)) ** 0.5)) if geometry_tokens.ndim == 3 else 0
-        if geometry_tokens.ndim != 3 or g[0] != 1 or side * side * len(images) != g[1]:
-            raise InvalidInput(f"geometry tokens must be (1, N*side*side, C) for {len(images)} views, got {tuple(g)}")
+    if geometry_tokens is not None and token_side(geometry_tokens, len(images)) is None:
+        raise InvalidInput(f"geometry tokens must be (1, N*side*side, C) for {len(images)} views, "
+                           f"got {tuple(geometry_tokens.shape)}")
 
 
 class GroupEditingPipeline(DiffusionPipeline):
@@ -349,7 +356,7 @@ class GroupEditingPipeline(DiffusionPipeline):
             check_cancel()
         geometry_coords = None
         if geometry_tokens is not None:
-            side = int(round((geometry_tokens.shape[1] / n) ** 0.5))
+            side = token_side(geometry_tokens, n)
             geometry_coords = torch.from_numpy(geometry_token_coordinates(n, layout.grid, n, side))[None].to(device)
             geometry_tokens = geometry_tokens.to(device)
 

@@ -476,7 +476,7 @@ def render_colour_views(obj: Any, vs: ViewSet, scene: Any | None = None) -> list
     settings.lighting = "STUDIO" if (vs.capture or {}).get("lighting_used") == "studio" else "SCENE"
     settings.response_passes = False
     size = vs.views[0].camera.intrinsics
-    mesh = mesh_data(obj, vs.uv_map)
+    mesh = vs.mesh()  # the capture's evaluated mesh: the restyle changed materials, not geometry
     changes = SceneChanges()
     tmp = Path(tempfile.mkdtemp(prefix="groupedit-render-"))
     try:

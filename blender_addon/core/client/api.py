@@ -308,8 +308,8 @@ class JobPoller:
                         n += 1
                     os.replace(final, final.with_name(f"{EDITED_DIR}.{n}"))
                 os.replace(part, final)
-                message = f"{st.step} edited views in {final}"
-                prompt = str(((self._result or {}).get("text") or {}).get("prompt", ""))
-                if prompt:
-                    message += f"; the model was told: {prompt!r}"
-                self.status = PollStatus("done", "done", st.step, st.total, message, st.job_id, st.files)
+                done = PollStatus("done", "done", st.step, st.total, f"{st.step} edited views in {final}", st.job_id,
+                                  st.files, result=self._result)
+                if done.prompt:
+                    done.message += f"; the model was told: {done.prompt!r}"
+                self.status = done
