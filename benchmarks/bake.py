@@ -124,7 +124,7 @@ def main() -> None:
     obj = next(o for o in bpy.context.scene.objects if o.type == "MESH")
     reference_texture = image_pixels(base_colour_image(obj))
     with tempfile.TemporaryDirectory() as tmp:
-        vs = capture(obj, RigSpec(kind="orbit-poles", count=args.views), CaptureSettings(view_size=args.view_size, samples=1, response_passes=False),
+        vs = capture(obj, RigSpec(kind="orbit-poles", count=args.views), CaptureSettings(view_size=args.view_size, samples=1),
                      Path(tmp) / "vs")
         views = views_from_viewset(vs, "albedo")
         mesh = vs.mesh()

@@ -179,7 +179,7 @@ def rig_from_args(args: argparse.Namespace) -> RigSpec:
 
 
 def _print_progress(step: object) -> None:
-    print(f"view {step.index}/{step.total} {step.view}: {step.seconds:.2f} s", flush=True)
+    print(f"render {step.index}/{step.total} ({step.stage} of {step.view}): {step.seconds:.2f} s", flush=True)
 
 
 def cmd_capture(args: argparse.Namespace) -> int:

@@ -138,13 +138,13 @@ def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, s
     """The closed loop (:mod:`.core.bake.verify`): render the restyled ``obj`` from the capture's cameras as the
     capture rendered its colour, compare with the edited views on the object's pixels; write one error image per
     view into ``out`` and return the report."""
-    from .blender.capture.render import render_colour_views
+    from .blender.capture.render import render_views
     from .core.bake.restyle import load_edited
     from .core.bake.verify import ERROR_GAIN, closed_loop
     from .core.format.images import write_png
 
     t0 = time.perf_counter()
-    rendered = render_colour_views(obj, vs)
+    rendered = render_views(obj, vs)
     report, errors = closed_loop([v.name for v in vs.views], load_edited(vs, edited), rendered,
                                  [vs.load(v, "mask") for v in vs.views])
     out.mkdir(parents=True, exist_ok=True)

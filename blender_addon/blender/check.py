@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import bpy
 import numpy as np
 
 from ..core.bake.gather import BakeResult, bake, sample_texture, views_from_viewset
@@ -23,9 +24,11 @@ from ..core.metrics import erode, psnr, ssim
 from ..core.bake.restyle import TextureTarget, bake_edit_into_targets, check_texture_size
 from ..core.capture.rigs import RigSpec
 from ..core.bake.uv_raster import TexelSurface, rasterise_uv
-from .bake.apply_texture import image_as_srgb
+from ..core.bake.verify import closed_loop
+from .bake.apply_texture import ORIGINAL_KEY, RESTYLED_KEY, apply_textures, image_as_srgb, texture_targets
 from ..core.capture.settings import CaptureSettings
-from .capture.render import capture
+from .capture.data_materials import find_bsdf
+from .capture.render import capture, render_views
 from .bake.textures import base_colour_image
 
 
@@ -79,8 +82,8 @@ def run_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: P
     texture = image_as_srgb(image)
     samples = 16 if oracle else 1  # the unlit round trip reads only the albedo pass
     t0 = time.perf_counter()
-    vs = capture(obj, spec, CaptureSettings(view_size=view_size, samples=samples, overwrite=True,
-                                            response_passes=oracle), out / "views", progress=progress)
+    vs = capture(obj, spec, CaptureSettings(view_size=view_size, samples=samples, overwrite=True), out / "views",
+                 progress=progress)
     capture_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     views = views_from_viewset(vs, "albedo")
@@ -107,8 +110,8 @@ def run_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: P
     if oracle:
         recoloured = oracle_recolour(texture)
         with image_pixels_replaced(image, recoloured):
-            lit = capture(obj, spec, CaptureSettings(view_size=view_size, samples=samples, overwrite=True,
-                                                     response_passes=False), out / "oracle_views", progress=progress)
+            lit = capture(obj, spec, CaptureSettings(view_size=view_size, samples=samples, overwrite=True),
+                          out / "oracle_views", progress=progress)
         edited = [lit.load(v, "colour") for v in lit.views]
         slots = sorted({int(i) for i in np.unique(vs.mesh().material_index)})
         tb = bake_edit_into_targets(vs, edited, [TextureTarget(image.name, slots, texture)], texture_size)[0]
@@ -118,3 +121,122 @@ def run_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: P
                        "oracle_ssim": oscores.ssim, "oracle_drop_db": scores.psnr_db - oscores.psnr_db,
                        "oracle_baked": str(out / "oracle_baked.png")})
     return report
+
+
+# ------------------------------------------------------------------------- the restyle loop, any base colour
+def _recolour_node(tree: Any, source: Any | None, default: tuple[float, ...]) -> Any:
+    """Nodes computing :func:`oracle_recolour` (approximately: a 2.2 gamma stands in for sRGB) of the linear
+    colour from ``source`` (a socket) or ``default``; returns the output socket."""
+    nodes, links = tree.nodes, tree.links
+    split = nodes.new("ShaderNodeSeparateColor")
+    if source is not None:
+        links.new(source, split.inputs["Color"])
+    else:
+        split.inputs["Color"].default_value = default
+    join = nodes.new("ShaderNodeCombineColor")
+    for a, b in (("Red", "Green"), ("Green", "Blue"), ("Blue", "Red")):
+        links.new(split.outputs[b], join.inputs[a])
+    encode = nodes.new("ShaderNodeGamma")
+    encode.inputs["Gamma"].default_value = 1.0 / 2.2
+    links.new(join.outputs["Color"], encode.inputs["Color"])
+    lift = nodes.new("ShaderNodeVectorMath")
+    lift.operation = "MULTIPLY_ADD"
+    lift.inputs[1].default_value = (0.7, 0.7, 0.7)
+    lift.inputs[2].default_value = (0.2, 0.2, 0.2)
+    links.new(encode.outputs["Color"], lift.inputs[0])
+    decode = nodes.new("ShaderNodeGamma")
+    decode.inputs["Gamma"].default_value = 2.2
+    links.new(lift.outputs["Vector"], decode.inputs["Color"])
+    return decode.outputs["Color"]
+
+
+@contextmanager
+def recoloured_materials(obj: Any) -> Iterator[None]:
+    """Temporarily give ``obj`` copies of its materials whose base colour, whatever computes it (an image, colour
+    attributes, a node group), is recoloured like :func:`oracle_recolour`; the originals come back after."""
+    originals = [s.material for s in obj.material_slots]
+    copies = []
+    try:
+        for slot, mat in zip(obj.material_slots, originals):
+            if mat is None or not mat.use_nodes or find_bsdf(mat.node_tree) is None:
+                continue
+            copy = mat.copy()
+            copies.append(copy)
+            socket = next(s for s in find_bsdf(copy.node_tree).inputs if s.name in ("Base Color", "Color"))
+            source = socket.links[0].from_socket if socket.is_linked else None
+            copy.node_tree.links.new(_recolour_node(copy.node_tree, source, tuple(socket.default_value)), socket)
+            slot.material = copy
+        yield
+    finally:
+        for slot, mat in zip(obj.material_slots, originals):
+            slot.material = mat
+        for copy in copies:
+            bpy.data.materials.remove(copy)
+
+
+@contextmanager
+def applied(obj: Any, bakes: list[Any], folder: Path, uv_map: str) -> Iterator[None]:
+    """``bakes`` applied to ``obj`` as a restyle applies them, undone after (materials, images and keys removed)."""
+    before_keys = {k: obj[k] for k in (ORIGINAL_KEY, RESTYLED_KEY) if k in obj}
+    originals = [s.material for s in obj.material_slots]
+    slot_count = len(obj.material_slots)
+    made = apply_textures(obj, bakes, folder, "png8", pack=False, uv_map=uv_map)
+    try:
+        yield
+    finally:
+        for slot, mat in zip(obj.material_slots, originals):
+            slot.material = mat
+        while len(obj.data.materials) > slot_count:
+            obj.data.materials.pop()
+        for name in made.materials:
+            if name in bpy.data.materials:
+                bpy.data.materials.remove(bpy.data.materials[name])
+        for name in made.images:
+            if name in bpy.data.images:
+                bpy.data.images.remove(bpy.data.images[name])
+        for k in (ORIGINAL_KEY, RESTYLED_KEY):
+            if k in obj:
+                del obj[k]
+        obj.update_tag()
+        for k, v in before_keys.items():
+            obj[k] = v
+
+
+def _views_psnr(a: list[np.ndarray], b: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    x, y = (np.concatenate([im[m] for im, m in zip(images, masks)]) for images in (a, b))
+    return psnr(x, y, np.ones(len(x), bool))
+
+
+def run_restyle_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: Path, samples: int = 16,
+                      progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """The restyle measured end to end on any kind of base colour, in view space on the object's pixels.
+
+    - ``identity_psnr_db``: every material's base colour baked from the capture's albedo into new textures and
+      applied; the unlit base colour rendered again from the capture's cameras against the capture's albedo.
+    - ``oracle_psnr_db``: the asset rendered lit with a known recolour of its base colour (:func:`recoloured_materials`)
+      stands in for the edited views; restyled as ``groupedit run`` restyles; its unlit base colour rendered again
+      against the recoloured asset's. ``oracle_drop_db`` = identity - oracle: what lighting removal costs.
+    - ``loop_psnr_db``: the closed loop of that restyle (lit re-render against the edited views).
+    """
+    check_texture_size(texture_size)
+    settings = CaptureSettings(view_size=view_size, samples=samples, overwrite=True)
+    t0 = time.perf_counter()
+    vs = capture(obj, spec, settings, out / "views", progress=progress)
+    masks = [vs.load(v, "mask") for v in vs.views]
+    targets = texture_targets(obj, vs.uv_map)
+    colour = [vs.load(v, "colour") for v in vs.views]
+    unlit = bake_edit_into_targets(vs, colour, [TextureTarget(t.name, t.slots) for t in targets], texture_size)
+    with applied(obj, unlit, out / "identity", vs.uv_map):
+        identity = _views_psnr(render_views(obj, vs, "albedo"), [vs.load(v, "albedo") for v in vs.views], masks)
+    with recoloured_materials(obj):
+        lit = capture(obj, spec, settings, out / "oracle_views", progress=progress)
+    edited = [lit.load(v, "colour") for v in lit.views]
+    bakes = bake_edit_into_targets(vs, edited, targets, texture_size)
+    with applied(obj, bakes, out / "oracle", vs.uv_map):
+        oracle = _views_psnr(render_views(obj, vs, "albedo"), [lit.load(v, "albedo") for v in lit.views], masks)
+        loop, _ = closed_loop([v.name for v in vs.views], edited, render_views(obj, vs, "colour"), masks)
+    changed = [float(tb.result.changed[tb.result.covered].mean()) if tb.result.covered.any() else 0.0 for tb in bakes]
+    return {"object": obj.name, "views": len(vs.views), "view_size": view_size, "texture_size": texture_size,
+            "identity_psnr_db": identity, "oracle_psnr_db": oracle, "oracle_drop_db": identity - oracle,
+            "loop_psnr_db": loop.psnr_db, "changed_share": min(changed) if changed else 0.0,
+            "textures": len(bakes), "seconds": time.perf_counter() - t0}

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 import bpy
 import numpy as np
 
 from ..core.errors import MissingUVError, NotAMeshError, ObjectNotFoundError
 from ..core.format.viewset import MeshData
+
+log = logging.getLogger(__name__)
 
 NEW_UV_NAME = "GroupEdit_UV"
 
@@ -50,6 +54,57 @@ def _uv_map_node_map(obj: Any, node: Any) -> str | None:
         src = node.inputs["Vector"].links[0].from_node
         if src.bl_idname == "ShaderNodeUVMap" and src.uv_map in obj.data.uv_layers:
             return src.uv_map
+    return None
+
+
+def reads_uv_as_is(node: Any) -> bool:
+    """Whether an Image Texture node reads UV coordinates unchanged: nothing linked to its vector (the render UV
+    map), a UV Map node, or a Texture Coordinate node's UV. A Mapping node (a glTF texture transform), generated
+    or object coordinates and the like make the image's texels lie elsewhere than the UV map says."""
+    vector = node.inputs["Vector"]
+    if not vector.is_linked:
+        return True
+    link = vector.links[0]
+    return link.from_node.bl_idname == "ShaderNodeUVMap" or (
+        link.from_node.bl_idname == "ShaderNodeTexCoord" and link.from_socket.name == "UV")
+
+
+def base_colour_images(mat: Any) -> list[Any]:
+    """The Image Texture nodes anywhere upstream of ``mat``'s base colour (through any node, not into groups)."""
+    from .capture.data_materials import find_bsdf
+
+    bsdf = find_bsdf(mat.node_tree) if mat is not None and mat.use_nodes else None
+    socket = None if bsdf is None else (bsdf.inputs.get("Base Color") or bsdf.inputs.get("Color"))
+    if socket is None or not socket.is_linked:
+        return []
+    found, todo, seen = [], [socket.links[0].from_node], set()
+    while todo:
+        node = todo.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.bl_idname == "ShaderNodeTexImage" and node.image is not None:
+            found.append(node)
+        todo.extend(i.links[0].from_node for i in node.inputs if i.is_linked and i.name != "Vector")
+    return found
+
+
+def uv_map_problem(obj: Any, uv_map: str) -> str | None:
+    """Why a bake into ``uv_map`` could not give every surface place its own texel as the material draws it
+    (None when it can): its UVs leave 0-1 (the texture repeats), or the base colour reads its image through a
+    coordinate transform (a Mapping node) rather than the map itself."""
+    layer = obj.data.uv_layers.get(uv_map)
+    if layer is not None and len(layer.data):
+        uv = np.empty(len(layer.data) * 2, np.float32)
+        layer.data.foreach_get("uv", uv)
+        if uv.min() < -1e-3 or uv.max() > 1.0 + 1e-3:
+            return f"UV map {uv_map!r} reaches outside 0-1 (the texture repeats across the surface)"
+    for slot in obj.material_slots:
+        for node in base_colour_images(slot.material):
+            if not reads_uv_as_is(node):
+                via = node.inputs["Vector"].links[0].from_node
+                return (f"material {slot.material.name!r} reads image {node.image.name!r} through "
+                        f"{via.bl_label or via.bl_idname} (a texture transform)")
     return None
 
 
@@ -159,8 +214,9 @@ def _smart_project_welded(mesh: Any) -> np.ndarray:
 
 
 def ensure_uv_map(obj: Any, add_if_missing: bool, uv_map: str | None = None) -> str:
-    """The UV map to capture: ``uv_map`` when given (it must exist), else the one the base colour reads;
-    with ``add_if_missing``, a new Smart UV Project map on a mesh without any."""
+    """The UV map to capture: ``uv_map`` when given (it must exist), else the one the base colour reads, or a new
+    Smart UV Project map (:func:`add_unwrapped_uv_map`, logged) where that one cannot hold the restyle
+    (:func:`uv_map_problem`); with ``add_if_missing``, a new map on a mesh without any."""
     if uv_map:
         if uv_map not in obj.data.uv_layers:
             have = ", ".join(layer.name for layer in obj.data.uv_layers) or "none"
@@ -168,7 +224,15 @@ def ensure_uv_map(obj: Any, add_if_missing: bool, uv_map: str | None = None) -> 
         return uv_map
     name = base_colour_uv_map(obj)
     if name is not None:
-        return name
+        problem = uv_map_problem(obj, name)
+        if problem is None:
+            return name
+        if NEW_UV_NAME in obj.data.uv_layers and uv_map_problem(obj, NEW_UV_NAME) is None:
+            log.warning("%s: capturing into the unwrapped UV map %r added before", problem, NEW_UV_NAME)
+            return NEW_UV_NAME
+        new = add_unwrapped_uv_map(obj)
+        log.warning("%s: capturing into a new unwrapped UV map %r; the restyled material reads it", problem, new)
+        return new
     if not add_if_missing:
         raise MissingUVError(
             f"{obj.name!r} has no UV map. Unwrap it first, or let GroupEdit add one "

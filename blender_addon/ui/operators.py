@@ -43,7 +43,7 @@ def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
 def _settings(context: bpy.types.Context) -> CaptureSettings:
     s = context.scene.groupedit
     return CaptureSettings(view_size=s.view_size, samples=s.samples, lighting=s.lighting, add_uv=s.add_uv,
-                           uv_map=s.uv_map or None, response_passes=s.response_passes)
+                           uv_map=s.uv_map or None)
 
 
 def _show_result(context: bpy.types.Context, vs: ViewSet) -> None:
@@ -109,7 +109,7 @@ class GROUPEDIT_OT_capture_views(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         s.progress = step.index / step.total
-        s.status = f"View {step.index}/{step.total} ({step.seconds:.1f} s)"
+        s.status = f"Render {step.index}/{step.total}: {step.stage} of {step.view} ({step.seconds:.1f} s)"
         redraw(context)
         return {"RUNNING_MODAL"}
 

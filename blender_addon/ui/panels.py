@@ -43,7 +43,6 @@ class GROUPEDIT_PT_capture(_GroupEditTab, bpy.types.Panel):
         col.prop(s, "samples")
         col.prop(s, "lighting")
         col.prop(s, "add_uv")
-        col.prop(s, "response_passes")
         if obj is not None and obj.type == "MESH":
             row = layout.row(align=True)
             row.prop_search(s, "uv_map", obj.data, "uv_layers", text="UV map")

@@ -43,8 +43,6 @@ class GroupEditSettings(bpy.types.PropertyGroup):
                ("STUDIO", "Studio", "A neutral light rig added for the capture only")],
         **property_kwargs(CaptureSettings, "lighting", "Lighting"),
     )
-    response_passes: bpy.props.BoolProperty(  # type: ignore[valid-type]
-        **property_kwargs(CaptureSettings, "response_passes", "Lighting removal passes"))
     add_uv: bpy.props.BoolProperty(  # type: ignore[valid-type]
         **property_kwargs(CaptureSettings, "add_uv", "Add UV map if missing"))
     uv_map: bpy.props.StringProperty(  # type: ignore[valid-type]

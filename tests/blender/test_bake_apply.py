@@ -204,7 +204,7 @@ def test_colour_filter_choice_reaches_the_colour_render(tmp_path):
     spec = RigSpec(kind="orbit", count=1)
     blended = {}
     for name, width in (("sharp", 0.01), ("default", None)):
-        vs = capture(obj, spec, CaptureSettings(view_size=96, samples=4, colour_filter_px=width, response_passes=False),
+        vs = capture(obj, spec, CaptureSettings(view_size=96, samples=4, colour_filter_px=width),
                      tmp_path / name)
         v = vs.views[0]
         colour, mask = vs.load(v, "colour").astype(int), vs.load(v, "mask")

@@ -125,7 +125,7 @@ def test_overwritten_capture_keeps_no_pass_of_the_earlier_one(empty_scene, tmp_p
     (out / ".preview.png").write_bytes(b"old")
     (out / "notes.txt").write_text("mine")
     vs = capture(cube, RigSpec(kind="orbit", count=2),
-                 CaptureSettings(view_size=64, samples=1, response_passes=False, overwrite=True), out)
+                 CaptureSettings(view_size=64, samples=1, overwrite=True), out)
     written = {p for v in vs.views for p in v.files}
     assert {p.name for p in out.iterdir() if p.is_dir()} == written
     assert not (out / "black").exists() and not (out / "albedo_filtered").exists()

@@ -30,7 +30,7 @@ def test_cli_capture_prints_progress_and_writes_a_viewset(tmp_path):
     r = _groupedit("capture", str(ASSETS / "Avocado.glb"), "--views", "3", "--rig", "orbit", "--view-size", "64",
                    "--samples", "1", "--out", str(tmp_path / "vs"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert [line for line in r.stdout.splitlines() if line.startswith("view ")][-1].startswith("view 3/3 view_002")
+    assert [line for line in r.stdout.splitlines() if line.startswith("render ")][-1].startswith("render 6/6 (data of view_002)")
     assert "per view" in r.stdout and "coverage" in r.stdout
     manifest = json.loads((tmp_path / "vs" / "manifest.json").read_text())
     assert manifest["object"]["name"] == "Avocado" and len(manifest["views"]) == 3

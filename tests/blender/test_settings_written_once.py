@@ -9,7 +9,7 @@ from blender_addon.core.capture.rigs import PRESETS, RigSpec
 from blender_addon.ui import properties
 from blender_addon.ui.properties import GroupEditSettings
 
-PANEL = {"view_size": "View size", "samples": "Samples", "lighting": "Lighting", "response_passes": None,
+PANEL = {"view_size": "View size", "samples": "Samples", "lighting": "Lighting",
          "add_uv": None, "uv_map": None}
 
 
@@ -51,6 +51,6 @@ def test_capture_flags_are_made_from_the_settings():
     args = parser.parse_args(["capture", "x.glb", "--out", "o"])
     for s in options_of(CaptureSettings) + options_of(RigSpec):
         assert getattr(args, s.name) == s.default, s.name
-    args = parser.parse_args(["capture", "x.glb", "--out", "o", "--view-size", "64", "--no-response-passes",
+    args = parser.parse_args(["capture", "x.glb", "--out", "o", "--view-size", "64", "--add-uv",
                               "--colour-filter", "0.01", "--lighting", "STUDIO"])
-    assert (args.view_size, args.response_passes, args.colour_filter_px, args.lighting) == (64, False, 0.01, "STUDIO")
+    assert (args.view_size, args.add_uv, args.colour_filter_px, args.lighting) == (64, True, 0.01, "STUDIO")

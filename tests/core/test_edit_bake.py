@@ -135,36 +135,41 @@ def test_edit_inputs_are_checked():
         bake_edit(rasterise_uv(mesh, 16), [v], np.zeros((8, 8, 3), np.float32))
 
 
-def test_a_non_linear_response_is_fitted_and_inverted():
-    """Colours that respond to the base colour as a rough metal does (convex, a little different per pixel):
-    the fitted curve, bent through each pixel's own point, recovers the new albedo; a straight line would not."""
-    from blender_addon.core.bake.edit_bake import ResponseCurve, response_ratio
+def _metal_scene(n: int, seed: int):
+    """Pixels lit as a mix of diffuse and rough metal: colour(x) = rest + diffuse x + metal g_p(x) per channel,
+    g_p convex (multiple scattering) and a little different per pixel (view angle), shared by its channels."""
+    rng = np.random.default_rng(seed)
+    bend = rng.uniform(-0.1, 0.1, (n, 1)).astype(np.float32)
+    diffuse = rng.uniform(0.0, 0.6, (n, 1)).astype(np.float32) * np.ones((1, 3), np.float32)
+    metal = rng.uniform(0.3, 1.2, (n, 1)).astype(np.float32) * np.ones((1, 3), np.float32)
+    g = lambda x: 0.3 * x + 0.7 * x**2 + bend * x * (1 - x)  # noqa: E731
+    colour = lambda x: 0.01 + diffuse * x + metal * g(x)  # noqa: E731
+    return rng, diffuse, metal, g, colour
 
-    rng = np.random.default_rng(3)
-    n = 4000
-    albedo = rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32)
-    new = rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32)
-    light = rng.uniform(0.3, 1.2, (n, 1)).astype(np.float32)
-    bend = rng.uniform(-0.1, 0.1, (n, 1)).astype(np.float32)  # per pixel (view angle), shared by channels
 
-    def render(x: np.ndarray) -> np.ndarray:
-        g = 0.3 * x + 0.7 * x**2 + bend * x * (1 - x)
-        return 0.01 + light * g
+def test_a_metal_response_is_fitted_and_inverted():
+    """The capture's curve, fitted on the metal's reflectance points and bent through each pixel's own,
+    recovers the new base colour from the change of colour alone; a straight line would not."""
+    from blender_addon.core.bake.edit_bake import ResponseCurve
 
-    black, white = render(np.zeros_like(albedo)), render(np.ones_like(albedo))
-    r_old, usable = response_ratio(render(albedo), black, white)
-    r_new, _ = response_ratio(render(new), black, white)
-    assert usable.all()
-    curve = ResponseCurve.fit(albedo.ravel(), r_old.ravel())
-    got = curve.solve(r_new, albedo, r_old)
+    rng, diffuse, metal, g, colour = _metal_scene(4000, 3)
+    albedo = rng.uniform(0.05, 0.95, (4000, 3)).astype(np.float32)
+    new = rng.uniform(0.05, 0.95, (4000, 3)).astype(np.float32)
+    curve = ResponseCurve.fit(albedo.ravel(), g(albedo).ravel())
+    total = diffuse + metal
+    got = curve.solve((colour(new) - colour(albedo)) / total, albedo, g(albedo), diffuse / total)
     assert np.abs(got - new).max() < 0.02
-    assert np.abs(r_new - new).mean() > 5 * np.abs(got - new).mean(), "a linear response would do as well"
+    straight = np.clip(albedo + (colour(new) - colour(albedo)) / total, 0, 1)
+    assert np.abs(straight - new).mean() > 5 * np.abs(got - new).mean(), "a linear response would do as well"
+    # purely diffuse pixels are solved exactly, whatever the curve
+    exact = curve.solve((new - albedo) * 0.5 / 0.5, albedo, np.full_like(albedo, np.nan), np.ones_like(albedo))
+    assert np.array_equal(exact, np.clip(albedo + (new - albedo), 0, 1))
 
 
 def test_each_pixel_curve_passes_through_its_channels_own_points():
     """Per-pixel curves that no single bend of the shared curve describes (a straight line mixed with a
-    cubic, in a different share per pixel): the solved curve goes through every channel's own point, and
-    between them it recovers albedo better than the best bend alone."""
+    cubic, in a different share per pixel): no change of colour gives back each channel's own base colour,
+    and the pixel's points recover a new one better than the shared curve alone."""
     from blender_addon.core.bake.edit_bake import ResponseCurve
 
     rng = np.random.default_rng(5)
@@ -177,10 +182,35 @@ def test_each_pixel_curve_passes_through_its_channels_own_points():
     albedo = rng.uniform(0.05, 0.95, (n, 3)).astype(np.float32)
     new = np.clip(albedo[:, [1, 2, 0]] * 0.7 + 0.2, 0, 1).astype(np.float32)
     curve = ResponseCurve.fit(albedo.ravel(), response(albedo).ravel())
-    at_points = curve.solve(response(albedo), albedo, response(albedo))
-    # exact at the points (but where a steep bend makes the curve fall and it is flattened to stay increasing)
+    metal_only = np.zeros_like(albedo)
+    at_points = curve.solve(np.zeros_like(albedo), albedo, response(albedo), metal_only)
     assert np.percentile(np.abs(at_points - albedo), 99) < 1e-4
-    bend_only = curve.solve(response(albedo), albedo, response(albedo), through=0.0)
-    assert np.abs(bend_only - albedo).mean() > 5 * np.abs(at_points - albedo).mean()
-    err = np.abs(curve.solve(response(new), albedo, response(albedo)) - new).mean()
-    assert err < 0.7 * np.abs(curve.solve(response(new), albedo, response(albedo), through=0.0) - new).mean()
+    change = response(new) - response(albedo)
+    err = np.abs(curve.solve(change, albedo, response(albedo), metal_only) - new).mean()
+    shared = np.abs(curve.solve(change, albedo, np.full_like(albedo, np.nan), metal_only) - new).mean()
+    assert err < 0.5 * shared, (err, shared)
+
+
+def test_the_light_passes_remove_shading_exactly_even_where_the_render_clipped():
+    """A diffuse view whose bright half clipped in 8 bits: the linear colour stands in for the clipped lit pixels,
+    and a channel clipped before and after the edit never gets darker."""
+    from blender_addon.core.bake.edit_bake import ViewLighting
+
+    h, w = 8, 16
+    albedo = np.full((h, w, 3), 0.5, np.float32)
+    albedo[:, :, 0] = 0.9
+    shade = np.ones((h, w, 1), np.float32) * np.where(np.arange(w) < 8, 0.8, 2.0)[None, :, None]
+    new = albedo.copy()
+    new[:, :, 1] = 0.2  # green down, red and blue kept
+    lit_linear, edited_linear = albedo * shade, new * shade
+    to8 = lambda x: to_uint8(linear_to_srgb(np.clip(x, 0, 1)))  # noqa: E731
+    nan = np.full((h, w, 3), np.nan, np.float32)
+    lighting = ViewLighting(lit_linear, np.broadcast_to(shade, (h, w, 3)).copy(), np.zeros((h, w, 3), np.float32), nan)
+    mask = np.ones((h, w), bool)
+    delta = edit_delta(to8(edited_linear), to8(lit_linear), to8(albedo), mask, None, lighting)
+    assert (delta[..., 3] == 1).all()
+    got = delta[..., :3] + delta[..., 4:]
+    assert np.abs(got[..., 1] - 0.2).max() < 0.01, "green is solved on both halves, clipped or not"
+    assert np.abs(got[:, 8:, 0] - srgb_to_linear(to8(albedo)[:, 8:, 0] / 255.0)).max() < 1e-6, \
+        "red clipped before and after: unchanged, not darkened"
+    assert np.abs(got[:, :8, 2] - 0.5).max() < 0.01

@@ -23,7 +23,7 @@ from ...core.errors import InvalidInputError, OutputNotWritableError
 from ...core.format.images import linear_to_srgb, srgb_to_linear, to_uint8, write_png
 from ...core.bake.restyle import TextureBake, TextureTarget
 from ..capture.data_materials import find_bsdf
-from ..mesh import image_uv_map, mesh_data
+from ..mesh import image_uv_map, mesh_data, reads_uv_as_is
 from .textures import image_pixels
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,9 @@ _SUFFIX = {"png8": ".png", "png16": ".png", "exr": ".exr"}
 
 
 def direct_base_image(mat: Any | None) -> tuple[Any | None, Any | None]:
-    """(image, node) of the Image Texture node linked straight into the base colour of ``mat``'s BSDF."""
+    """(image, node) of the Image Texture node linked straight into the base colour of ``mat``'s BSDF and reading
+    plain UV coordinates (:func:`~..mesh.reads_uv_as_is`; an image behind a texture transform is not direct: the
+    restyle bakes a new texture and links it in its place)."""
     if mat is None or not mat.use_nodes:
         return None, None
     bsdf = find_bsdf(mat.node_tree)
@@ -43,7 +45,8 @@ def direct_base_image(mat: Any | None) -> tuple[Any | None, Any | None]:
     if socket is None or not socket.is_linked:
         return None, None
     node = socket.links[0].from_node
-    if node.bl_idname == "ShaderNodeTexImage" and node.image is not None and socket.links[0].from_socket.name == "Color":
+    if (node.bl_idname == "ShaderNodeTexImage" and node.image is not None
+            and socket.links[0].from_socket.name == "Color" and reads_uv_as_is(node)):
         return node.image, node
     return None, None
 

@@ -1,8 +1,11 @@
-"""Temporary materials for the data render: unlit base colour out, UV out as a shader AOV.
+"""Temporary materials for the capture's two renders; the user's materials are never edited.
 
-Each material of the object is *copied*; the copy keeps the node graph that computes the base
-colour (textures, mapping, mixes) but its surface becomes an Emission of that colour, and an AOV
-Output named :data:`UV_AOV` writes the UV map's coordinates. The user's materials are never edited.
+Each material of the object is *copied*. For the **colour render** (:func:`colour_material`) the copy
+shades exactly as the original and also writes its base colour and metallic to shader AOVs
+(:data:`BASE_AOV`, :data:`METAL_AOV`), so that the render's light passes can be split into what the
+base colour scales and what it does not. For the **data render** (:func:`data_material`) the copy
+keeps the node graph that computes the base colour (textures, mapping, mixes) but its surface becomes
+an Emission of that colour, and an AOV Output named :data:`UV_AOV` writes the UV map's coordinates.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ import bpy
 from .scene_changes import SceneChanges
 
 UV_AOV = "groupedit_uv"
+BASE_AOV = "groupedit_base"
+METAL_AOV = "groupedit_metallic"
+#: The colour render's base colour is at least this (linear, per channel): a black base colour would hide the
+#: diffuse light from Cycles' light passes (they are divided by the colour). 1e-4 is a third of an 8-bit level.
+BASE_FLOOR = 1e-4
 DEFAULT_BASE_COLOUR = (0.8, 0.8, 0.8, 1.0)  # Blender's default material colour
 _COLOUR_INPUTS = ("Base Color", "Color")
 
@@ -91,23 +99,41 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
     return mat
 
 
-def flat_base_material(source: Any | None, value: float, changes: SceneChanges) -> Any:
-    """A temporary copy of ``source`` whose base colour is the grey ``value`` (0 black, 1 white).
+def colour_material(source: Any | None, changes: SceneChanges) -> Any:
+    """A temporary copy of ``source`` that renders as it does and writes its base colour (floored at
+    :data:`BASE_FLOOR`) to :data:`BASE_AOV` and its metallic to :data:`METAL_AOV`.
 
-    Rendered lit like the colour render, a black and a white copy show how each pixel's colour responds
-    to the base colour (with the original colour in between: three points of that response).
+    A ``source`` without nodes (or None: no material) becomes a Principled BSDF with its viewport colour,
+    metallic and roughness (Blender's default grey without a material), as the restyled material will be.
     """
-    mat = _temporary_copy(source, "GroupEdit flat", changes)
-    if source is None or not source.use_nodes:
-        bsdf = find_bsdf(mat.node_tree)
-        if source is not None and bsdf is not None:
-            for name in ("Metallic", "Roughness"):
-                if name in bsdf.inputs:
-                    bsdf.inputs[name].default_value = getattr(source, name.lower())
-    bsdf = find_bsdf(mat.node_tree)
-    if bsdf is not None:
-        socket = next(bsdf.inputs[n] for n in _COLOUR_INPUTS if n in bsdf.inputs)
-        for link in list(socket.links):
-            mat.node_tree.links.remove(link)
-        socket.default_value = (value, value, value, 1.0)
+    mat = _temporary_copy(source, "GroupEdit colour", changes)
+    tree = mat.node_tree
+    nodes, links = tree.nodes, tree.links
+    bsdf = find_bsdf(tree)
+    if (source is None or not source.use_nodes) and bsdf is not None:
+        bsdf.inputs["Base Color"].default_value = tuple(source.diffuse_color) if source else DEFAULT_BASE_COLOUR
+        for name in ("Metallic", "Roughness"):
+            if source is not None:
+                bsdf.inputs[name].default_value = getattr(source, name.lower())
+    if bsdf is None:
+        return mat
+    socket = next(bsdf.inputs[n] for n in _COLOUR_INPUTS if n in bsdf.inputs)
+    floor = nodes.new("ShaderNodeVectorMath")
+    floor.operation = "MAXIMUM"
+    floor.inputs[1].default_value = (BASE_FLOOR,) * 3
+    if socket.is_linked:
+        links.new(socket.links[0].from_socket, floor.inputs[0])
+    else:
+        floor.inputs[0].default_value = tuple(socket.default_value)[:3]
+    links.new(floor.outputs["Vector"], socket)
+    base = nodes.new("ShaderNodeOutputAOV")
+    base.aov_name = BASE_AOV
+    links.new(floor.outputs["Vector"], base.inputs["Color"])
+    metal = nodes.new("ShaderNodeOutputAOV")
+    metal.aov_name = METAL_AOV
+    metallic = bsdf.inputs.get("Metallic")
+    if metallic is not None and metallic.is_linked:
+        links.new(metallic.links[0].from_socket, metal.inputs["Value"])
+    else:
+        metal.inputs["Value"].default_value = float(metallic.default_value) if metallic is not None else 0.0
     return mat

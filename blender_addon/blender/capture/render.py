@@ -1,11 +1,14 @@
 """Capture: render an object from a rig with Cycles and write a ViewSet.
 
-Two renders per view. The *colour* render is the scene as it would render (its lights and world,
-or a neutral studio light added for the capture) with the scene's pixel filter. The *data* render
-swaps in temporary unlit materials and uses a near-zero pixel filter and one sample, so every pixel
-holds the values of the surface point at its centre (no blending across edges): albedo (emission of
-the base colour), UV (shader AOV), world position and normal (Cycles passes), mask (alpha).
-Everything the capture changes is restored by :class:`~.scene_changes.SceneChanges`.
+Two renders per view, all colour renders first and then all data renders (Cycles keeps the scene
+between renders of one kind: only the camera moves). The *colour* render is the scene as it would
+render (its lights and world, or a neutral studio light added for the capture) with the scene's pixel
+filter, with Cycles' diffuse and glossy light passes and the base colour and metallic as shader AOVs:
+from them the lighting-removal passes follow exactly (:mod:`...core.capture.light_split`). The *data*
+render swaps in temporary unlit materials and uses a near-zero pixel filter and one sample, so every
+pixel holds the values of the surface point at its centre (no blending across edges): albedo
+(emission of the base colour), UV (shader AOV), world position and normal (Cycles passes), mask
+(alpha). Everything the capture changes is restored by :class:`~.scene_changes.SceneChanges`.
 """
 
 from __future__ import annotations
@@ -34,28 +37,34 @@ from ...core.format.images import linear_to_srgb, read_exr, to_uint8
 from ...core.capture.rigs import RigSpec, RigView, build_rig, direction_vector
 from ...core.capture.settings import CaptureSettings
 from ...core.format.viewset import MESH_FILE, View, ViewSet, stale_entries, write_view_files
-from .data_materials import UV_AOV, data_material, flat_base_material
+from ...core.capture.light_split import split_light
+from .data_materials import BASE_AOV, METAL_AOV, UV_AOV, colour_material, data_material
 from ..mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
 
 log = logging.getLogger(__name__)
 
 DATA_FILTER_WIDTH = 0.01  # Cycles' smallest pixel filter: samples land on the pixel centre
+_LIGHT_PASSES = ("use_pass_diffuse_direct", "use_pass_diffuse_indirect", "use_pass_diffuse_color",
+                 "use_pass_glossy_direct", "use_pass_glossy_indirect", "use_pass_glossy_color")
 _TMP_DIR = ".capture_tmp"
 
 
 @dataclass(frozen=True)
 class CaptureProgress:
-    """Reported after each view: 1-based ``index`` of ``total``, its name, seconds in all and per stage.
+    """Reported after each render: 1-based ``index`` of ``total`` renders (two per view: every view's colour
+    render, then every view's data render), the view's name, which render (``stage``: 'colour' or 'data'),
+    seconds in all and per stage.
 
-    ``stages`` holds seconds for 'colour render', 'data render' (each including writing and reading
-    the render's EXR) and 'passes to files' (conversion and writing of the view's ViewSet files).
+    ``stages`` holds seconds for 'colour render' or 'data render' (including writing and reading the
+    render's EXR) and 'passes to files' (conversion and writing of the view's ViewSet files).
     """
 
     index: int
     total: int
     view: str
     seconds: float
+    stage: str = "colour"
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -186,8 +195,8 @@ class _RenderSetup:
     view_layer: Any
     slots: list[Any]
     originals: list[Any]
+    colour_mats: list[Any]
     data_mats: list[Any]
-    flat_mats: dict[float, list[Any]]
     cam_data: Any
     cam_obj: Any
     user_filter: float
@@ -216,7 +225,7 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
         ("resolution_x", width), ("resolution_y", height), ("resolution_percentage", 100),
         ("pixel_aspect_x", 1.0), ("pixel_aspect_y", 1.0), ("use_border", False),
         ("film_transparent", True), ("use_single_layer", True), ("use_compositing", False),
-        ("use_sequencer", False), ("use_persistent_data", False),
+        ("use_sequencer", False), ("use_persistent_data", True),
     ):
         changes.set(render, attr, value)
     for attr, value in (("file_format", "OPEN_EXR_MULTILAYER"), ("color_depth", "32"), ("exr_codec", "NONE")):
@@ -225,13 +234,14 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
     for layer in scene.view_layers:
         if layer != view_layer:
             changes.set(layer, "use", False)
-    for attr in ("use_pass_position", "use_pass_normal"):
+    for attr in ("use_pass_position", "use_pass_normal", *_LIGHT_PASSES):
         changes.set(view_layer, attr, True)
     changes.set(view_layer, "material_override", None)
-    if UV_AOV not in view_layer.aovs:
-        aov = view_layer.aovs.add()
-        aov.name, aov.type = UV_AOV, "COLOR"
-        changes.on_restore(lambda: view_layer.aovs.remove(view_layer.aovs[UV_AOV]))
+    for name, kind in ((UV_AOV, "COLOR"), (BASE_AOV, "COLOR"), (METAL_AOV, "VALUE")):
+        if name not in view_layer.aovs:
+            aov = view_layer.aovs.add()
+            aov.name, aov.type = name, kind
+            changes.on_restore(lambda name=name: view_layer.aovs.remove(view_layer.aovs[name]))
     for o in scene.objects:
         if o != obj and o.type not in ("LIGHT", "CAMERA") and o.visible_camera:
             changes.set(o, "visible_camera", False)
@@ -245,8 +255,7 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
     slots = list(obj.material_slots)
     originals = [s.material for s in slots]
     data_mats = [data_material(m, uv_map, changes) for m in originals] or [data_material(None, uv_map, changes)]
-    flat_mats = {v: [flat_base_material(m, v, changes) for m in originals] or [flat_base_material(None, v, changes)]
-                 for v in ((0.0, 1.0) if settings.response_passes else ())}
+    colour_mats = [colour_material(m, changes) for m in originals] or [colour_material(None, changes)]
     for i, s in enumerate(slots):
         changes.set(s, "material", originals[i])
 
@@ -260,7 +269,7 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
     for attr in ("samples", "filter_width", "use_denoising"):
         changes.set(cycles, attr, getattr(cycles, attr))
     changes.set(render, "filepath", render.filepath)
-    return _RenderSetup(changes, view_layer, slots, originals, data_mats, flat_mats, cam_data, cam_obj, user_filter,
+    return _RenderSetup(changes, view_layer, slots, originals, colour_mats, data_mats, cam_data, cam_obj, user_filter,
                         studio)
 
 
@@ -291,72 +300,57 @@ def _use_materials(setup: _RenderSetup, materials: list[Any]) -> None:
         setup.view_layer.material_override = materials[0] if materials and materials[0] is not None else None
 
 
-def _render_colour(scene: Any, setup: _RenderSetup, settings: CaptureSettings, tmp: Path) -> np.ndarray:
-    """The lit colour render with the object's own materials: linear RGB (H, W, 3) composited over the background."""
+def _render_colour(scene: Any, setup: _RenderSetup, settings: CaptureSettings, tmp: Path,
+                   materials: list[Any] | None = None) -> dict[str, np.ndarray]:
+    """The lit colour render (the object's own materials, or ``materials`` that shade alike): its EXR channels."""
     cycles = scene.cycles
-    _use_materials(setup, setup.originals)
+    _use_materials(setup, materials or setup.originals)
     colour_filter = setup.user_filter if settings.colour_filter_px is None else settings.colour_filter_px
     cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, colour_filter, settings.denoise
-    rgba = _channels(_render(scene, tmp / "colour.exr"), "Combined", "RGBA")
-    bg = np.asarray(settings.background, np.float32)
-    return rgba[..., :3] + (1.0 - rgba[..., 3:4]) * bg  # Cycles' RGB is premultiplied
+    return _render(scene, tmp / "colour.exr")
 
 
-def _render_view(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
-                 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """All renders of one view -> its ViewSet passes, and seconds per stage."""
+def _composited(exr: dict[str, np.ndarray], background: tuple[float, float, float]) -> np.ndarray:
+    """Linear RGB (H, W, 3) of a render composited over ``background`` (Cycles' RGB is premultiplied)."""
+    rgba = _channels(exr, "Combined", "RGBA")
+    return rgba[..., :3] + (1.0 - rgba[..., 3:4]) * np.asarray(background, np.float32)
+
+
+def _colour_passes(exr: dict[str, np.ndarray], settings: CaptureSettings) -> dict[str, np.ndarray]:
+    """A view's colour pass and its lighting-removal passes from the colour render's EXR channels."""
+    split = split_light(
+        _channels(exr, "Combined", "RGBA"),
+        tuple(_channels(exr, p, "RGB") for p in ("DiffDir", "DiffInd", "DiffCol")),
+        tuple(_channels(exr, p, "RGB") for p in ("GlossDir", "GlossInd", "GlossCol")),
+        _channels(exr, BASE_AOV, "RGB"), _channels(exr, METAL_AOV, "X")[..., 0], settings.background)
+    colour = split.pop("colour_linear")
+    return {
+        "colour": to_uint8(linear_to_srgb(colour)),
+        "colour_linear": colour.astype(np.float16),
+        "albedo_filtered": to_uint8(linear_to_srgb(np.clip(split.pop("albedo_filtered"), 0.0, 1.0))),
+        **{k: v.astype(np.float16) for k, v in split.items()},
+    }
+
+
+def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
+                 ) -> dict[str, np.ndarray]:
+    """The data render of one view (unlit base colour, geometry and UV at each pixel centre) -> its passes."""
     cycles = scene.cycles
-    bg = np.asarray(settings.background, np.float32)
-    # 1) colour
-    t1 = time.perf_counter()
-    colour = _render_colour(scene, setup, settings, tmp)
-    t2 = time.perf_counter()
-
-    # 2) the same light on a black and on a white base colour: how the colour responds to the base colour
-    response: dict[str, np.ndarray] = {}
-    for value, mats in setup.flat_mats.items():
-        _use_materials(setup, mats)
-        frgba = _channels(_render(scene, tmp / "flat.exr"), "Combined", "RGBA")
-        # composited like the colour: along the silhouette both mix in the same background
-        response["white" if value else "black"] = frgba[..., :3] + (1.0 - frgba[..., 3:4]) * bg
-
-    # 3) data: with the response passes, the albedo once through the colour render's pixel filter
-    #    (what the lighting removal compares the colour with), then exactly per pixel centre
     _use_materials(setup, setup.data_mats)
-    filtered_albedo = None
-    if setup.flat_mats:
-        argba = _channels(_render(scene, tmp / "albedo.exr"), "Combined", "RGBA")
-        filtered_albedo = argba[..., :3] / np.maximum(argba[..., 3:4], 1e-6)
-    t_resp = time.perf_counter()
     cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
-    t3 = time.perf_counter()
     data_exr = _render(scene, tmp / "data.exr")
-    t4 = time.perf_counter()
     alpha = _channels(data_exr, "Combined", "A")[..., 0]
     mask = alpha > 0.5
     albedo = _channels(data_exr, "Combined", "RGB") / np.maximum(alpha, 1e-6)[..., None]
     position = np.where(mask[..., None], _channels(data_exr, "Position", "XYZ"), 0.0).astype(np.float32)
-    normal = np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32)
-    uv = np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32)
-    depth = np.where(mask, (position - cam.centre) @ cam.forward, 0.0).astype(np.float32)
-
-    def unlit(values: np.ndarray) -> np.ndarray:
-        """An albedo pass: sRGB-encoded, the background colour outside the object."""
-        return to_uint8(linear_to_srgb(np.where(mask[..., None], values, bg)))
-
-    passes = {
-        "colour": to_uint8(linear_to_srgb(colour)),
-        "albedo": unlit(albedo),
+    return {
+        "albedo": to_uint8(linear_to_srgb(np.where(mask[..., None], albedo, np.asarray(settings.background)))),
         "mask": mask,
-        "depth": depth,
-        "normal": normal,
-        "uv": uv,
+        "depth": np.where(mask, (position - cam.centre) @ cam.forward, 0.0).astype(np.float32),
+        "normal": np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32),
+        "uv": np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32),
         "position": position,
-        **{k: np.where(mask[..., None], v, 0.0).astype(np.float16) for k, v in response.items()},
     }
-    if filtered_albedo is not None:
-        passes["albedo_filtered"] = unlit(filtered_albedo)
-    return passes, {"colour render": t2 - t1, "response renders": t_resp - t2, "data render": t4 - t3}
 
 
 def _viewset(obj: Any, spec: RigSpec, settings: CaptureSettings, scene: Any, setup: _RenderSetup, out_dir: Path,
@@ -404,18 +398,30 @@ def capture_steps(
     changes = SceneChanges()
     try:
         setup = _set_up_render(scene, obj, settings, width, height, uv_map, mesh, changes)
-        written: list[View] = []
-        depth_maps: list[tuple[Camera, np.ndarray]] = []
-        for n, rv in enumerate(rig):
+        total = 2 * len(rig)
+        files: dict[str, dict[str, str]] = {}
+        for n, rv in enumerate(rig):  # every colour render first: the scene stays as Cycles synced it
             t0 = time.perf_counter()
             _place_camera(scene, setup, rv, spec.kind == "scene", mesh)
-            passes, stages = _render_view(scene, setup, settings, rv.camera, tmp)
-            t4 = time.perf_counter()
-            files = write_view_files(out_dir, rv.name, passes)
-            written.append(View(rv.name, rv.camera, files, rv.azimuth_deg, rv.elevation_deg, rv.label))
+            exr = _render_colour(scene, setup, settings, tmp, setup.colour_mats)
+            t1 = time.perf_counter()
+            files[rv.name] = write_view_files(out_dir, rv.name, _colour_passes(exr, settings))
+            t2 = time.perf_counter()
+            yield CaptureProgress(n + 1, total, rv.name, t2 - t0, "colour",
+                                  {"colour render": t1 - t0, "passes to files": t2 - t1})
+        written: list[View] = []
+        depth_maps: list[tuple[Camera, np.ndarray]] = []
+        for n, rv in enumerate(rig):  # then every data render
+            t0 = time.perf_counter()
+            _place_camera(scene, setup, rv, spec.kind == "scene", mesh)
+            passes = _data_passes(scene, setup, settings, rv.camera, tmp)
+            t1 = time.perf_counter()
+            files[rv.name].update(write_view_files(out_dir, rv.name, passes))
+            written.append(View(rv.name, rv.camera, files[rv.name], rv.azimuth_deg, rv.elevation_deg, rv.label))
             depth_maps.append((rv.camera, passes["depth"]))
-            t5 = time.perf_counter()
-            yield CaptureProgress(n + 1, len(rig), rv.name, t5 - t0, {**stages, "passes to files": t5 - t4})
+            t2 = time.perf_counter()
+            yield CaptureProgress(len(rig) + n + 1, total, rv.name, t2 - t0, "data",
+                                  {"data render": t1 - t0, "passes to files": t2 - t1})
 
         mesh.save(out_dir / MESH_FILE)
         vs = _viewset(obj, spec, settings, scene, setup, out_dir, uv_map, written,
@@ -462,19 +468,25 @@ def _version() -> str:
     return __version__
 
 
-def render_colour_views(obj: Any, vs: ViewSet, scene: Any | None = None) -> list[np.ndarray]:
-    """The object as it is now (e.g. restyled) rendered from the capture's cameras the way the capture rendered its
-    colour pass (its samples, pixel filter, background and the lighting it used): N uint8 sRGB (H, W, 3).
+#: What :func:`render_views` can render again: the lit colour or the unlit base colour (the ``albedo`` pass).
+RENDERABLE = ("colour", "albedo")
+
+
+def render_views(obj: Any, vs: ViewSet, pass_name: str = "colour", scene: Any | None = None) -> list[np.ndarray]:
+    """The object as it is now (e.g. restyled) rendered from the capture's cameras the way the capture rendered
+    ``pass_name`` ('colour': its samples, pixel filter, background and the lighting it used; 'albedo': the unlit
+    base colour at each pixel centre): N uint8 sRGB (H, W, 3).
 
     The scene is restored afterwards, as after a capture. Views of a scene-camera rig are rendered through our own
     camera with the recorded intrinsics (a scene camera's lens shift is part of them).
     """
+    if pass_name not in RENDERABLE:
+        raise InvalidInputError(f"can render again only {' or '.join(RENDERABLE)}, not {pass_name!r}")
     scene = scene or bpy.context.scene
     known = {f.name for f in fields(CaptureSettings)}
     settings = CaptureSettings(**{k: v for k, v in (vs.capture or {}).items() if k in known})
     settings.background = tuple(settings.background)  # JSON gives a list
     settings.lighting = "STUDIO" if (vs.capture or {}).get("lighting_used") == "studio" else "SCENE"
-    settings.response_passes = False
     size = vs.views[0].camera.intrinsics
     mesh = vs.mesh()  # the capture's evaluated mesh: the restyle changed materials, not geometry
     changes = SceneChanges()
@@ -488,7 +500,11 @@ def render_colour_views(obj: Any, vs: ViewSet, scene: Any | None = None) -> list
             _place_camera(scene, setup, v, False, mesh)
             setup.cam_data.shift_x = (k.width / 2 - k.cx) / max(k.width, k.height)
             setup.cam_data.shift_y = (k.cy - k.height / 2) / max(k.width, k.height)
-            out.append(to_uint8(linear_to_srgb(_render_colour(scene, setup, settings, tmp))))
+            if pass_name == "colour":
+                linear = _composited(_render_colour(scene, setup, settings, tmp), settings.background)
+                out.append(to_uint8(linear_to_srgb(linear)))
+            else:
+                out.append(_data_passes(scene, setup, settings, v.camera, tmp)["albedo"])
         return out
     finally:
         changes.restore()

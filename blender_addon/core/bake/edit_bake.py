@@ -1,37 +1,36 @@
 """Bake an *edit* into an existing texture: only what the edit changed, with the renders' lighting removed.
 
 The edited views are lit renders (the capture's ``colour`` pass, restyled by an editor). For every
-view, :func:`edit_delta` turns the edit into the change of *albedo* it implies, in linear light:
+view, :func:`edit_delta` turns the edit into the change of *albedo* it implies, in linear light. The
+capture split each pixel's colour into what the base colour ``x`` scales and the rest
+(:mod:`..capture.light_split`), per channel::
 
-    response  colour = black + (white - black) * g_p(albedo): the capture renders every view again with
-                the base colour black and white (``black``, ``white`` passes); g, one increasing curve per
-                capture, is fitted on all pixels (:class:`ResponseCurve`; metals respond non-linearly),
-                and each pixel's own g_p is g bent and corrected to pass through the pixel's known
-                points, (albedo, r(lit)) for each of its channels
-    delta     = g_p^-1(r(edited)) - albedo,  r(c) = (c - black) / (white - black)
-                (the shared curve alone where the 8-bit colour render clipped)
+    colour(x) = rest + diffuse_response * x + metal_light * g_p(x)
 
-Without response passes (``response_passes`` off at capture) a linear response through black is
-assumed: delta = (edited - lit) / s with the shading s = lit / albedo.
+``g_p`` is the metal's reflectance, increasing from g(0) = 0 to g(1) = 1: one curve per capture
+(:class:`ResponseCurve`, fitted on every metal pixel's ``metal_reflectance`` against its base colour),
+bent and corrected per pixel to pass through the pixel's own points (one per channel). Diffuse pixels
+respond linearly and exactly. The edited colour is solved for ``x`` per channel:
+``colour(x) = colour(x0) + (edited - lit)``, with ``x0`` the original base colour as the colour render
+shows it (``albedo_filtered``). Where the 8-bit colour render clipped, the linear colour
+(``colour_linear``) stands in for it. Captures without these passes (older ViewSets) assume
+``colour = shading * x`` with the shading lit / albedo.
 
-and marks the pixels that changed (more than ``tolerance`` 8-bit levels in any channel). Where a pixel
-did not change, delta is exactly 0. :func:`bake_edit` gathers the deltas like any bake, adds them to
-the original texture and writes only the texels some view changed (plus unseen texels and gutters
-next to changes, filled along the surface and in UV space). Every other texel keeps the original's
-value exactly, so repeated edits do not degrade a texture.
+:func:`edit_delta` also marks the pixels that changed (more than ``tolerance`` 8-bit levels in any
+channel). Where a pixel did not change, delta is exactly 0. :func:`bake_edit` gathers the deltas like
+any bake, adds them to the original texture and writes only the texels some view changed (plus unseen
+texels and gutters next to changes, filled along the surface and in UV space). Every other texel keeps
+the original's value exactly, so repeated edits do not degrade a texture.
 
-The albedo the lighting removal compares with (``albedo_filtered``: through the colour render's pixel
-filter, as blurred as the colour render) is gathered too, as the *guide* of a detail transfer
-(:mod:`.detail_transfer`): the texture's detail that the views blur away comes back, mapped the way
-the edit maps the original's colours.
+The base colour the lighting removal compares with (``albedo_filtered``: as blurred as the colour
+render) is gathered too, as the *guide* of a detail transfer (:mod:`.detail_transfer`): the texture's
+detail that the views blur away comes back, mapped the way the edit maps the original's colours.
 
 Limits of the shading removal: it assumes the edit keeps the lighting (same lights, same shadows, same
 reflections). Shadows or highlights that the editor moves or invents end up in the albedo; so does the
 bounce light of the old colours when the capture rendered inter-reflections (off by default). Colours
 no base colour can produce under that light are clipped to albedo 0..1. Pixels that hardly respond to
-the base colour (deep shadow) tell nothing and are left to other views. The linear fallback counts
-highlights as light and is noisy on dark albedo; where the original albedo is near black in a channel,
-the luminance ratio of the pixel stands in for it.
+the base colour (deep shadow) tell nothing and are left to other views.
 """
 
 from __future__ import annotations
@@ -79,12 +78,21 @@ def shading(lit: np.ndarray, albedo: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class ResponseCurve:
-    """How a pixel's colour rises with the base colour, normalised: colour = black + (white - black) * g(albedo).
+class ViewLighting:
+    """One view's lighting-removal passes (:data:`~..format.viewset.PASSES`), float32 (H, W, 3) each."""
 
-    ``x`` (K,) linear albedo from 0 to 1 and ``y`` (K,) = g(x), increasing from 0 to 1. One curve serves
-    a whole capture: its shape depends on the material (a rough metal's is strongly convex), hardly on
-    the light or the view, so it is fitted on all pixels of all views (:meth:`fit`).
+    colour_linear: np.ndarray
+    diffuse_response: np.ndarray
+    metal_light: np.ndarray
+    metal_reflectance: np.ndarray
+
+
+@dataclass
+class ResponseCurve:
+    """How a metal's reflectance rises with its base colour: ``y`` = g(``x``), (K,) each, increasing from
+    g(0) = 0 to g(1) = 1 (linear for a smooth metal; convex for a rough one: multiple scattering).
+
+    One curve serves a whole capture (:meth:`fit`); each pixel bends it through its own points (:meth:`solve`).
     """
 
     x: np.ndarray
@@ -93,12 +101,12 @@ class ResponseCurve:
     @classmethod
     def fit(cls, albedo: np.ndarray, ratio: np.ndarray, bins: int = 32, min_count: int = 20,
             degree: int = 4, steps: int = 64) -> "ResponseCurve":
-        """A smooth increasing curve through the binned medians of ``ratio`` (M,) = (colour - black) /
-        (white - black) against ``albedo`` (M,), pinned to g(0) = 0, g(1) = 1.
+        """A smooth increasing curve through the binned medians of ``ratio`` (M,) against ``albedo`` (M,),
+        pinned to g(0) = 0, g(1) = 1 (no points: the straight line).
 
-        Bins with fewer than ``min_count`` pixels are left out. The curve is x + x (1 - x) p(x), p a
+        Bins with fewer than ``min_count`` points are left out. The curve is x + x (1 - x) p(x), p a
         polynomial of ``degree`` - 1 (fewer with few bins) fitted to the medians by least squares
-        (weighted by their pixel counts), tabulated at ``steps`` + 1 points: the medians themselves are
+        (weighted by their counts), tabulated at ``steps`` + 1 points: the medians themselves are
         noisy, and their kinks would bend every pixel's curve (:meth:`solve`) where the data has none.
         """
         edges = np.linspace(0.0, 1.0, bins + 1)
@@ -124,22 +132,37 @@ class ResponseCurve:
         y = np.maximum.accumulate(y) + np.arange(len(y)) * 1e-6  # strictly increasing, so that it can be inverted
         return cls(grid, y / y[-1])
 
-    def solve(self, target: np.ndarray, x0: np.ndarray, r0: np.ndarray, steps: int = 32,
-              through: float = 1.0) -> np.ndarray:
-        """Per element, the albedo whose response reaches ``target``, on the pixel's own curve through its
-        known points (``x0``, ``r0``), one per channel.
+    def solve(self, change: np.ndarray, x0: np.ndarray, r0: np.ndarray, linear: np.ndarray,
+              steps: int = 32) -> np.ndarray:
+        """Per element, the base colour ``x`` with h(x) = h(``x0``) + ``change``, where
+        h(x) = ``linear`` x + (1 - ``linear``) g_p(x) and g_p is this curve bent through the pixel's points.
 
-        All arrays have one shape (..., C) (a pixel's C channels respond along one curve: its shape comes
-        from the view's geometry and the material, not the channel). The pixel's curve is the shared one
-        bent, g(x) + k x (1 - x), with the bend k that fits its points best (weighted towards mid-range
-        albedo, where they are measured best), plus what is left at each point, interpolated linearly
-        between the points and (0, 0), (1, 1): so it passes through every point exactly and keeps the bend
-        away from them (``through`` scales what is left: 0 gives the bend alone). Points with ``x0``
-        outside (0.02, 0.98) or ``r0`` NaN are not used (no point: the shared curve). Returns albedo in 0..1.
+        All arrays have one shape (..., C): ``change`` the colour change divided by the pixel's whole
+        response (diffuse + metal), ``linear`` the diffuse share of that response, ``x0`` the original base
+        colour, ``r0`` the metal's reflectance there (NaN: unknown). A pixel's C channels share g_p (its
+        shape comes from the geometry and the material, not the channel): g bent by g + k x (1 - x), the
+        k that fits its points best (weighted towards mid-range base colours, where they are measured
+        best), plus what is left at each point, interpolated linearly between the points and (0, 0),
+        (1, 1): so it passes through every point exactly. Points with ``x0`` outside (0.02, 0.98) or
+        ``r0`` NaN are not used. Purely diffuse pixels are solved exactly: x0 + change. Returns 0..1.
         """
+        shape, c = change.shape, change.shape[-1]
+        d, a, r = (v.reshape(-1, c).astype(np.float32) for v in (change, x0, r0))
+        w = np.clip(linear.reshape(-1, c).astype(np.float32), 0.0, 1.0)
+        out = np.clip(a + d, 0.0, 1.0)
+        curved = np.flatnonzero((w < 1.0).any(axis=1))
         xs = np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
-        shape, c = target.shape, x0.shape[-1]
-        a, r = x0.reshape(-1, c).astype(np.float32), r0.reshape(-1, c).astype(np.float32)
+        for lo in range(0, len(curved), _SOLVE_CHUNK):
+            rows = curved[lo:lo + _SOLVE_CHUNK]
+            grid, curves = self._pixel_curves(xs, *self._bends(a[rows], r[rows]))
+            for ch in range(c):
+                wc = w[rows, ch, None]
+                h = wc * grid + (1.0 - wc) * curves
+                out[rows, ch] = _invert(grid, h, _evaluate(grid, h, a[rows, ch]) + d[rows, ch])
+        return out.reshape(shape)
+
+    def _bends(self, a: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pixel the bend k (M,) and the points (px, pd) (M, C + 2), sorted by px, of its curve (:meth:`solve`)."""
         inner = (a > 0.02) & (a < 0.98) & np.isfinite(r)
         with np.errstate(divide="ignore", invalid="ignore"):
             left = np.where(inner, r - np.interp(a, self.x, self.y), 0.0)
@@ -148,18 +171,11 @@ class ResponseCurve:
         k = ((k_c * wt).sum(axis=1) / np.maximum(wt.sum(axis=1), 1e-12)).astype(np.float32)
         # the points' residuals after the bend, and the ends (0, 0), (1, 0); unused points sit on (0, 0)
         px = np.concatenate([np.zeros((len(a), 1)), np.where(inner, a, 0.0), np.ones((len(a), 1))], axis=1)
-        pd = np.concatenate([np.zeros((len(a), 1)), through * np.where(inner, left - k[:, None] * a * (1.0 - a), 0.0),
+        pd = np.concatenate([np.zeros((len(a), 1)), np.where(inner, left - k[:, None] * a * (1.0 - a), 0.0),
                              np.zeros((len(a), 1))], axis=1)
         order = np.argsort(px, axis=1)
-        px, pd = np.take_along_axis(px, order, 1).astype(np.float32), np.take_along_axis(pd, order, 1).astype(np.float32)
-        t = target.reshape(-1, c)
-        out = np.empty(t.shape, np.float32)
-        for lo in range(0, len(t), _SOLVE_CHUNK):
-            sl = slice(lo, lo + _SOLVE_CHUNK)
-            grid, curves = self._pixel_curves(xs, k[sl], px[sl], pd[sl])
-            for ch in range(c):
-                out[sl, ch] = _invert(grid, curves, t[sl, ch])
-        return out.reshape(shape)
+        return (k, np.take_along_axis(px, order, 1).astype(np.float32),
+                np.take_along_axis(pd, order, 1).astype(np.float32))
 
     def _pixel_curves(self, xs: np.ndarray, k: np.ndarray, px: np.ndarray, pd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per pixel, (grid, curve) (M, X + P): g + k x (1 - x) + the residuals ``pd`` at the points ``px``
@@ -179,6 +195,15 @@ class ResponseCurve:
 _SOLVE_CHUNK = 1 << 15
 
 
+def _evaluate(grid: np.ndarray, curves: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per row of ``curves`` (M, X) tabulated at ``grid`` (M, X), its value at ``x`` (M,) (linear between nodes)."""
+    i = np.clip((grid < x[:, None]).sum(axis=1), 1, grid.shape[1] - 1)
+    rows = np.arange(len(x))
+    lo, hi = grid[rows, i - 1], grid[rows, i]
+    frac = np.clip((x - lo) / np.maximum(hi - lo, 1e-9), 0.0, 1.0)
+    return curves[rows, i - 1] + frac * (curves[rows, i] - curves[rows, i - 1])
+
+
 def _invert(grid: np.ndarray, curves: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Per row of ``curves`` (M, X) tabulated at ``grid`` (M, X), the x where it reaches ``t`` (M,), clipped to 0..1."""
     i = np.clip((curves < t[:, None]).sum(axis=1), 1, curves.shape[1] - 1)
@@ -188,28 +213,25 @@ def _invert(grid: np.ndarray, curves: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.clip(grid[rows, i - 1] + frac * (grid[rows, i] - grid[rows, i - 1]), 0.0, 1.0)
 
 
-def response_ratio(colour: np.ndarray, black: np.ndarray, white: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """((colour - black) / (white - black) clipped to 0..1, usable) for linear (..., 3) arrays; pixels whose
-    colour barely responds to the base colour (deep shadow) are not usable."""
-    span = white - black
-    usable = span.min(axis=-1) > 0.01
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(span > 1e-4, (colour - black) / span, 0.0)
-    return np.clip(r, 0.0, 1.0), usable
+#: Least response (linear colour per unit of linear base colour, every channel) of a pixel whose colour
+#: tells its base colour: below it (deep shadow, a mirror showing nothing) the pixel is left to other views.
+MIN_RESPONSE = 0.01
+#: 8-bit level from which a channel counts as clipped by the colour render's encoding.
+CLIPPED = 254
 
 
 def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np.ndarray,
-               settings: EditBakeSettings | None = None,
-               response: tuple[np.ndarray, np.ndarray, ResponseCurve] | None = None) -> np.ndarray:
+               settings: EditBakeSettings | None = None, lighting: ViewLighting | None = None,
+               curve: ResponseCurve | None = None) -> np.ndarray:
     """float32 (H, W, 7): the linear albedo change an edit implies (RGB), 1.0 where the pixel changed, and
     there the linear albedo the change is relative to (RGB: the guide of the detail transfer).
 
     ``edited``, ``lit``: uint8 (H, W, 3) sRGB, the edited view and the original colour render;
     ``albedo``: uint8 (H, W, 3) sRGB, the original albedo as the colour render shows it (the
     ``albedo_filtered`` pass; the ``albedo`` pass for older captures); ``mask``: bool (H, W), the object;
-    ``response``: optional (black, white, curve): float (H, W, 3) linear renders with a black / white base
-    colour and the capture's :class:`ResponseCurve`.
-    Pixels that did not change (or lie outside ``mask``) get exactly 0 in all channels.
+    ``lighting``: the view's lighting-removal passes and ``curve`` the capture's metal :class:`ResponseCurve`
+    (None: the lit / albedo ratio stands in for the shading). Pixels that did not change (or lie outside
+    ``mask``) get exactly 0 in all channels.
     """
     settings = settings or EditBakeSettings()
     if not (edited.shape[:2] == lit.shape[:2] == albedo.shape[:2] == mask.shape):
@@ -220,13 +242,17 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
     out = np.zeros(mask.shape + (7,), np.float32)
     e, l, x0 = _linear(edited[changed]), _linear(lit[changed]), _linear(albedo[changed])
     diff = e - l
-    if settings.delight and response is not None:
-        black, white, curve = response
-        b, w = black[changed].astype(np.float32), white[changed].astype(np.float32)
-        r_e, usable = response_ratio(e, b, w)
-        r_l, _ = response_ratio(l, b, w)
-        clipped = lit[changed].max(axis=1) >= 254  # the 8-bit render lost the top: the shared curve only
-        diff = (curve.solve(r_e, x0, np.where(clipped[:, None], np.nan, r_l)) - x0)[usable]
+    if settings.delight and lighting is not None:
+        clipped_l, clipped_e = lit[changed][:, :3] >= CLIPPED, edited[changed][:, :3] >= CLIPPED
+        diff = e - np.where(clipped_l, lighting.colour_linear[changed], l)
+        diff = np.where(clipped_l & clipped_e, np.maximum(diff, 0.0), diff)  # both clipped: "at least as bright"
+        diffuse, metal = lighting.diffuse_response[changed], lighting.metal_light[changed]
+        total = diffuse + metal
+        usable = total.min(axis=1) > MIN_RESPONSE
+        safe = np.maximum(total, MIN_RESPONSE)
+        new = (curve or ResponseCurve.fit(np.zeros(0), np.zeros(0))).solve(
+            diff / safe, x0, lighting.metal_reflectance[changed], diffuse / safe)
+        diff = (new - x0)[usable]
         x0 = x0[usable]
         changed[changed] = usable
     elif settings.delight:

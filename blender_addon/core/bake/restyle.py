@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .gather import BakeResult, BakeView, bake, fill_texture, sample_texture, views_from_viewset
-from .edit_bake import EditBakeSettings, ResponseCurve, bake_edit, edit_delta, response_ratio
+from .edit_bake import EditBakeSettings, ResponseCurve, ViewLighting, bake_edit, edit_delta
 from ..errors import InvalidInputError, ViewSetFormatError
 from ..format.images import read_png, srgb_to_linear
 from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
@@ -107,22 +107,30 @@ def reference_albedo(view: View) -> str:
     return "albedo_filtered" if "albedo_filtered" in view.files else "albedo"
 
 
-def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve | None:
-    """The capture's :class:`ResponseCurve` from every view's colour, albedo, black and white passes
-    (None when the capture has no response passes)."""
-    if not viewset.views or any("white" not in v.files for v in viewset.views):
+def view_lighting(viewset: ViewSet, view: View) -> ViewLighting | None:
+    """The view's lighting-removal passes (None for captures that lack them)."""
+    names = ("colour_linear", "diffuse_response", "metal_light", "metal_reflectance")
+    if any(n not in view.files for n in names):
         return None
+    return ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
+
+
+def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve:
+    """The capture's metal :class:`ResponseCurve`: every metal pixel's reflectance (``metal_reflectance``)
+    against its base colour (``albedo_filtered``); the straight line where nothing is metal."""
     rng = np.random.default_rng(0)
-    per_view = max(samples // len(viewset.views), 1)
-    xs, rs = [], []
+    per_view = max(samples // max(len(viewset.views), 1), 1)
+    xs, rs = [np.zeros(0, np.float32)], [np.zeros(0, np.float32)]
     for v in viewset.views:
-        mask = viewset.load(v, "mask")
-        colour = srgb_to_linear(viewset.load(v, "colour")[mask] / np.float32(255.0))
-        albedo = srgb_to_linear(viewset.load(v, reference_albedo(v))[mask] / np.float32(255.0))
-        r, usable = response_ratio(colour, viewset.load(v, "black")[mask].astype(np.float32),
-                                   viewset.load(v, "white")[mask].astype(np.float32))
-        x, r = albedo[usable].ravel(), r[usable].ravel()
-        pick = rng.choice(len(x), size=min(per_view, len(x)), replace=False) if len(x) else np.zeros(0, int)
+        if "metal_reflectance" not in v.files:
+            continue
+        r = viewset.load(v, "metal_reflectance").astype(np.float32)
+        known = np.isfinite(r)
+        if not known.any():
+            continue
+        x = srgb_to_linear(viewset.load(v, reference_albedo(v))[known] / np.float32(255.0))
+        r = r[known]
+        pick = rng.choice(len(x), size=min(per_view, len(x)), replace=False)
         xs.append(x[pick])
         rs.append(r[pick])
     return ResponseCurve.fit(np.concatenate(xs), np.concatenate(rs))
@@ -136,9 +144,8 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
     out = []
     for v, image in zip(viewset.views, edited):
         mask = viewset.load(v, "mask")
-        response = (viewset.load(v, "black"), viewset.load(v, "white"), curve) if curve is not None else None
         delta = edit_delta(image, viewset.load(v, "colour"), viewset.load(v, reference_albedo(v)), mask, settings,
-                           response)
+                           view_lighting(viewset, v), curve)
         out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
                             viewset.load(v, "normal")))
     return out

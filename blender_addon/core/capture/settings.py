@@ -23,12 +23,9 @@ class CaptureSettings:
     ``background`` is the linear RGB the colour render is composited over outside the object.
     ``uv_map``: the UV map to capture (and so to bake into); None: the one the base colour reads, or with
     ``add_uv`` a new unwrapped one when the mesh has none.
-    ``colour_filter_px``: pixel filter width of the colour (and response) renders; None keeps the scene's
+    ``colour_filter_px``: pixel filter width of the colour render; None keeps the scene's
     (Cycles' default 1.5 px: anti-aliased views to edit). A tiny width such as 0.01 samples every pixel at
     its centre like the data passes: aliased edges, but bakes of lit edits keep finer texture detail.
-    ``response_passes``: two more lit renders, with the base colour black and white, and the albedo through
-    the colour render's pixel filter, so that the bake can remove the lighting from edited views (the
-    ``black``, ``white`` and ``albedo_filtered`` passes).
     ``inter_reflections``: light bouncing off the object onto itself (diffuse and glossy bounces) in the
     colour render. Off by default: then the colour is the albedo times direct light (plus highlights),
     so the bake can remove the lighting from edited views without the bounce light of the *old* colours
@@ -46,8 +43,6 @@ class CaptureSettings:
     uv_map: str | None = option(None, "UV map to capture and bake into (default: the one the base colour reads)")
     overwrite: bool = option(False, "replace an earlier capture in the output folder")
     inter_reflections: bool = False
-    response_passes: bool = option(True, "render the black/white base-colour and filtered-albedo passes that "
-                                   "lighting removal needs (three more renders per view; off: a faster capture)")
     colour_filter_px: float | None = option(
         None, "pixel filter width of the colour render in pixels (default: the scene's; 0.01 samples pixel "
         "centres: aliased, sharper bakes of lit edits)", low=0.01, high=10.0, flag="colour-filter",

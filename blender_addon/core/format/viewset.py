@@ -11,7 +11,8 @@ On disk a ViewSet is a folder::
     normal/view_000.npy      float32 (H, W, 3): world-space unit shading normal, 0 outside the mask
     uv/view_000.npy          float32 (H, W, 2): UV (origin bottom-left, as in Blender), 0 outside the mask
     position/view_000.npy    float32 (H, W, 3): world position of the surface at the pixel centre, 0 outside
-    (black/, white/, albedo_filtered/: the lighting-removal passes, see :data:`PASSES`)
+    (albedo_filtered/, colour_linear/, diffuse_response/, metal_light/, metal_reflectance/: the
+     lighting-removal passes from the colour render's light passes, see :data:`PASSES`)
     edited/view_000.png      after an edit: the edited views, and edited/edit.json (how they were made)
 
 This module reads and writes that form with numpy alone (no bpy).
@@ -45,10 +46,15 @@ PASSES: dict[str, tuple[str, str]] = {
     "normal": ("npy", "float32 (H, W, 3), world-space unit shading normal, 0 outside"),
     "uv": ("npy", "float32 (H, W, 2), UV of the object's UV map (origin bottom-left), 0 outside"),
     "position": ("npy", "float32 (H, W, 3), world-space position at the pixel centre, 0 outside"),
-    "black": ("npy", "float16 (H, W, 3), linear colour render (composited like colour) with the base colour set to black, 0 outside"),
-    "white": ("npy", "float16 (H, W, 3), linear colour render (composited like colour) with the base colour set to white, 0 outside"),
-    "albedo_filtered": ("png", "uint8 (H, W, 3), sRGB-encoded unlit base colour through the colour render's pixel "
-                        "filter and samples (what the colour render shows of it)"),
+    "albedo_filtered": ("png", "uint8 (H, W, 3), sRGB-encoded base colour through the colour render's pixel filter "
+                        "and samples (what the colour render shows of it), the background colour outside"),
+    "colour_linear": ("npy", "float16 (H, W, 3), the colour render in linear light before clipping and encoding"),
+    "diffuse_response": ("npy", "float16 (H, W, 3), linear colour the diffuse light adds per unit of linear base "
+                         "colour, 0 outside"),
+    "metal_light": ("npy", "float16 (H, W, 3), linear colour a metal of reflectance 1 would add (metallic times "
+                    "the glossy light), 0 outside"),
+    "metal_reflectance": ("npy", "float16 (H, W, 3), the metal's reflectance where metallic >= 0.5 (a point of "
+                          "how it rises with the base colour), NaN elsewhere"),
 }
 
 #: Folders and files that edits add beside the capture: the edited views (an earlier edit moves to ``edited.1``,
@@ -61,6 +67,8 @@ VERIFY_DIR = "verify"
 
 #: Everything a capture writes into a ViewSet folder besides the manifest: one folder per pass and the mesh.
 CAPTURE_ENTRIES: tuple[str, ...] = (*PASSES, MESH_FILE)
+#: Pass folders earlier versions wrote (the black/white response renders): removed with a capture they belong to.
+RETIRED_PASSES: tuple[str, ...] = ("black", "white")
 
 
 def stale_entries(root: Path) -> list[Path]:
@@ -69,7 +77,7 @@ def stale_entries(root: Path) -> list[Path]:
     ``edited.part``, the live preview, the closed loop's ``verify``), so that nothing of it can mix with the new
     views."""
     edits = [p for p in root.glob(EDITED_DIR + "*") if p.name == EDITED_DIR or p.name.startswith(EDITED_DIR + ".")]
-    return [root / name for name in (*CAPTURE_ENTRIES, PREVIEW_FILE, VERIFY_DIR)] + sorted(edits)
+    return [root / name for name in (*CAPTURE_ENTRIES, *RETIRED_PASSES, PREVIEW_FILE, VERIFY_DIR)] + sorted(edits)
 
 CONVENTIONS: dict[str, str] = {
     "world": "Blender world frame: right-handed, +Z up, scene units (see units)",
