@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..core.bake.gather import BakeResult, bake, sample_texture, views_from_view
 from ..core.errors import InvalidInputError
 from ..core.format.images import to_uint8, write_png
 from ..core.metrics import erode, psnr, ssim
+from ..core.bake.edit_bake import EditBakeSettings
 from ..core.bake.restyle import TextureTarget, bake_edit_into_targets, check_texture_size
 from ..core.capture.rigs import RigSpec
 from ..core.bake.uv_raster import TexelSurface, rasterise_uv
@@ -215,8 +216,10 @@ def run_restyle_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int
       applied; the unlit base colour rendered again from the capture's cameras against the capture's albedo.
     - ``oracle_psnr_db``: the asset rendered lit with a known recolour of its base colour (:func:`recoloured_materials`)
       stands in for the edited views; restyled as ``groupedit run`` restyles; its unlit base colour rendered again
-      against the recoloured asset's. ``oracle_drop_db`` = identity - oracle: what lighting removal costs.
-    - ``loop_psnr_db``: the closed loop of that restyle (lit re-render against the edited views).
+      against the recoloured asset's.
+    - ``unlit_psnr_db``: the same recolour given unlit (the recoloured asset's ``albedo_filtered`` as the edit of the
+      capture's), baked and measured alike; ``oracle_drop_db`` = unlit - oracle: what removing the lighting costs.
+    - ``loop_psnr_db``: the closed loop of the lit restyle (lit re-render against the edited views).
     """
     check_texture_size(texture_size)
     settings = CaptureSettings(view_size=view_size, samples=samples, overwrite=True)
@@ -229,14 +232,21 @@ def run_restyle_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int
     with applied(obj, unlit, out / "identity", vs.uv_map):
         identity = _views_psnr(render_views(obj, vs, "albedo"), [vs.load(v, "albedo") for v in vs.views], masks)
     with recoloured_materials(obj):
-        lit = capture(obj, spec, settings, out / "oracle_views", progress=progress)
+        lit = capture(obj, spec, replace(settings, uv_map=vs.uv_map), out / "oracle_views", progress=progress)
+    truth = [lit.load(v, "albedo") for v in lit.views]
+    unlit_edit = [lit.load(v, "albedo_filtered") for v in lit.views]
+    plain = bake_edit_into_targets(vs, unlit_edit, targets, texture_size, EditBakeSettings(delight=False),
+                                   before="albedo_filtered")
+    with applied(obj, plain, out / "unlit", vs.uv_map):
+        unlit_psnr = _views_psnr(render_views(obj, vs, "albedo"), truth, masks)
     edited = [lit.load(v, "colour") for v in lit.views]
     bakes = bake_edit_into_targets(vs, edited, targets, texture_size)
     with applied(obj, bakes, out / "oracle", vs.uv_map):
-        oracle = _views_psnr(render_views(obj, vs, "albedo"), [lit.load(v, "albedo") for v in lit.views], masks)
+        oracle = _views_psnr(render_views(obj, vs, "albedo"), truth, masks)
         loop, _ = closed_loop([v.name for v in vs.views], edited, render_views(obj, vs, "colour"), masks)
     changed = [float(tb.result.changed[tb.result.covered].mean()) if tb.result.covered.any() else 0.0 for tb in bakes]
     return {"object": obj.name, "views": len(vs.views), "view_size": view_size, "texture_size": texture_size,
-            "identity_psnr_db": identity, "oracle_psnr_db": oracle, "oracle_drop_db": identity - oracle,
+            "identity_psnr_db": identity, "unlit_psnr_db": unlit_psnr, "oracle_psnr_db": oracle,
+            "oracle_drop_db": unlit_psnr - oracle,
             "loop_psnr_db": loop.psnr_db, "changed_share": min(changed) if changed else 0.0,
             "textures": len(bakes), "seconds": time.perf_counter() - t0}

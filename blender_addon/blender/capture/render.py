@@ -292,21 +292,36 @@ def _place_camera(scene: Any, setup: _RenderSetup, view: Any, scene_rig: bool, m
     cam_data.clip_start, cam_data.clip_end = near, max(float(z.max()) * 2.0, near * 10)
 
 
+def _set(owner: Any, **values: Any) -> None:
+    """Set attributes that differ only: setting even an equal value makes Cycles sync the scene again."""
+    for name, value in values.items():
+        if getattr(owner, name) != value:
+            setattr(owner, name, value)
+
+
 def _use_materials(setup: _RenderSetup, materials: list[Any]) -> None:
     """Put ``materials`` in the object's slots (or, for an object without slots, the first as the override)."""
     for s, m in zip(setup.slots, materials):
-        s.material = m
+        _set(s, material=m)
     if not setup.slots:
-        setup.view_layer.material_override = materials[0] if materials and materials[0] is not None else None
+        _set(setup.view_layer, material_override=materials[0] if materials and materials[0] is not None else None)
+
+
+def _render_mode(scene: Any, view_layer: Any, colour: bool, samples: int, filter_width: float, denoise: bool) -> None:
+    """Passes, samples, pixel filter, denoising and EXR bit depth of the next render: the colour render's (light
+    passes in half floats) or the data render's (positions and normals in full floats). Only what differs is
+    changed, so a run of renders of one kind keeps Cycles' synced scene."""
+    _set(scene.cycles, samples=samples, filter_width=filter_width, use_denoising=denoise)
+    _set(scene.render.image_settings, color_depth="16" if colour else "32")
+    _set(view_layer, **{p: colour for p in _LIGHT_PASSES}, use_pass_position=not colour, use_pass_normal=not colour)
 
 
 def _render_colour(scene: Any, setup: _RenderSetup, settings: CaptureSettings, tmp: Path,
                    materials: list[Any] | None = None) -> dict[str, np.ndarray]:
     """The lit colour render (the object's own materials, or ``materials`` that shade alike): its EXR channels."""
-    cycles = scene.cycles
     _use_materials(setup, materials or setup.originals)
     colour_filter = setup.user_filter if settings.colour_filter_px is None else settings.colour_filter_px
-    cycles.samples, cycles.filter_width, cycles.use_denoising = settings.samples, colour_filter, settings.denoise
+    _render_mode(scene, setup.view_layer, True, settings.samples, colour_filter, settings.denoise)
     return _render(scene, tmp / "colour.exr")
 
 
@@ -335,9 +350,8 @@ def _colour_passes(exr: dict[str, np.ndarray], settings: CaptureSettings) -> dic
 def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
                  ) -> dict[str, np.ndarray]:
     """The data render of one view (unlit base colour, geometry and UV at each pixel centre) -> its passes."""
-    cycles = scene.cycles
     _use_materials(setup, setup.data_mats)
-    cycles.samples, cycles.filter_width, cycles.use_denoising = 1, DATA_FILTER_WIDTH, False
+    _render_mode(scene, setup.view_layer, False, 1, DATA_FILTER_WIDTH, False)
     data_exr = _render(scene, tmp / "data.exr")
     alpha = _channels(data_exr, "Combined", "A")[..., 0]
     mask = alpha > 0.5

@@ -136,15 +136,17 @@ def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve:
     return ResponseCurve.fit(np.concatenate(xs), np.concatenate(rs))
 
 
-def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSettings) -> list[BakeView]:
-    """BakeViews carrying each view's :func:`edit_delta` against the original capture."""
+def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSettings,
+               before: str = "colour") -> list[BakeView]:
+    """BakeViews carrying each view's :func:`edit_delta` against the capture's ``before`` pass (what was edited:
+    the lit ``colour``, or, for edits of the unlit base colour, ``albedo_filtered`` with ``delight`` off)."""
     if len(edited) != len(viewset.views):
         raise InvalidInputError(f"{len(edited)} edited views for a ViewSet of {len(viewset.views)}")
     curve = fit_response(viewset) if settings.delight else None
     out = []
     for v, image in zip(viewset.views, edited):
         mask = viewset.load(v, "mask")
-        delta = edit_delta(image, viewset.load(v, "colour"), viewset.load(v, reference_albedo(v)), mask, settings,
+        delta = edit_delta(image, viewset.load(v, before), viewset.load(v, reference_albedo(v)), mask, settings,
                            view_lighting(viewset, v), curve)
         out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
                             viewset.load(v, "normal")))
@@ -166,15 +168,16 @@ def check_texture_size(size: int) -> None:
 
 def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: list[TextureTarget], size: int,
                            settings: EditBakeSettings | None = None,
-                           progress: BakeProgress | None = None) -> list[TextureBake]:
-    """Bake ``edited`` (uint8 views in the ViewSet's order) into a ``size``² texture per target.
+                           progress: BakeProgress | None = None, before: str = "colour") -> list[TextureBake]:
+    """Bake ``edited`` (uint8 views in the ViewSet's order, edits of the ``before`` pass, see :func:`edit_views`)
+    into a ``size``² texture per target.
 
     Targets whose slots own no triangle are skipped. Each bake reports its UV layout (overlaps).
     """
     check_texture_size(size)
     settings = settings or EditBakeSettings()
     mesh = viewset.mesh()
-    views = edit_views(viewset, edited, settings)
+    views = edit_views(viewset, edited, settings, before)
     albedo: list[BakeView] | None = None
     out = []
     for i, target in enumerate(targets):
