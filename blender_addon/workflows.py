@@ -98,7 +98,9 @@ def save_outputs(save_blend: Path | None, export: Path | None, obj_name: str, sa
         obj = bpy.context.scene.objects[obj_name]
         for o in bpy.context.scene.objects:
             o.select_set(o == obj)
-        bpy.ops.export_scene.gltf(filepath=str(export.absolute()), use_selection=True, export_format="GLB")
+        # colour attributes travel even where the restyled material no longer reads them (the input had them)
+        bpy.ops.export_scene.gltf(filepath=str(export.absolute()), use_selection=True, export_format="GLB",
+                                  export_vertex_color="ACTIVE", export_all_vertex_colors=True)
         say(f"restyled asset: {export}")
 
 
@@ -146,7 +148,7 @@ def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, s
     t0 = time.perf_counter()
     rendered = render_views(obj, vs)
     report, errors = closed_loop([v.name for v in vs.views], load_edited(vs, edited), rendered,
-                                 [vs.load(v, "mask") for v in vs.views])
+                                 [vs.load(v, "mask") for v in vs.views], [vs.load(v, "position") for v in vs.views])
     out.mkdir(parents=True, exist_ok=True)
     for v, image, error in zip(vs.views, rendered, errors):
         write_png(out / f"{v.name}_render.png", image)

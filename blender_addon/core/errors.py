@@ -70,6 +70,12 @@ class ServerNotRunning(ServerRequestError):
     """Nothing answers at the server's address."""
 
 
+class RestyleShortfallError(GroupEditError):
+    """The bake changed far less of the object than the edit changed in the views (nothing is applied)."""
+
+    exit_code = 5
+
+
 class CaptureCancelled(GroupEditError):
     """The user cancelled a capture; nothing of it is left on disk."""
 

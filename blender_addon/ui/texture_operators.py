@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -56,8 +57,10 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
         finally:
             context.window_manager.progress_end()
         report = verify_restyle(vs, obj, vs.root / VERIFY_DIR, say=log.info)
-        s.loop_status = (f"Closed loop: {report.psnr_db:.1f} dB (worst {report.worst_view}); error images in "
-                         f"{VERIFY_DIR}/")
+        dependent = "" if math.isnan(report.view_dependent_share) else \
+            f", {report.view_dependent_share:.0%} view-dependent"
+        s.loop_status = (f"Closed loop: {report.psnr_db:.1f} dB (worst {report.worst_view}{dependent}); error images "
+                         f"in {VERIFY_DIR}/")
         warnings = [f"{tb.target.name}: {tb.layout.message()}" for tb in bakes if tb.layout.overlapping]
         s.uv_warning = "; ".join(warnings)
         for warning in warnings:

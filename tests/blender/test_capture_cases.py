@@ -113,12 +113,15 @@ def test_clear_errors(empty_scene, tmp_path):
 
 
 def test_overwritten_capture_keeps_no_pass_of_the_earlier_one(empty_scene, tmp_path):
-    """A capture with the lighting-removal passes and edits, overwritten by one without them: no pass and no edit of
-    the earlier capture survives (a bake would otherwise use old edits with new cameras)."""
+    """A capture with edits (and the black/white passes earlier versions wrote), overwritten by one of fewer views:
+    no pass, view and edit of the earlier capture survives (a bake would otherwise use old edits with new cameras)."""
     cube = _cube(empty_scene)
     out = tmp_path / "vs"
-    capture(cube, RigSpec(kind="orbit", count=2), CaptureSettings(view_size=64, samples=1), out)
-    assert all((out / p).is_dir() for p in ("black", "white", "albedo_filtered"))
+    capture(cube, RigSpec(kind="orbit", count=3), CaptureSettings(view_size=64, samples=1), out)
+    assert all((out / p / "view_002.npy").is_file() for p in ("diffuse_response", "metal_light", "colour_linear"))
+    for retired in ("black", "white"):
+        (out / retired).mkdir()
+        (out / retired / "view_000.npy").write_bytes(b"old")
     for edits in ("edited", "edited.1", "edited.part"):  # edits of the earlier capture
         (out / edits).mkdir()
         (out / edits / "view_000.png").write_bytes(b"old")
@@ -128,7 +131,8 @@ def test_overwritten_capture_keeps_no_pass_of_the_earlier_one(empty_scene, tmp_p
                  CaptureSettings(view_size=64, samples=1, overwrite=True), out)
     written = {p for v in vs.views for p in v.files}
     assert {p.name for p in out.iterdir() if p.is_dir()} == written
-    assert not (out / "black").exists() and not (out / "albedo_filtered").exists()
+    assert not (out / "black").exists() and not (out / "white").exists()
+    assert not any(out.glob("*/view_002.*")), "a view of the earlier capture survived"
     assert not any((out / e).exists() for e in ("edited", "edited.1", "edited.part", ".preview.png"))
     assert (out / "notes.txt").read_text() == "mine"  # what is not the capture's stays
 

@@ -5,6 +5,7 @@ import pytest
 
 from blender_addon.core.bake.gather import sample_texture
 from blender_addon.core.format.viewset import ViewSet
+from blender_addon.core.format.images import linear_to_srgb, to_uint8
 
 ASSETS = ["Avocado.glb", "Suzanne.glb"]
 
@@ -57,12 +58,20 @@ def test_manifest_describes_the_capture(captured, name):
     assert back.uv_map and back.rig["kind"] == "orbit-poles" and len(back.views) == 6
     assert 0.8 < back.coverage <= 1.0
     for v in back.views:
-        assert set(v.files) == {"colour", "albedo", "mask", "depth", "normal", "uv", "position", "black", "white",
-                                "albedo_filtered"}
+        assert set(v.files) == {"colour", "albedo", "mask", "depth", "normal", "uv", "position", "albedo_filtered",
+                                "colour_linear", "diffuse_response", "metal_light", "metal_reflectance"}
         # the albedo through the colour render's filter: the same unlit colours, blurred only across edges
         mask = back.load(v, "mask")
         diff = np.abs(back.load(v, "albedo_filtered").astype(int) - back.load(v, "albedo"))[mask]
         assert np.median(diff) <= 2 and diff.max() > 0
+        # the light passes: the colour in linear light, and the part of it the base colour scales (both files have
+        # metallic 1 and no metallic texture: their metal's reflection, no diffuse)
+        linear = back.load(v, "colour_linear").astype(np.float32)
+        assert np.abs(to_uint8(linear_to_srgb(linear)).astype(int) - back.load(v, "colour"))[mask].max() <= 1
+        part = np.nan_to_num(back.load(v, "metal_light") * back.load(v, "metal_reflectance"))
+        assert not back.load(v, "diffuse_response")[mask].any()
+        assert (part[mask] <= linear[mask] + 0.01).mean() > 0.99
+        assert 0.5 < part[mask].sum() / linear[mask].sum() <= 1.0
         assert (v.camera.intrinsics.width, v.camera.intrinsics.height) == (128, 128)
     mesh = back.mesh()
     assert mesh.uvs.shape == (len(mesh.triangles), 3, 2)

@@ -25,3 +25,26 @@ def test_psnr_on_object_pixels_and_error_images():
     assert "closed loop" in report.lines()[-1]
     with pytest.raises(InvalidInputError, match="differ"):
         closed_loop(["a"], [edited[0]], [np.zeros((4, 4, 3), np.uint8)], [mask])
+
+
+def test_the_view_dependent_share_of_the_error():
+    """Two views of one flat patch (the same world positions): an error both views show is shared (0 view-dependent);
+    a highlight painted into one view only is half view-dependent (it differs from the views' mean by half of it)."""
+    h = w = 16
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    position = np.stack([xx * 0.01, yy * 0.01, np.zeros_like(xx)], -1)
+    mask = np.ones((h, w), bool)
+    edited = [np.full((h, w, 3), 120, np.uint8) for _ in range(2)]
+    shared = [e.copy() for e in edited]
+    for r in shared:
+        r[4:8, 4:8] = 100  # the bake missed a patch: both views show it
+    report, _ = closed_loop(["a", "b"], edited, shared, [mask, mask], [position, position])
+    assert report.view_dependent_share == pytest.approx(0.0, abs=1e-9)
+    highlight = [e.copy() for e in edited]
+    edited_hl = [edited[0].copy(), edited[1]]
+    edited_hl[0][4:8, 4:8] = 250  # painted into view a only
+    report, _ = closed_loop(["a", "b"], edited_hl, highlight, [mask, mask], [position, position])
+    assert report.view_dependent_share == pytest.approx(0.5)  # +130 in a, 0 in b: about their mean 65, half varies
+    assert "view-dependent" in report.lines()[-1]
+    report, _ = closed_loop(["a", "b"], edited, shared, [mask, mask])
+    assert math.isnan(report.view_dependent_share)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .gather import BakeResult, BakeView, bake, fill_texture, sample_texture, views_from_viewset
 from .edit_bake import EditBakeSettings, ResponseCurve, ViewLighting, bake_edit, edit_delta
-from ..errors import InvalidInputError, ViewSetFormatError
+from ..errors import InvalidInputError, RestyleShortfallError, ViewSetFormatError
 from ..format.images import read_png, srgb_to_linear
 from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
 from ..format.viewset import EDITED_DIR, View, ViewSet
@@ -153,6 +153,31 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
     return out
 
 
+#: An edit that changed at least this share of the object's pixels must change at least ``SHORTFALL`` times as large a
+#: share of its texels, or the bake failed to carry it (:func:`check_shortfall`).
+NOTICEABLE, SHORTFALL = 0.02, 0.25
+
+
+def check_shortfall(views: list[BakeView], edited_share: float, bakes: list[TextureBake]) -> None:
+    """Raise :class:`RestyleShortfallError`, naming the likely cause, when the bakes changed far less of the object
+    than the edit changed in the views (``edited_share``: changed object pixels / object pixels, all views)."""
+    covered = sum(int(tb.result.covered.sum()) for tb in bakes)
+    texel_share = sum(int((tb.result.changed & tb.result.covered).sum()) for tb in bakes) / max(covered, 1)
+    if edited_share < NOTICEABLE or texel_share >= SHORTFALL * edited_share:
+        return
+    carried = sum(int((v.image[..., 3] > 0).sum()) for v in views)
+    pixels = sum(int(v.mask.sum()) for v in views)
+    if carried < 0.5 * edited_share * pixels:
+        cause = ("where the edit changed the views, the object's colour does not follow its base colour (an emission "
+                 "or other shader GroupEdit cannot read, or deep shadow): GroupEdit restyles the base colour of "
+                 "Principled, Diffuse and similar BSDFs")
+    else:
+        cause = "the changed pixels fall on texels the bake could not write (see the UV layout report above)"
+    raise RestyleShortfallError(
+        f"the edit changed {edited_share:.0%} of the object's pixels in the views, but the bake would change only "
+        f"{texel_share:.1%} of its texels: {cause}. Nothing was applied.")
+
+
 #: Texture sides (texels) a bake writes: the one range of the command line, the panel and the API.
 TEXTURE_SIZE_RANGE = (512, 4096)
 #: The sizes the panel offers: the powers of two within the range.
@@ -172,12 +197,17 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
     """Bake ``edited`` (uint8 views in the ViewSet's order, edits of the ``before`` pass, see :func:`edit_views`)
     into a ``size``² texture per target.
 
-    Targets whose slots own no triangle are skipped. Each bake reports its UV layout (overlaps).
+    Targets whose slots own no triangle are skipped. Each bake reports its UV layout (overlaps). A bake that would
+    change far less of the object than the edit changed in the views raises (:func:`check_shortfall`).
     """
     check_texture_size(size)
     settings = settings or EditBakeSettings()
     mesh = viewset.mesh()
     views = edit_views(viewset, edited, settings, before)
+    masks = [v.mask for v in views]
+    edited_share = sum(int((np.abs(e[..., :3].astype(np.int16) - viewset.load(v, before)[..., :3]).max(axis=2)
+                            > settings.tolerance)[m].sum()) for e, v, m in zip(edited, viewset.views, masks)) / max(
+        sum(int(m.sum()) for m in masks), 1)
     albedo: list[BakeView] | None = None
     out = []
     for i, target in enumerate(targets):
@@ -199,6 +229,7 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
         out.append(TextureBake(target, bake_edit(surface, views, base, settings), layout))
         if progress is not None:
             progress(i + 1, len(targets), target.name)
+    check_shortfall(views, edited_share, out)
     return out
 
 

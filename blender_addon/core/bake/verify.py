@@ -39,6 +39,10 @@ class LoopReport:
     views: list[ViewLoop] = field(default_factory=list)
     psnr_db: float = math.nan
     worst_view: str = ""
+    #: Share of the squared error, on surface places seen by two views or more, that differs between the views
+    #: showing the place (what no texture can show: a highlight painted into one view, views that disagree);
+    #: the rest is shared by the views (what a better bake could still fix). NaN without positions.
+    view_dependent_share: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,15 +53,48 @@ class LoopReport:
                for v in self.views]
         out.append(f"closed loop (restyled asset re-rendered vs edited views): {self.psnr_db:.1f} dB overall, "
                    f"worst {self.worst_view}")
+        if not math.isnan(self.view_dependent_share):
+            out.append(f"{self.view_dependent_share:.0%} of that error differs between the views showing the same "
+                       "place (view-dependent: no texture can show it)")
         return out
 
 
-def closed_loop(names: list[str], edited: list[np.ndarray], rendered: list[np.ndarray], masks: list[np.ndarray]
-                ) -> tuple[LoopReport, list[np.ndarray]]:
+def view_dependent_share(errors: list[np.ndarray], positions: list[np.ndarray], masks: list[np.ndarray]) -> float:
+    """Share of the squared error (float (H, W, 3) per view, signed) that varies between the views seeing one surface
+    place, on the places (world-space voxels about two pixels wide, from ``positions`` (H, W, 3)) that two views or
+    more see: sum |e - mean|² / sum |e|² over those places' pixels. NaN when no place is seen twice."""
+    pts = [p[m] for p, m in zip(positions, masks)]
+    steps = [np.linalg.norm(np.diff(p, axis=1), axis=-1)[m[:, 1:] & m[:, :-1]] for p, m in zip(positions, masks)]
+    steps = np.concatenate(steps) if steps else np.zeros(0)
+    if not len(steps):
+        return math.nan
+    voxel = 2.0 * float(np.median(steps)) or 1e-6
+    keys = np.concatenate([np.floor(p / voxel).astype(np.int64) for p in pts])
+    err = np.concatenate([e[m] for e, m in zip(errors, masks)]).astype(np.float64)
+    view = np.concatenate([np.full(len(p), i) for i, p in enumerate(pts)])
+    _, place = np.unique(keys, axis=0, return_inverse=True)
+    place = place.ravel()
+    n = int(place.max()) + 1
+    views_seeing = np.zeros(n)
+    pairs = np.unique(np.stack([place, view], 1), axis=0)
+    np.add.at(views_seeing, pairs[:, 0], 1)
+    shared = views_seeing[place] >= 2
+    if not shared.any():
+        return math.nan
+    counts = np.bincount(place[shared], minlength=n)[:, None]
+    mean = np.stack([np.bincount(place[shared], err[shared, c], minlength=n) for c in range(err.shape[1])], 1)
+    mean = mean / np.maximum(counts, 1)
+    total = float((err[shared] ** 2).sum())
+    return float(((err[shared] - mean[place[shared]]) ** 2).sum() / total) if total > 0 else 0.0
+
+
+def closed_loop(names: list[str], edited: list[np.ndarray], rendered: list[np.ndarray], masks: list[np.ndarray],
+                positions: list[np.ndarray] | None = None) -> tuple[LoopReport, list[np.ndarray]]:
     """Compare edited views with re-renders of the restyled asset: the report and N uint8 error images
     (``|edited - rendered|`` times :data:`ERROR_GAIN`, black off the object).
 
-    ``edited`` / ``rendered``: N uint8 sRGB (H, W, 3) of the same sizes; ``masks``: N bool (H, W) object pixels.
+    ``edited`` / ``rendered``: N uint8 sRGB (H, W, 3) of the same sizes; ``masks``: N bool (H, W) object pixels;
+    ``positions``: N float (H, W, 3) world positions of the pixels, for the view-dependent share of the error.
     """
     if not (len(names) == len(edited) == len(rendered) == len(masks)):
         raise InvalidInputError("the closed loop needs one edited view, one render and one mask per view")
@@ -75,4 +112,7 @@ def closed_loop(names: list[str], edited: list[np.ndarray], rendered: list[np.nd
     mse = squared / max(count, 1)
     report.psnr_db = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
     report.worst_view = min(report.views, key=lambda v: v.psnr_db).name if report.views else ""
+    if positions is not None:
+        signed = [e[..., :3].astype(np.float32) - r[..., :3].astype(np.float32) for e, r in zip(edited, rendered)]
+        report.view_dependent_share = view_dependent_share(signed, positions, masks)
     return report, errors
