@@ -127,6 +127,10 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     check.add_argument("--texture-size", type=int, default=1024, help=TEXTURE_SIZE_HELP)
     check.add_argument("--oracle", action="store_true", help="also bake a known recolour from lit renders "
                        "(shows what lighting removal costs)")
+    check.add_argument("--restyle", action="store_true", help="instead, restyle end to end with a known recolour "
+                       "on any kind of base colour (colour attributes, node chains, ...) and compare renders of the "
+                       "restyled asset in view space (identity, unlit, oracle, closed loop)")
+    check.add_argument("--samples", type=int, default=16, help="colour samples of the --restyle captures")
     check.add_argument("--json", type=Path, help="write the report here (default <out>/check.json)")
     check.add_argument("--out", type=Path, help="folder for the ViewSet, baked texture and error map "
                        "(default: a new temporary folder, kept)")
@@ -320,7 +324,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Round trip without an edit: how well capture + bake reproduce the asset's own texture."""
     import tempfile
 
-    from .blender.check import run_check
+    from .blender.check import run_check, run_restyle_check
     from .blender.loading import open_input
     from .blender.mesh import find_object
 
@@ -329,12 +333,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     obj = find_object(args.object)
     out = (args.out or Path(tempfile.mkdtemp(prefix="groupedit-check-"))).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    report = run_check(obj, from_arguments(RigSpec, args), args.view_size, args.texture_size, out,
-                       oracle=args.oracle, progress=_print_progress)
+    if args.restyle:
+        report = run_restyle_check(obj, from_arguments(RigSpec, args), args.view_size, args.texture_size, out,
+                                   args.samples, progress=_print_progress)
+        keys = ["identity_psnr_db", "unlit_psnr_db", "oracle_psnr_db", "oracle_drop_db", "loop_psnr_db",
+                "changed_share", "seconds"]
+    else:
+        report = run_check(obj, from_arguments(RigSpec, args), args.view_size, args.texture_size, out,
+                           oracle=args.oracle, progress=_print_progress)
+        keys = ["coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "load_s", "bake_s"]
+        keys += ["oracle_psnr_db", "oracle_drop_db"] if args.oracle else []
     json_path = args.json or out / "check.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    keys = ["coverage", "psnr_db", "psnr_interior_db", "ssim", "capture_s", "load_s", "bake_s"]
-    keys += ["oracle_psnr_db", "oracle_drop_db"] if args.oracle else []
     for key in keys:
         print(f"{key}: {report[key]:.4f}")
     print(f"report: {json_path}")
