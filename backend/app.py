@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,16 +24,21 @@ from blender_addon.core.format.protocol import (
     ManifestView,
 )
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .config import Limits, ServerConfig
-from .errors import BackendError, Forbidden, InvalidInput, NotFound, PayloadTooLarge, Unauthorized
-from .jobfiles import decode_image, preview_path, read_metadata, result_path, stage_inputs
+from .errors import BackendError, Forbidden, InvalidInput, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
+from .jobfiles import decode_image, image_size, preview_path, read_metadata, result_path, stage_inputs
 from .store import TERMINAL, Job, JobStore
 from .viewdata import Camera, all_or_none, decode_pass, decode_token_file, parse_camera
 from .worker import Supervisor, device_memory
+
+
+log = logging.getLogger(__name__)
 
 
 def _error(exc: BackendError) -> JSONResponse:
@@ -107,6 +113,7 @@ async def _file(form: Any, field_name: str, what: str) -> bytes:
     part = form.get(field_name)
     if part is None or isinstance(part, str):
         raise InvalidInput(f"{what}: file field {field_name!r} must be uploaded")
+    await part.seek(0)  # a field may be read twice (its header first, see check_job_pixels)
     return await part.read()
 
 
@@ -121,6 +128,21 @@ async def read_manifest(form: Any, limits: Limits) -> JobManifest:
     except ManifestError as exc:
         raise InvalidInput(str(exc)) from exc
     return manifest
+
+
+async def check_job_pixels(form: Any, manifest: JobManifest, limits: Limits) -> None:
+    """Refuse a job whose images hold more than ``limits.max_job_pixels`` together, from their headers alone."""
+    total = 0
+    for i, view in enumerate(manifest.views):
+        w, h = image_size(await _file(form, view.image, f"view {i} ({view.name})"), f"view {i} image")
+        total += w * h
+    if manifest.reference:
+        w, h = image_size(await _file(form, manifest.reference, "reference"), "reference image")
+        total += w * h
+    if total > limits.max_job_pixels:
+        raise PayloadTooLarge(f"the job's images hold {total} pixels together, over the limit of "
+                              f"{limits.max_job_pixels}: send fewer views or a smaller view size",
+                              {"limit": limits.max_job_pixels, "pixels": total})
 
 
 async def read_view(form: Any, index: int, view: ManifestView, limits: Limits) -> StagedView:
@@ -152,6 +174,7 @@ async def submit_job(request: Request, store: JobStore, limits: Limits) -> Job:
     except Exception as exc:  # noqa: BLE001 - malformed multipart
         raise InvalidInput(f"the body is not valid multipart form data: {exc}") from exc
     manifest = await read_manifest(form, limits)
+    await check_job_pixels(form, manifest, limits)
     views = [await read_view(form, i, v, limits) for i, v in enumerate(manifest.views)]
     cameras = [v.camera for v in views]
     staged_cameras = cameras if all_or_none([c is not None for c in cameras], "a camera") else None
@@ -214,9 +237,24 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def backend_error(request: Request, exc: BackendError) -> JSONResponse:
         return _error(exc)
 
-    @app.exception_handler(404)
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return _error(NotFound("no such resource"))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's and FastAPI's own errors (unknown path, wrong method, ...) in the protocol's shape."""
+        if exc.status_code == 405:
+            return _error(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+        if exc.status_code == 404:
+            return _error(NotFound("no such resource"))
+        return _error(InvalidInput(str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+        return _error(InvalidInput(f"bad request parameters: {problems}"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(BackendError(f"the server failed on this request ({type(exc).__name__}); see its log"))
 
     def job_view(job_id: str) -> dict[str, Any]:
         job = store.get(job_id)

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=Limits.max_queue)
     p.add_argument("--max-views", type=int, default=Limits.max_views)
     p.add_argument("--max-body-mb", type=int, default=Limits.max_body_bytes >> 20)
+    p.add_argument("--max-job-megapixels", type=float, default=Limits.max_job_pixels / 2**20,
+                   help="all images of one job together, in units of 2^20 pixels (checked from the image headers)")
     p.add_argument("--result-ttl-hours", type=float, default=24 * 7)
     add_groupediting_arguments(p)
     return p
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         config = ServerConfig(
             data_dir=args.data_dir, host=args.host, port=args.port, token=token, editor=args.editor,
             editor_config=editor_config(args),
-            limits=Limits(max_body_bytes=args.max_body_mb << 20, max_views=args.max_views, max_queue=args.max_queue),
+            limits=Limits(max_body_bytes=args.max_body_mb << 20, max_views=args.max_views, max_queue=args.max_queue,
+                          max_job_pixels=int(args.max_job_megapixels * 2**20)),
             result_ttl_s=args.result_ttl_hours * 3600,
         )
         from .app import create_app

@@ -17,6 +17,8 @@ class Limits:
     max_body_bytes: int = 1 << 30
     max_views: int = 32
     max_pixels: int = 4096 * 4096
+    #: all views of one job together (the reference image too), from the image headers before anything is decoded
+    max_job_pixels: int = 64 * 1024 * 1024
     max_instruction_chars: int = 2000
     max_queue: int = 16
 

@@ -45,6 +45,10 @@ class NotFound(BackendError):
     code = "not_found"
 
 
+class MethodNotAllowed(BackendError):
+    code = "method_not_allowed"
+
+
 class Conflict(BackendError):
     code = "conflict"
 

@@ -37,6 +37,15 @@ TOKENS_FILE = "geometry_tokens.npy"
 METADATA_FILE = "metadata.json"
 
 
+def image_size(data: bytes, what: str) -> tuple[int, int]:
+    """(width, height) of an uploaded PNG/JPEG from its header alone (nothing is decoded)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad data
+        raise InvalidInput(f"{what} is not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
 def decode_image(data: bytes, what: str, max_pixels: int, mode: str) -> np.ndarray:
     """Decode an uploaded PNG/JPEG to a uint8 array in ``mode`` ('RGB' or 'L'), refusing bombs and junk."""
     try:

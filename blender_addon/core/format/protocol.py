@@ -16,7 +16,8 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = JOB_STATES[2:]
 #: Error codes a response or a failed job carries, and their HTTP status.
 ERROR_STATUS: dict[str, int] = {
-    "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409,
+    "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405,
+    "conflict": 409,
     "cancelled": 409, "payload_too_large": 413, "queue_full": 429, "internal": 500, "worker_crashed": 500,
     "model_not_ready": 503, "oom": 507,
 }
@@ -26,6 +27,32 @@ GEOMETRY_PASSES: dict[str, int] = {"position": 3}
 MAX_SUBJECT_CHARS = 200
 #: The multipart field that holds the manifest.
 MANIFEST_FIELD = "manifest"
+#: Deepest nesting of arrays and objects a manifest may have.
+MAX_JSON_DEPTH = 32
+
+
+def _no_constant(name: str) -> Any:
+    raise ManifestError(f"the manifest holds {name}, which JSON does not allow: send finite numbers")
+
+
+def _check_json_values(value: Any, depth: int = 0) -> None:
+    """Raise :class:`ManifestError` for nesting deeper than :data:`MAX_JSON_DEPTH` or a string (key or value) that is
+    not valid Unicode (a lone UTF-16 surrogate)."""
+    if depth > MAX_JSON_DEPTH:
+        raise ManifestError(f"the manifest is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ManifestError(f"the manifest holds a string that is not valid Unicode (a lone surrogate): "
+                                f"{value.encode('utf-8', 'backslashreplace').decode()[:80]!r}") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_json_values(k, depth + 1)
+            _check_json_values(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json_values(v, depth + 1)
 
 
 def image_field(index: int) -> str:
@@ -77,11 +104,20 @@ class JobManifest:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> JobManifest:
-        """Parse and check the manifest's structure (not its files); raises :class:`ManifestError`."""
+        """Parse and check the manifest's structure (not its files); raises :class:`ManifestError`.
+
+        Strict JSON only: no NaN or Infinity, at most :data:`MAX_JSON_DEPTH` levels of nesting, and every string
+        valid Unicode (no lone surrogates), so that nothing a client sends can fail later, when it is stored.
+        """
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_constant=_no_constant)
+        except RecursionError:
+            raise ManifestError(f"the manifest is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+        except ManifestError:
+            raise
         except (ValueError, TypeError) as exc:
             raise ManifestError(f"the manifest is not valid JSON: {exc}") from exc
+        _check_json_values(data)
         if not isinstance(data, dict):
             raise ManifestError("the manifest must be a JSON object with 'instruction' and 'views'")
         views = data.get("views")
