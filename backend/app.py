@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .config import Limits, ServerConfig
+from .datalock import lock_data_dir
 from .errors import BackendError, Forbidden, InvalidInput, MethodNotAllowed, NotFound, PayloadTooLarge, Unauthorized
 from .jobfiles import decode_image, image_size, preview_path, read_metadata, result_path, stage_inputs
 from .store import TERMINAL, Job, JobStore
@@ -218,6 +220,7 @@ async def event_stream(store: JobStore, job_id: str, after: int, request: Reques
 def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI application for ``config`` (starts the supervisor and worker on startup)."""
     config.validate()
+    lock = lock_data_dir(Path(config.data_dir), f"http://{config.host}:{config.port}")  # before any job is touched
     store = JobStore(config.data_dir)
     supervisor = Supervisor(store, config)
 
@@ -231,7 +234,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app = FastAPI(title="GroupEdit server", version=__version__, lifespan=lifespan)
     app.add_middleware(GuardMiddleware, config=config)
-    app.state.store, app.state.supervisor = store, supervisor
+    app.state.store, app.state.supervisor, app.state.data_lock = store, supervisor, lock
 
     @app.exception_handler(BackendError)
     async def backend_error(request: Request, exc: BackendError) -> JSONResponse:

@@ -91,3 +91,19 @@ def test_total_pixels_of_a_job_are_limited_from_the_headers(server):
 def test_the_frameworks_own_errors_come_in_the_documented_shape(server, method, path, status, code):
     r = requests.request(method, server.url + path)
     assert r.status_code == status and _error_code(r) == code, r.text
+
+
+def test_a_second_server_on_the_same_data_folder_is_refused_and_touches_nothing(tmp_path):
+    """*Start server* in the panel while one runs in a terminal: the second one says which server holds the folder
+    and exits, before it could mark the first one's running job as crashed."""
+    first = Server(tmp_path / "data", "tests.backend.slow_editor:SlowEditor").start()
+    try:
+        job = first.submit(2, options={"steps": 30}).json()["id"]
+        first.wait_state(job, ("running",))
+        second = Server(tmp_path / "data", "classical").start(wait=False)
+        assert second.proc.wait(timeout=60) == 2
+        said = second.proc.stdout.read().decode()
+        assert f"127.0.0.1:{first.port}" in said and "another --data-dir" in said, said
+        assert first.wait_state(job, ("succeeded", "failed"))["state"] == "succeeded"
+    finally:
+        first.kill()
