@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .core.capture.settings import CaptureSettings
-from .core.errors import GroupEditError, InvalidInputError
+from .core.errors import CaptureCancelled, GroupEditError, InvalidInputError, ServerRequestError
 from .core.format.viewset import EDITED_DIR
 from .core.options import add_arguments, from_arguments
 from .core.bake.restyle import TEXTURE_SIZE_RANGE
@@ -266,8 +266,10 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
         status = edit_viewset(views, args.instruction, url, args.token, args.timeout, description=args.description,
                               options=parse_options(args.option))
         print(status.message, flush=True)
+        if status.state == "cancelled":
+            raise CaptureCancelled(f"the edit was cancelled: {status.message}")
         if status.state != "done":
-            raise GroupEditError(f"the edit {status.state}: {status.message}")
+            raise ServerRequestError(f"the edit {status.state}: {status.message}", "failed")
     finally:
         if server is not None:
             server.stop()

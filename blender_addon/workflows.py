@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .core.bake.restyle import check_texture_size
-from .core.errors import GroupEditError, InvalidInputError
+from .core.errors import GroupEditError, InvalidInputError, ServerRequestError
 from .core.format.viewset import EDITED_DIR
 
 if TYPE_CHECKING:
@@ -112,9 +112,8 @@ def edit_viewset(views: Path, instruction: str, server: str, token: str = "", ti
     from .core.client.api import BackendClient, JobPoller
     from .core.format.viewset import ViewSet
 
-    poller = JobPoller(BackendClient(server, token, online_access=online_access), ViewSet.read(views), instruction,
-                       options=options, description=description)
-    end = time.monotonic() + timeout
+    client = BackendClient(server, token, online_access=online_access, deadline=time.monotonic() + timeout)
+    poller = JobPoller(client, ViewSet.read(views), instruction, options=options, description=description)
     last = ""
     try:
         while not poller.step().finished:
@@ -124,15 +123,30 @@ def edit_viewset(views: Path, instruction: str, server: str, token: str = "", ti
             if line != last:
                 say(line)
                 last = line
-            if time.monotonic() > end:
-                poller.cancel()
-                raise GroupEditError(f"the edit took longer than {timeout:.0f} s and was cancelled")
+            if time.monotonic() > client.deadline:
+                _cancel_quietly(poller)
+                raise ServerRequestError(f"the edit took longer than {timeout:.0f} s (--timeout) and was cancelled",
+                                         "timeout")
             if st.state in ("queued", "running"):
                 time.sleep(0.2)
     except KeyboardInterrupt:
-        poller.cancel()
+        _cancel_quietly(poller)
         raise
+    if poller.status.state == "failed" and time.monotonic() > client.deadline:
+        _cancel_quietly(poller)
+        raise ServerRequestError(f"the edit took longer than {timeout:.0f} s (--timeout): {poller.status.message}",
+                                 "timeout")
     return poller.status
+
+
+def _cancel_quietly(poller: Any) -> None:
+    """Cancel the poller's job with a few seconds of grace past any deadline; a server that cannot be reached to
+    cancel is only logged (the caller is reporting a more important failure)."""
+    poller.client.deadline = None
+    try:
+        poller.cancel()
+    except GroupEditError as exc:
+        log.warning("could not cancel the job: %s", exc)
 
 
 def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, say: Say = print_line

@@ -6,10 +6,12 @@ probed as a hostile user would, and checks the documented behaviour (docs/protoc
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import threading
+import time
 
-import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -107,3 +109,112 @@ def test_a_second_server_on_the_same_data_folder_is_refused_and_touches_nothing(
         assert first.wait_state(job, ("succeeded", "failed"))["state"] == "succeeded"
     finally:
         first.kill()
+
+
+# ------------------------------------------------------------------------------- the client against bad servers
+class _Misbehaving(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server that misbehaves as ``self.server.mode`` says (another program on the port, a proxy, a hung
+    or trickling server, one slow poll)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        mode = self.server.mode
+        if mode == "html":
+            return self._send(200, b"<html><body>my other web app</body></html>", "text/html")
+        if self.path.endswith("/health"):
+            if mode == "trickle":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                for _ in range(400):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return None
+            return self._send(200, json.dumps({"status": "ready", "editor": {"name": "x"}}).encode())
+        self.server.polls += 1
+        if mode == "slow_poll" and self.server.polls == 1:
+            time.sleep(7)  # longer than the client's 5 s per poll
+        body = {"id": "j1", "state": "failed", "queue_position": 0, "progress": None, "preview": None,
+                "error": {"code": "internal", "message": "the editor said boom"}}
+        return self._send(200, json.dumps(body).encode())
+
+    def do_POST(self) -> None:
+        mode = self.server.mode
+        if mode == "hang_upload" and self.path.endswith("/jobs"):
+            time.sleep(30)  # never reads the body, never answers
+            return None
+        if mode == "html":
+            return self._send(200, b"<html>hello</html>", "text/html")
+        if mode == "no_id":
+            return self._send(202, b"{}")
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        return self._send(202, json.dumps({"id": "j1", "state": "queued", "queue_position": 0}).encode())
+
+
+@pytest.fixture
+def misbehaving():
+    servers = []
+
+    def start(mode: str) -> str:
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+        httpd.daemon_threads = True
+        httpd.mode, httpd.polls = mode, 0
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+
+
+@pytest.mark.parametrize("mode, code, words", [
+    ("html", "bad_response", "another program"),
+    ("no_id", "bad_response", "without id"),
+    ("trickle", "timeout", "longer than 3 s"),
+    ("hang_upload", "timeout", "longer than 3 s"),
+])
+def test_the_client_comes_back_with_a_typed_error(tmp_path, misbehaving, mode, code, words):
+    """Whatever answers at the server's address, ``groupedit edit --timeout 3`` returns within its deadline (plus
+    the cancel's grace) with a typed error and the documented exit code (4), never a traceback."""
+    from blender_addon.core.errors import ServerRequestError
+    from blender_addon.workflows import edit_viewset
+
+    from .test_client import make_viewset
+
+    url = misbehaving(mode)
+    make_viewset(tmp_path / "vs")
+    t0 = time.monotonic()
+    try:
+        status = edit_viewset(tmp_path / "vs", "make it red", url, timeout=3.0, say=lambda line: None)
+    except ServerRequestError as exc:  # the deadline: raised, exit code 4
+        assert exc.code == code == "timeout" and words in str(exc) and exc.exit_code == 4, exc
+    else:  # a failed edit: the command line prints the message and exits with 4
+        assert code != "timeout" and status.state == "failed" and words in status.message, status
+    assert time.monotonic() - t0 < 3.0 + 6.0, "the deadline held"
+
+
+def test_one_slow_poll_does_not_abandon_the_edit(tmp_path, misbehaving):
+    """A poll that takes longer than the client's per-request limit is tried again: the edit goes on and ends with
+    the server's own answer."""
+    from blender_addon.core.client.api import BackendClient, JobPoller
+
+    from .test_client import drive, make_viewset
+
+    url = misbehaving("slow_poll")
+    poller = JobPoller(BackendClient(url), make_viewset(tmp_path / "vs"), "make it red")
+    drive(poller, timeout=30)
+    assert poller.status.state == "failed" and "the editor said boom" in poller.status.message, poller.status

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -44,10 +45,13 @@ def is_loopback(url: str) -> bool:
 
 
 class BackendClient:
-    """Requests to one server. ``timeout`` in seconds per request (uploads get ``upload_timeout``)."""
+    """Requests to one server. ``timeout``: seconds a request may take in all, its answer read (uploads and downloads
+    get ``upload_timeout``); ``deadline``: a ``time.monotonic()`` time after which no request runs or goes on (the
+    overall limit of an edit). A server that trickles bytes or never reads an upload cannot hold a call longer."""
 
     def __init__(self, url: str, token: str = "", timeout: float = 5.0, upload_timeout: float = 300.0,
-                 online_access: bool = True, start_hint: str = "groupedit-server") -> None:
+                 online_access: bool = True, start_hint: str = "groupedit-server",
+                 deadline: float | None = None) -> None:
         if not is_loopback(url) and not online_access:
             raise ServerRequestError(f"{url} is not on this computer and Blender's online access is off: "
                                "allow it in Preferences > System > Network, or use a local server", "offline")
@@ -56,19 +60,42 @@ class BackendClient:
         self._requests = requests
         self.url = url.rstrip("/")
         self.timeout, self.upload_timeout, self.start_hint = timeout, upload_timeout, start_hint
+        self.deadline = deadline
         self.session = requests.Session()
         self._geometry_passes: list[str] | None = None
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
+    def _too_slow(self) -> ServerRequestError:
+        return ServerRequestError(f"the server at {self.url} did not answer in time", "timeout", True)
+
     def _call(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> Any:
+        """One request, its answer read whole within ``timeout`` (and the deadline); errors as ServerRequestError."""
+        end = time.monotonic() + (timeout or self.timeout)
+        if self.deadline is not None:
+            end = min(end, self.deadline)
+        if end <= time.monotonic():
+            raise self._too_slow()
         try:
-            r = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kw)
+            r = self.session.request(method, self.url + path, timeout=end - time.monotonic(), stream=True, **kw)
+            chunks = []
+            read1 = getattr(r.raw, "read1", None)  # urllib3 2: what has arrived, so a trickle cannot hold a read
+            while chunk := (read1(1 << 16, decode_content=True) if read1 else r.raw.read(1024, decode_content=True)):
+                chunks.append(chunk)
+                if time.monotonic() > end:
+                    r.close()
+                    raise self._too_slow()
+            r._content, r._content_consumed = b"".join(chunks), True  # the answer, read under our clock
         except self._requests.ConnectionError as exc:
+            if time.monotonic() >= end:  # a socket timeout while sending shows as a connection error
+                raise self._too_slow() from exc
             raise ServerNotRunning(f"backend not running at {self.url}: start it with '{self.start_hint}'",
                                     "not_running", True) from exc
         except self._requests.Timeout as exc:
-            raise ServerRequestError(f"the server at {self.url} did not answer in time", "timeout", True) from exc
+            raise self._too_slow() from exc
+        except self._requests.RequestException as exc:  # a broken answer (chunked encoding, content decoding)
+            raise ServerRequestError(f"the server at {self.url} sent a broken answer: {exc}", "bad_response",
+                                     True) from exc
         if r.status_code >= 400:
             try:
                 err = r.json()["error"]
@@ -79,8 +106,23 @@ class BackendClient:
             raise ServerRequestError(f"{message}" + (f" ({advice})" if advice and advice not in message else ""), code, retryable)
         return r
 
+    def _json(self, r: Any, needs: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The answer as a JSON object holding ``needs``; anything else is a :class:`ServerRequestError` that says
+        what answered (another program on the port, a proxy's page)."""
+        try:
+            body = r.json()
+        except ValueError:
+            kind = r.headers.get("content-type", "unknown content")
+            raise ServerRequestError(f"{self.url} answered with {kind}, not a GroupEdit server's JSON: is another "
+                                     "program using this address? Check the server URL", "bad_response") from None
+        missing = [k for k in needs if not isinstance(body, dict) or k not in body]
+        if missing:
+            raise ServerRequestError(f"{self.url} answered without {', '.join(missing)}: not a GroupEdit server of "
+                                     "this version? Check the server URL", "bad_response")
+        return body
+
     def health(self) -> dict[str, Any]:
-        return self._call("GET", f"{API}/health").json()
+        return self._json(self._call("GET", f"{API}/health"), ("status",))
 
     def geometry_passes(self) -> list[str]:
         """The ViewSet passes the server's editor uses (its health's ``editor.geometry_passes``), asked once."""
@@ -121,14 +163,15 @@ class BackendClient:
             files["reference"] = ("reference.png", encode_png(reference), "image/png")
             manifest.reference = "reference"
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        return self._call("POST", f"{API}/jobs", timeout=self.upload_timeout,
-                          data={MANIFEST_FIELD: manifest.to_json()}, files=files, headers=headers).json()
+        return self._json(self._call("POST", f"{API}/jobs", timeout=self.upload_timeout,
+                                     data={MANIFEST_FIELD: manifest.to_json()}, files=files, headers=headers),
+                          ("id", "state"))
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", f"{API}/jobs/{job_id}").json()
+        return self._json(self._call("GET", f"{API}/jobs/{job_id}"), ("id", "state"))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._call("POST", f"{API}/jobs/{job_id}/cancel").json()
+        return self._json(self._call("POST", f"{API}/jobs/{job_id}/cancel"))
 
     def preview(self, job_id: str) -> bytes:
         """The job's latest live preview: PNG bytes of one contact sheet of all views (at most 512 px wide).
@@ -179,6 +222,15 @@ class PollStatus:
         return self.step / self.total if self.total else 0.0
 
 
+#: Error codes a poller tries again, per state: a slow answer, a broken one, a server that is restarting.
+TRANSIENT: dict[str, tuple[str, ...]] = {
+    "submitting": ("timeout", "bad_response"),
+    **{state: ("timeout", "bad_response", "not_running") for state in ("queued", "running", "downloading")},
+}
+#: Transient failures in a row after which a poller gives up.
+RETRIES = 5
+
+
 class JobPoller:
     """One edit job from submit to the edited views in ``<viewset>/edited/``; drive it with :meth:`step`.
 
@@ -202,6 +254,7 @@ class JobPoller:
         self._preview_path: Path | None = None
         self._preview_count = 0
         self._preview_step = 0
+        self._failures = 0  # transient failures in a row
 
     @property
     def preview_file(self) -> Path:
@@ -209,7 +262,9 @@ class JobPoller:
         return self.viewset.root / PREVIEW_FILE
 
     def step(self) -> PollStatus:
-        """Advance by at most one request; errors end the job with state 'failed' and a message."""
+        """Advance by at most one request. A transient failure (:data:`TRANSIENT`: a slow or broken answer, a server
+        restarting) is tried again at the next step, up to :data:`RETRIES` times in a row (a submit is safe to repeat:
+        its idempotency key gives the same job); other errors end the job with state 'failed' and a message."""
         if self.status.finished:
             return self.status
         try:
@@ -217,8 +272,15 @@ class JobPoller:
                 self._fetch_preview()
             else:
                 self._advance()
+            self._failures = 0
         except ServerRequestError as exc:
-            self.status = PollStatus("failed", message=str(exc), job_id=self.status.job_id)
+            transient = exc.code in TRANSIENT.get(self.status.state, ())
+            if transient and self._failures < RETRIES:
+                self._failures += 1
+                self.status.message = f"{exc}; trying again ({self._failures}/{RETRIES})"
+                log.info("job %s: %s", self.status.job_id, self.status.message)
+            else:
+                self.status = PollStatus("failed", message=str(exc), job_id=self.status.job_id)
         self._carry_preview()
         return self.status
 
@@ -268,13 +330,15 @@ class JobPoller:
         if st.state == "submitting":
             job = self.client.submit(self.viewset, self.instruction, self.options, self.reference, self.key,
                                      description=self.description)
-            self.status = PollStatus("queued", job_id=job["id"], message=f"queued (position {job['queue_position']})")
+            self.status = PollStatus("queued", job_id=job["id"],
+                                     message=f"queued (position {job.get('queue_position', '?')})")
         elif st.state in ("queued", "running"):
             job = self.client.job(st.job_id)
             p = job.get("progress") or {}
             if job["state"] in ("queued", "running"):
                 self._note_preview(job)
-                msg = f"queued (position {job['queue_position']})" if job["state"] == "queued" else p.get("stage", "running")
+                msg = (f"queued (position {job.get('queue_position', '?')})" if job["state"] == "queued"
+                       else p.get("stage", "running"))
                 self.status = PollStatus(job["state"], p.get("stage", ""), p.get("step", 0), p.get("total", 0), msg, st.job_id)
             elif job["state"] == "succeeded":
                 self._result = job.get("result")
