@@ -199,6 +199,12 @@ async def submit_job(request: Request, store: JobStore, limits: Limits) -> Job:
     return job
 
 
+def _shutting_down(request: Request) -> bool:
+    """Whether the HTTP server is stopping (SIGTERM, Ctrl-C): open event streams end, so that it can."""
+    server = getattr(request.app.state, "http_server", None)
+    return bool(server is not None and server.should_exit)
+
+
 async def event_stream(store: JobStore, job_id: str, after: int, request: Request) -> AsyncIterator[bytes]:
     """Server-sent events of one job after event id ``after``, until its final state (or the client leaves)."""
     cursor = after
@@ -212,7 +218,7 @@ async def event_stream(store: JobStore, job_id: str, after: int, request: Reques
         if not batch:
             if store.get(job_id).state in TERMINAL and not store.events(job_id, cursor):
                 return
-            if await request.is_disconnected():
+            if await request.is_disconnected() or _shutting_down(request):
                 return
             await asyncio.sleep(0.05)
 

@@ -107,7 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     print(f"groupedit-server {args.editor} editor on http://{args.host}:{args.port} (data in {args.data_dir})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # open event streams end at a shutdown (see app.event_stream); anything else gets 5 s to finish
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           timeout_graceful_shutdown=5))
+    app.state.http_server = server
+    app.state.supervisor.on_fatal = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if app.state.supervisor.fatal:
+        print(f"groupedit-server: error: {app.state.supervisor.fatal}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from blender_addon.core.format.protocol import TERMINAL_STATES as TERMINAL
 
+from . import faults
 from .errors import Conflict, NotFound, QueueFull
 from .jobfiles import remove_preview
 
@@ -161,24 +162,33 @@ class JobStore:
         return ahead + 1
 
     def start(self, job_id: str) -> None:
-        self._set(job_id, "running", started=time.time())
-        self.add_event(job_id, "started", {"state": "running"})
+        self._transition(job_id, "running", "started", {"state": "running"}, started=time.time())
 
     def finish(self, job_id: str, state: str, code: str | None = None, message: str | None = None) -> None:
         """Move a job to a terminal state (results and live preview of a failed or cancelled job are removed)."""
         if state not in TERMINAL:
             raise ValueError(state)
+        faults.check("store.finish")
         if state != "succeeded":
             shutil.rmtree(self.folder(job_id) / "results", ignore_errors=True)
             remove_preview(self.folder(job_id))
-        self._set(job_id, state, finished=time.time(), error_code=code, error_message=message)
-        self.add_event(job_id, state, {"state": state, "error": {"code": code, "message": message} if code else None})
+        self._transition(job_id, state, state, {"state": state, "error": {"code": code, "message": message} if code else None},
+                         finished=time.time(), error_code=code, error_message=message)
 
-    def _set(self, job_id: str, state: str, **fields: Any) -> None:
-        cols = ", ".join(f"{k}=?" for k in fields)
+    def _transition(self, job_id: str, state: str, kind: str, data: dict[str, Any], **fields: Any) -> None:
+        """The job's new state and the event that announces it, in one transaction: whoever sees the state sees the
+        event (an event stream that stops at a final state never misses its final event)."""
+        cols = "".join(f", {k}=?" for k in fields)
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET state=?{', ' + cols if cols else ''} WHERE id=?",
-                             (state, *fields.values(), job_id))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"UPDATE jobs SET state=?{cols} WHERE id=?", (state, *fields.values(), job_id))
+                self._db.execute("INSERT INTO events (job_id, type, data) VALUES (?, ?, ?)",
+                                 (job_id, kind, json.dumps(data)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             self.changed.notify_all()
 
     def request_cancel(self, job_id: str) -> Job:

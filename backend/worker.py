@@ -172,6 +172,10 @@ class Supervisor:
         self.worker_pid: int | None = None
         #: the worker's last reported device memory (see :func:`device_memory`)
         self.memory: dict[str, Any] = {}
+        #: why the server had to stop (the job store cannot be written), if it had to
+        self.fatal: str | None = None
+        #: called once ``fatal`` is set: the HTTP server's shutdown (by default this process ends at once)
+        self.on_fatal: Any = lambda: os._exit(1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="groupedit-supervisor", daemon=True)
         self._proc: Any = None
@@ -250,6 +254,28 @@ class Supervisor:
                 return
             self._handle(kind, job_id, data)
 
+    def _end_job(self, job_id: str, state: str, code: str | None, message: str | None) -> None:
+        """Record the current job's end. When the store cannot write it (a full disk, a broken database), the job
+        fails with a typed ``internal`` error and the queue goes on; when even that cannot be written, the server
+        stops (loudly: logged, exit status 1) rather than run on with a job it cannot finish."""
+        try:
+            self.store.finish(job_id, state, code, message)
+        except Exception as exc:  # noqa: BLE001 - any store failure
+            log.error("could not record the end (%s) of job %s: %s", state, job_id, exc)
+            try:
+                self.store.finish(job_id, "failed", "internal", f"the server could not record the job's end "
+                                  f"({exc}): check the disk of its data folder, then submit the job again")
+            except Exception as again:  # noqa: BLE001
+                self.status = "failed"
+                self.fatal = f"the job store cannot be written ({again}): check the disk of {self.config.data_dir}"
+                log.critical("the job store cannot be written (%s): stopping the server", again)
+                self._stop.set()
+                self._kill_worker()
+                self.on_fatal()
+                return
+        self.current = None
+        self.status = "ready"
+
     def _fail_queued(self) -> None:
         """With no editor loaded, queued jobs fail at once with ``model_not_ready`` and the load error."""
         for job in self.store.queued():
@@ -272,6 +298,4 @@ class Supervisor:
         elif kind == "preview" and job_id == self.current:
             self.store.add_event(job_id, "preview", {**data, "url": f"{API}/jobs/{job_id}/preview"})
         elif kind in ("succeeded", "failed", "cancelled") and job_id == self.current:
-            self.store.finish(job_id, kind, data.get("code"), data.get("message"))
-            self.current = None
-            self.status = "ready"
+            self._end_job(job_id, kind, data.get("code"), data.get("message"))

@@ -53,12 +53,14 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        #: more environment for the server process (e.g. GROUPEDIT_FAULTS, see backend/faults.py)
+        self.env: dict[str, str] = {}
 
     def start(self, wait: bool = True) -> "Server":
         cmd = [sys.executable, "-m", "backend.cli", "--port", str(self.port), "--data-dir", str(self.data_dir),
                "--editor", self.editor, *self.extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                     env=dict(os.environ, PYTHONPATH=str(ROOT), **self.env))
         if wait:
             self.wait_ready()
         return self

@@ -218,3 +218,79 @@ def test_one_slow_poll_does_not_abandon_the_edit(tmp_path, misbehaving):
     poller = JobPoller(BackendClient(url), make_viewset(tmp_path / "vs"), "make it red")
     drive(poller, timeout=30)
     assert poller.status.state == "failed" and "the editor said boom" in poller.status.message, poller.status
+
+
+# ------------------------------------------------------------------------------- the store fails
+def test_a_job_whose_end_cannot_be_recorded_fails_typed_and_the_queue_goes_on(tmp_path):
+    """The database write at a job's end fails once (a full disk): that job fails with ``internal`` and a message
+    that says so, and the next job runs and succeeds (before: running forever, the queue stalled)."""
+    s = Server(tmp_path / "data", "tests.backend.slow_editor:SlowEditor")
+    s.env["GROUPEDIT_FAULTS"] = "store.finish:1"
+    s.start()
+    try:
+        first = s.submit(1, options={"steps": 2}).json()["id"]
+        second = s.submit(1, options={"steps": 2}).json()["id"]
+        job = s.wait_state(first, ("succeeded", "failed", "cancelled"))
+        assert job["state"] == "failed" and job["error"]["code"] == "internal", job
+        assert "could not record" in job["error"]["message"]
+        assert s.wait_state(second, ("succeeded", "failed"))["state"] == "succeeded"
+        assert s.health()["status"] == "ready"
+    finally:
+        s.kill()
+
+
+def test_a_store_that_cannot_be_written_at_all_stops_the_server_loudly(tmp_path):
+    s = Server(tmp_path / "data", "tests.backend.slow_editor:SlowEditor")
+    s.env["GROUPEDIT_FAULTS"] = "store.finish:*"
+    s.start()
+    try:
+        s.submit(1, options={"steps": 2})
+        assert s.proc.wait(timeout=60) == 1, "never half-alive: the server stops"
+        assert "the job store cannot be written" in s.proc.stdout.read().decode()
+    finally:
+        s.kill()
+
+
+def test_every_event_stream_ends_with_its_final_event(server):
+    """State and final event are written together: a stream that stops at a final state has sent its final event
+    (before: about 1 % of streams ended without it)."""
+    ids = [server.submit(1, options={"steps": 1}).json()["id"] for _ in range(4)]
+    lasts = []
+    for job_id in ids:
+        with requests.get(f"{server.url}/v1/jobs/{job_id}/events", stream=True, timeout=60) as r:
+            kinds = [line.split(": ", 1)[1] for line in r.iter_lines(decode_unicode=True)
+                     if line.startswith("event: ")]
+        lasts.append(kinds[-1])
+    assert lasts == ["succeeded"] * 4
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_the_server_stops_with_event_streams_open(tmp_path, sig):
+    """SIGTERM or Ctrl-C while clients follow a job's events: the server stops within seconds and its worker (and so
+    the GPU memory it holds) goes with it."""
+    import os
+    import signal
+
+    s = Server(tmp_path / "data", "tests.backend.slow_editor:SlowEditor").start()
+    try:
+        job = s.submit(1, options={"steps": 500}).json()["id"]
+        s.wait_state(job, ("running",))
+        worker = s.health()["worker_pid"]
+        streams = [requests.get(f"{s.url}/v1/jobs/{job}/events", stream=True, timeout=30) for _ in range(3)]
+        t0 = time.monotonic()
+        s.proc.send_signal(getattr(signal, sig))
+        s.proc.wait(timeout=30)
+        assert time.monotonic() - t0 < 15
+        for r in streams:
+            r.close()
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the worker outlived the server")
+    finally:
+        s.kill()
