@@ -159,6 +159,12 @@ def worker_main(editor_name: str, editor_config: dict[str, Any], jobs: Any, even
             events.put(("memory", None, device_memory()))
 
 
+#: Worker deaths in a row while loading the editor after which the server reports ``failed`` (and stops restarting).
+MAX_FAILED_STARTS = 5
+#: Seconds before the first restart after such a death; doubled each time (at most 30 s).
+RESTART_BACKOFF_S = 0.5
+
+
 class Supervisor:
     """Runs queued jobs in FIFO order on one worker process; restarts the worker when it dies."""
 
@@ -177,6 +183,7 @@ class Supervisor:
         #: called once ``fatal`` is set: the HTTP server's shutdown (by default this process ends at once)
         self.on_fatal: Any = lambda: os._exit(1)
         self._stop = threading.Event()
+        self._failed_starts = 0  # worker deaths in a row before it reported ready
         self._thread = threading.Thread(target=self._run, name="groupedit-supervisor", daemon=True)
         self._proc: Any = None
 
@@ -223,10 +230,24 @@ class Supervisor:
             self._fail_queued()
         if not self._proc.is_alive() and self.status != "failed":
             if self.current:
-                self.store.finish(self.current, "failed", "worker_crashed",
-                                  "the worker process died during the job; it has been restarted")
-                self.current = None
-            log.warning("worker exited (code %s); restarting", self._proc.exitcode)
+                self._end_job(self.current, "failed", "worker_crashed",
+                              "the worker process died during the job; it has been restarted")
+            if self.status == "starting":  # it died while loading the editor
+                self._failed_starts += 1
+                if self._failed_starts >= MAX_FAILED_STARTS:
+                    self.status = "failed"
+                    self.load_error = (f"the {self.config.editor} editor's worker died while loading "
+                                       f"{self._failed_starts} times in a row (last exit code {self._proc.exitcode}): "
+                                       "see the server's log for the cause")
+                    log.error(self.load_error)
+                    return
+                delay = min(RESTART_BACKOFF_S * 2 ** (self._failed_starts - 1), 30.0)
+                log.warning("worker died while loading (exit code %s); restarting in %.1f s", self._proc.exitcode,
+                            delay)
+                if self._stop.wait(delay):
+                    return
+            else:
+                log.warning("worker exited (code %s); restarting", self._proc.exitcode)
             self._spawn()
         if self.current is None and self.status == "ready":
             queued = self.store.queued()
@@ -285,6 +306,7 @@ class Supervisor:
 
     def _handle(self, kind: str, job_id: str | None, data: dict[str, Any]) -> None:
         if kind == "ready":
+            self._failed_starts = 0
             self.editor_info, self.worker_pid = data["editor"], data["pid"]
             self.memory = data.get("memory", {})
             self.status = "busy" if self.current else "ready"

@@ -32,3 +32,14 @@ class SlowEditor(Editor):
                 self.send_preview(i + 1, [np.rint(img * (1 - t) + (255 - img) * t).astype(np.uint8)
                                           for img in group.images])
         return [255 - img for img in group.images]
+
+
+class DiesWhileLoading(SlowEditor):
+    """An editor whose loading kills its process outright (as a crashing CUDA library would)."""
+
+    name = "dies-while-loading"
+
+    def __init__(self) -> None:
+        import os
+
+        os._exit(3)

@@ -156,11 +156,11 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
         if mode == "hang_upload" and self.path.endswith("/jobs"):
             time.sleep(30)  # never reads the body, never answers
             return None
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if mode == "html":
             return self._send(200, b"<html>hello</html>", "text/html")
         if mode == "no_id":
             return self._send(202, b"{}")
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
         return self._send(202, json.dumps({"id": "j1", "state": "queued", "queue_position": 0}).encode())
 
 
@@ -292,5 +292,30 @@ def test_the_server_stops_with_event_streams_open(tmp_path, sig):
             time.sleep(0.1)
         else:
             raise AssertionError("the worker outlived the server")
+    finally:
+        s.kill()
+
+
+def test_an_editor_that_dies_while_loading_is_reported_not_restarted_forever(tmp_path):
+    """Before: restarted in a tight loop (33 times in 20 s), health 'starting' with no error, jobs waiting forever.
+    Now: restarts back off, and after five deaths in a row health says 'failed' with the cause and jobs fail at once
+    with ``model_not_ready``."""
+    s = Server(tmp_path / "data", "tests.backend.slow_editor:DiesWhileLoading").start(wait=False)
+    try:
+        end = time.monotonic() + 60
+        health = {}
+        while time.monotonic() < end:
+            try:
+                health = requests.get(s.url + "/v1/health", timeout=2).json()
+            except requests.RequestException:
+                health = {}
+            if health.get("status") == "failed":
+                break
+            time.sleep(0.2)
+        assert health.get("status") == "failed", health
+        assert "died while loading 5 times in a row" in health["load_error"] and "exit code 3" in health["load_error"]
+        job = s.submit(1).json()["id"]
+        failed = s.wait_state(job, ("failed",), timeout=10)
+        assert failed["error"]["code"] == "model_not_ready"
     finally:
         s.kill()
