@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ServerNotRunning, ServerRequestError
-from ..format.images import decode_png, encode_png, write_png
+from ..errors import ImageFormatError, ServerNotRunning, ServerRequestError
+from ..format.images import encode_png, png_header
 from ..format.protocol import API, MANIFEST_FIELD, JobManifest, ManifestView, image_field, mask_field, pass_field
 from ..format.viewset import EDIT_RECORD, EDITED_DIR, PREVIEW_FILE, ViewSet
 
@@ -182,10 +182,18 @@ class BackendClient:
             raise ServerRequestError(f"the server's preview of job {job_id} is not a PNG", "bad_preview")
         return data
 
-    def result(self, job_id: str, index: int) -> np.ndarray:
+    def result(self, job_id: str, index: int, size: tuple[int, int]) -> bytes:
+        """PNG bytes of the job's edited view ``index``, checked from the header alone (8-bit RGB or RGBA of ``size``
+        (width, height)): nothing is decoded, so a UI that downloads results between frames does not stall."""
         data = self._call("GET", f"{API}/jobs/{job_id}/results/{index}", timeout=self.upload_timeout).content
-        img = decode_png(data)
-        return img[..., :3] if img.shape[2] >= 3 else np.repeat(img, 3, axis=2)
+        try:
+            w, h, depth, ctype = png_header(data)
+        except ImageFormatError as exc:
+            raise ServerRequestError(f"result {index} of job {job_id} is not a PNG: {exc}", "bad_result") from exc
+        if (w, h) != tuple(size) or depth != 8 or ctype not in (2, 6):
+            raise ServerRequestError(f"result {index} of job {job_id} is a {w}x{h} PNG of depth {depth}, colour type "
+                                     f"{ctype}; expected 8-bit RGB at {size[0]}x{size[1]}", "bad_result")
+        return data
 
 
 @dataclass
@@ -354,10 +362,11 @@ class JobPoller:
         elif st.state == "downloading":
             i = self._download_index
             view = self.viewset.views[i]
-            img = self.client.result(st.job_id, i)
+            k = view.camera.intrinsics
+            data = self.client.result(st.job_id, i, (k.width, k.height))
             part = self.viewset.root / (EDITED_DIR + ".part")
             part.mkdir(exist_ok=True)
-            write_png(part / f"{view.name}.png", img)
+            (part / f"{view.name}.png").write_bytes(data)
             st.files.append(f"{EDITED_DIR}/{view.name}.png")
             self._download_index += 1
             st.step = self._download_index

@@ -1,4 +1,7 @@
-"""Image files with numpy and the standard library only: PNG read/write, OpenEXR read, sRGB curves.
+"""Image files with numpy and the standard library: PNG read/write, OpenEXR read, sRGB curves.
+
+PNG files are read through OpenImageIO (which Blender ships) or Pillow where either is present, else by our own
+decoder (:func:`decode_png`, which also reads PNG bytes).
 
 Arrays are (H, W) or (H, W, C), top row first. PNG supports 8- and 16-bit grey, grey+alpha, RGB and
 RGBA, non-interlaced, every filter type. EXR supports scanline files with NONE, ZIPS or ZIP
@@ -9,8 +12,10 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +82,8 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
 
 
 def _unfilter(data: np.ndarray, h: int, stride: int, bpp: int) -> np.ndarray:
+    """Undo PNG's per-row filters. None, Up and Sub are vectorised; Average and Paeth depend on the pixel to the
+    left, so they run per byte on plain Python ints (the slow part: a real codec is preferred, see :func:`read_png`)."""
     rows = data.reshape(h, stride + 1)
     out = np.zeros((h, stride), np.uint8)
     prev = np.zeros(stride, np.uint8)
@@ -91,24 +98,94 @@ def _unfilter(data: np.ndarray, h: int, stride: int, bpp: int) -> np.ndarray:
             lanes[:stride] = line
             cur = np.cumsum(lanes.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)[:stride]
         elif ftype in (3, 4):
-            cur = np.zeros(stride, np.int32)
-            ln, pv = line.astype(np.int32), prev.astype(np.int32)
-            for x in range(stride):
-                left = cur[x - bpp] if x >= bpp else 0
-                if ftype == 3:
-                    cur[x] = (ln[x] + ((left + pv[x]) >> 1)) & 0xFF
-                else:
-                    ul = pv[x - bpp] if x >= bpp else 0
-                    p = left + pv[x] - ul
-                    pa, pb, pc = abs(p - left), abs(p - pv[x]), abs(p - ul)
-                    pred = left if pa <= pb and pa <= pc else (pv[x] if pb <= pc else ul)
-                    cur[x] = (ln[x] + pred) & 0xFF
-            cur = cur.astype(np.uint8)
+            cur = np.frombuffer(bytes(_unfilter_row(int(ftype), line.tolist(), prev.tolist(), bpp)), np.uint8)
         else:
             raise ImageFormatError(f"PNG row {y} has unknown filter type {ftype}")
         out[y] = cur
         prev = cur
     return out
+
+
+def _unfilter_row(ftype: int, line: list[int], prev: list[int], bpp: int) -> list[int]:
+    """One Average (3) or Paeth (4) row."""
+    cur = [0] * len(line)
+    for x, value in enumerate(line):
+        left = cur[x - bpp] if x >= bpp else 0
+        up = prev[x]
+        if ftype == 3:
+            cur[x] = (value + ((left + up) >> 1)) & 0xFF
+            continue
+        ul = prev[x - bpp] if x >= bpp else 0
+        pa, pb, pc = abs(up - ul), abs(left - ul), abs(left + up - 2 * ul)
+        cur[x] = (value + (left if pa <= pb and pa <= pc else up if pb <= pc else ul)) & 0xFF
+    return cur
+
+
+def png_header(data: bytes) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's header alone; :class:`ImageFormatError` if it is none."""
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 33 or data[12:16] != b"IHDR":
+        raise ImageFormatError("not a PNG file (bad signature or header)")
+    w, h, depth, ctype = struct.unpack(">IIBB", data[16:26])
+    return w, h, depth, ctype
+
+
+def _codec_pillow() -> Any | None:
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    return Image
+
+
+def _codec_oiio() -> Any | None:
+    """OpenImageIO's Python module: importable as is, or from the Python Blender ships when bpy is loaded."""
+    try:
+        import OpenImageIO
+
+        return OpenImageIO
+    except ImportError:
+        pass
+    bpy = sys.modules.get("bpy")
+    if bpy is None:
+        return None
+    site = Path(bpy.utils.system_resource("PYTHON")) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" \
+        / "site-packages"
+    if not (site / "OpenImageIO").is_dir():
+        return None
+    sys.path.append(str(site))
+    try:
+        import OpenImageIO
+
+        return OpenImageIO
+    except ImportError:
+        return None
+    finally:
+        sys.path.remove(str(site))
+
+
+def _as_png_array(px: np.ndarray, depth: int) -> np.ndarray:
+    px = px if px.ndim == 3 else px[..., None]
+    return px.astype(np.uint16 if depth == 16 else np.uint8, copy=False)
+
+
+def _read_with_codec(path: Path) -> np.ndarray | None:
+    """The PNG at ``path`` through OpenImageIO or Pillow (None when neither is there or either refuses it)."""
+    w, h, depth, ctype = png_header(path.read_bytes()[:33])
+    if ctype == 3:  # palette: decoded by our own reader's refusal, as before
+        return None
+    oiio = _codec_oiio()
+    if oiio is not None:
+        buf = oiio.ImageBuf(str(path))
+        px = buf.get_pixels(oiio.UINT16 if depth == 16 else oiio.UINT8)
+        if px is not None and not buf.has_error and px.shape[:2] == (h, w):
+            return _as_png_array(np.asarray(px), depth)
+    pillow = _codec_pillow()
+    if pillow is not None:
+        with pillow.open(path) as img:
+            px = np.asarray(img)
+        if px.shape[:2] == (h, w) and (depth == 8) == (px.dtype == np.uint8):
+            return _as_png_array(px, depth)
+    return None
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -149,8 +226,17 @@ def decode_png(data: bytes) -> np.ndarray:
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:
-    """Read a PNG file; see :func:`decode_png`."""
-    return decode_png(Path(path).read_bytes())
+    """Read a PNG file into uint8/uint16 (H, W, C), as :func:`decode_png` would: through a real codec where one is
+    present (OpenImageIO, which Blender ships; Pillow, which the server has), else our own decoder, which is slow on
+    the Average and Paeth filters that Blender and Pillow write (seconds for a 512² view)."""
+    path = Path(path)
+    try:
+        px = _read_with_codec(path)
+    except ImageFormatError:
+        raise
+    except Exception:  # noqa: BLE001 - a codec that fails falls back to our decoder, which says what is wrong
+        px = None
+    return px if px is not None else decode_png(path.read_bytes())
 
 
 # --------------------------------------------------------------------------------------------- EXR
