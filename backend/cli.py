@@ -28,7 +28,10 @@ def read_token(path: Path, create: bool) -> str:
             f.write(secrets.token_urlsafe(32))
     if path.stat().st_mode & 0o077:
         raise BackendError(f"token file {path} is readable by others: chmod 600 it")
-    return path.read_text().strip()
+    token = path.read_text(errors="replace").strip()
+    if not token:  # an empty token would turn authentication off without a word
+        raise BackendError(f"token file {path} is empty: write a token in it, or delete it to have a new one made")
+    return token
 
 
 def build_parser() -> argparse.ArgumentParser:

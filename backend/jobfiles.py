@@ -60,6 +60,15 @@ def decode_image(data: bytes, what: str, max_pixels: int, mode: str) -> np.ndarr
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for bad data
         raise InvalidInput(f"{what} is not a readable image ({type(exc).__name__}: {exc})") from exc
+    return as_mode(img, mode)
+
+
+def as_mode(img: Image.Image, mode: str) -> np.ndarray:
+    """uint8 pixels of ``img`` in ``mode`` ('RGB' or 'L'); 16-bit grey is scaled to 8 bits (Pillow's own conversion
+    clips it at 255, which would turn a 16-bit mask's near-black into 'edit here')."""
+    if img.mode.startswith("I") and mode == "L":
+        wide = np.asarray(img).astype(np.float64)
+        return np.rint(np.clip(wide, 0, 65535) / 65535.0 * 255.0).astype(np.uint8)
     return np.asarray(img.convert(mode))
 
 
@@ -95,7 +104,7 @@ def read_inputs(folder: Path) -> EditInput:
     inputs = folder / "inputs"
     n = len(list(inputs.glob("*_image.png")))
     images = [np.asarray(Image.open(inputs / f"{i:03d}_image.png").convert("RGB")) for i in range(n)]
-    masks = [np.asarray(Image.open(inputs / f"{i:03d}_mask.png").convert("L")) > 127 for i in range(n)]
+    masks = [as_mode(Image.open(inputs / f"{i:03d}_mask.png"), "L") > 127 for i in range(n)]
     ref = inputs / "reference.png"
     cameras = None
     if (inputs / "cameras.json").is_file():

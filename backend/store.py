@@ -20,7 +20,7 @@ from typing import Any
 from blender_addon.core.format.protocol import TERMINAL_STATES as TERMINAL
 
 from . import faults
-from .errors import Conflict, NotFound, QueueFull
+from .errors import BackendError, Conflict, NotFound, QueueFull
 from .jobfiles import remove_preview
 
 _SCHEMA = """
@@ -75,6 +75,10 @@ class Job:
         return d
 
 
+class StoreUnusable(BackendError):
+    """The job database cannot be opened or is corrupt."""
+
+
 class JobStore:
     """Thread-safe access to the job database under ``data_dir``."""
 
@@ -83,10 +87,27 @@ class JobStore:
         self.jobs_dir = self.data_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.data_dir / "jobs.sqlite3", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        path = self.data_dir / "jobs.sqlite3"
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+            (check,) = self._db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnusable(f"the job database {path} cannot be used ({exc}): move it away (the server then "
+                                "starts with a new, empty one; the jobs in it are lost) or restore it") from exc
         self.changed = threading.Condition(self._lock)
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """Job folders no row points to (a server that died while it staged a job's inputs) are removed."""
+        with self._lock:
+            known = {r[0] for r in self._db.execute("SELECT id FROM jobs")}
+        for folder in self.jobs_dir.iterdir():
+            if folder.is_dir() and folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)
 
     # ---------------------------------------------------------------------------------- helpers
     def folder(self, job_id: str) -> Path:

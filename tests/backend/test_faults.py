@@ -12,6 +12,7 @@ import json
 import threading
 import time
 
+import numpy as np
 import pytest
 import requests
 from PIL import Image
@@ -317,5 +318,58 @@ def test_an_editor_that_dies_while_loading_is_reported_not_restarted_forever(tmp
         job = s.submit(1).json()["id"]
         failed = s.wait_state(job, ("failed",), timeout=10)
         assert failed["error"]["code"] == "model_not_ready"
+    finally:
+        s.kill()
+
+
+# ------------------------------------------------------------------------------- bad state on disk, odd inputs
+def _exits_with(server: Server, status: int) -> str:
+    server.start(wait=False)
+    assert server.proc.wait(timeout=60) == status
+    return server.proc.stdout.read().decode()
+
+
+def test_an_empty_token_file_is_refused_not_taken_as_no_token(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("")
+    token.chmod(0o600)
+    said = _exits_with(Server(tmp_path / "data", "classical", "--token-file", str(token)), 2)
+    assert "is empty" in said
+
+
+def test_a_corrupt_database_is_named_at_start(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "jobs.sqlite3").write_bytes(b"this is not a database" * 100)
+    said = _exits_with(Server(tmp_path / "data", "classical"), 2)
+    assert "jobs.sqlite3 cannot be used" in said and "move it away" in said
+
+
+def test_job_folders_left_by_a_crash_while_staging_are_removed(tmp_path):
+    orphan = tmp_path / "data" / "jobs" / ("ab" * 16)
+    (orphan / "inputs").mkdir(parents=True)
+    (orphan / "inputs" / "000_image.png").write_bytes(b"half written")
+    s = Server(tmp_path / "data", "classical").start()
+    try:
+        assert not orphan.exists()
+    finally:
+        s.kill()
+
+
+def test_a_sixteen_bit_grey_mask_is_scaled_not_clipped(tmp_path):
+    """Near-black values of a 16-bit mask (200 of 65535) mean 'keep', not 'edit here' as 8-bit clipping made them."""
+    s = Server(tmp_path / "data", "classical").start()
+    try:
+        data, files = job_files(1, size=32)
+        wide = np.full((32, 32), 200, np.uint16)
+        wide[8:24, 8:24] = 65535
+        buf = io.BytesIO()
+        Image.fromarray(wide).save(buf, format="PNG")
+        files["mask_0"] = ("m.png", buf.getvalue(), "image/png")
+        job = s.wait_state(requests.post(s.url + "/v1/jobs", data=data, files=files).json()["id"],
+                           ("succeeded", "failed"))
+        assert job["state"] == "succeeded", job
+        out = np.asarray(Image.open(io.BytesIO(requests.get(f"{s.url}/v1/jobs/{job['id']}/results/0").content)))
+        src = np.asarray(Image.open(io.BytesIO(files["image_0"][1])))
+        assert np.array_equal(out[:8], src[:8]) and not np.array_equal(out[10:20, 10:20], src[10:20, 10:20])
     finally:
         s.kill()
