@@ -92,12 +92,16 @@ OPTION_HELP = ("an editor option for this job, repeatable, e.g. --option preset=
 
 
 def parse_options(items: Sequence[str]) -> dict[str, object]:
-    """``["preset=exact", "steps=30"]`` -> ``{"preset": "exact", "steps": 30}`` (numbers become numbers)."""
+    """``["preset=exact", "steps=30", "vggt=true"]`` -> ``{"preset": "exact", "steps": 30, "vggt": True}``
+    (numbers become numbers, true/false booleans: the server takes each option in its own JSON type only)."""
     options: dict[str, object] = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise InvalidInputError(f"--option {item!r}: write NAME=VALUE, e.g. --option preset=exact")
+        if value.lower() in ("true", "false"):
+            options[name.strip()] = value.lower() == "true"
+            continue
         for kind in (int, float):
             try:
                 options[name.strip()] = kind(value)

@@ -100,8 +100,9 @@ def check_options(obj: Any) -> None:
 
 
 def coerce(s: OptionSpec, value: Any) -> Any:
-    """A value from JSON for option ``s``, typed and checked: numbers may come as numbers or numeric strings
-    (never booleans), whole where the option is an integer, finite; ``None`` only where the default is None."""
+    """A value from JSON for option ``s``, typed and checked, never converted from another JSON type: numbers as
+    JSON numbers (not text, not true/false), whole where the option is an integer, finite; text as text; true/false
+    as booleans; ``None`` only where the default is None."""
     if value is None and s.default is None:
         return None
     if s.kind is str:
@@ -111,12 +112,9 @@ def coerce(s: OptionSpec, value: Any) -> Any:
         if not isinstance(value, bool):
             raise InvalidInputError(f"{s.label} must be true or false, got {value!r}")
     else:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInputError(f"{s.label} must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except ValueError as exc:
-            raise InvalidInputError(f"{s.label} must be a number, got {value!r}") from exc
+        number = float(value)
         if not math.isfinite(number):
             raise InvalidInputError(f"{s.label} must be finite, got {value!r}")
         if s.kind is int:

@@ -45,8 +45,9 @@ def test_checks_and_json_values():
                          (Demo(mode="C"), "mode must be one of A, B"), (Demo(scale=3.0), "the zoom must be")):
         with pytest.raises(InvalidInputError, match=message):
             check_options(bad)
-    assert with_values(Demo(), {"size": "128", "scale": None, "fast": True}) == Demo(128, "A", None, True)
+    assert with_values(Demo(), {"size": 128.0, "scale": None, "fast": True}) == Demo(128, "A", None, True)
     for values, message in (({"size": 1.5}, "whole number"), ({"size": True}, "a number"), ({"mode": 1}, "text"),
+                            ({"size": "128"}, "a number"),  # JSON types are not converted into one another
                             ({"size": float("inf")}, "finite"), ({"fast": "yes"}, "true or false"),
                             ({"untouched": 1}, "unknown option"), ({"size": 10}, "option size=10")):
         with pytest.raises(InvalidInputError, match=message):

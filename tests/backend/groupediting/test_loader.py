@@ -71,12 +71,12 @@ def test_settings_errors_say_which_flag_to_change(tmp_path: Path) -> None:
 
 
 def test_edit_settings_options_are_checked_and_resolved_from_the_preset() -> None:
-    s = EditSettings(steps=2).with_options({"steps": 4, "guidance": "3.5", "seed": 7.0, "shift": None})
+    s = EditSettings(steps=2).with_options({"steps": 4, "guidance": 3.5, "seed": 7.0, "shift": None})
     assert (s.steps, s.guidance, s.seed, s.shift) == (4, 3.5, 7, None)
     r = EditSettings().resolved()
     assert (r.preset, r.steps, r.guidance, r.shift, r.flow_sigma) == ("release", 50, 5.0, 5.0, 1.0)
     assert EditSettings().with_options({"preset": "exact", "flow_sigma": 2}).resolved().flow_sigma == 2.0
-    for bad, name in (({"steps": 0}, "steps"), ({"steps": 2.5}, "whole"), ({"guidance": "a lot"}, "guidance"),
+    for bad, name in (({"steps": 0}, "steps"), ({"steps": 2.5}, "whole"), ({"guidance": "a lot"}, "guidance"), ({"guidance": "3.5"}, "guidance"),
                       ({"flow_sigma": -1}, "flow_sigma"), ({"seed": True}, "seed"), ({"guidance": float("nan")},
                       "finite"), ({"preset": "spiral"}, "release, exact"), ({"feather": 100}, "feather"),
                       ({"negative_prompt": 3}, "text"), ({"reference_view": 1}, "unknown option")):

@@ -155,7 +155,7 @@ def _mutations() -> list[tuple[str, Mutation]]:
     nan_k[0, 2] = np.nan
     return [
         ("K must be 3x3", view(0, "camera", {"K": [[1, 0], [0, 1]], "camera_to_world": c2w.tolist()})),
-        ("non-finite", view(0, "camera", {"K": nan_k.tolist(), "camera_to_world": c2w.tolist()})),
+        ("holds NaN", view(0, "camera", {"K": nan_k.tolist(), "camera_to_world": c2w.tolist()})),
         ("rigid transform", view(1, "camera", {"K": k.tolist(), "camera_to_world": bad_rot.tolist()})),
         ("'K' (3x3) and 'camera_to_world'", view(0, "camera", {"K": k.tolist()})),
         ("for some views but not for views [1]", lambda m, f: m["views"][1].pop("camera")),
