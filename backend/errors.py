@@ -69,6 +69,10 @@ class OutOfMemory(BackendError):
     code, retryable = "oom", True
 
 
+class StorageFull(BackendError):
+    code, retryable = "storage_full", True
+
+
 class ModelNotReady(BackendError):
     code, retryable = "model_not_ready", True
 

@@ -20,7 +20,7 @@ from typing import Any
 from blender_addon.core.format.protocol import TERMINAL_STATES as TERMINAL
 
 from . import faults
-from .errors import BackendError, Conflict, NotFound, QueueFull
+from .errors import BackendError, Conflict, NotFound, QueueFull, StorageFull
 from .jobfiles import remove_preview
 
 _SCHEMA = """
@@ -138,12 +138,17 @@ class JobStore:
             jid = uuid.uuid4().hex
             folder = self.folder(jid)
             try:
+                faults.check("store.stage")
                 stage(folder)
                 self._db.execute(
                     "INSERT INTO jobs (id, state, instruction, options, views, idempotency_key, created) "
                     "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
                     (jid, instruction, json.dumps(options), json.dumps(views), idempotency_key, time.time()),
                 )
+            except (OSError, sqlite3.OperationalError) as exc:  # a full disk, a database that cannot be written
+                shutil.rmtree(folder, ignore_errors=True)
+                raise StorageFull(f"the server could not store the job ({exc}): free space in its data folder, then "
+                                  "submit again") from exc
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise

@@ -101,6 +101,9 @@ class Server:
         data, files = job_files(n, **kw)
         return requests.post(self.url + "/v1/jobs", data=data, files=files, headers=headers or {}, timeout=30)
 
+    def job_list(self) -> list:
+        return requests.get(self.url + "/v1/jobs", timeout=5).json()["jobs"]
+
     def job(self, job_id: str) -> dict:
         return requests.get(f"{self.url}/v1/jobs/{job_id}", timeout=5).json()
 

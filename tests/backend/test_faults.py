@@ -373,3 +373,16 @@ def test_a_sixteen_bit_grey_mask_is_scaled_not_clipped(tmp_path):
         assert np.array_equal(out[:8], src[:8]) and not np.array_equal(out[10:20, 10:20], src[10:20, 10:20])
     finally:
         s.kill()
+
+
+def test_a_full_disk_at_submit_is_a_typed_error_and_leaves_nothing(tmp_path):
+    s = Server(tmp_path / "data", "classical")
+    s.env["GROUPEDIT_FAULTS"] = "store.stage:1"
+    s.start()
+    try:
+        r = s.submit(1)
+        assert r.status_code == 507 and _error_code(r) == "storage_full" and r.json()["error"]["retryable"]
+        assert not any((tmp_path / "data" / "jobs").iterdir()) and s.job_list() == []
+        assert s.submit(1).status_code == 202  # the disk has room again
+    finally:
+        s.kill()

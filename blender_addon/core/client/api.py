@@ -36,6 +36,7 @@ ADVICE = {
     "unauthorized": "set the token from the server's token file in the GroupEdit preferences",
     "model_not_ready": "the server's model is not loaded: see its health message and docs/models.md",
     "payload_too_large": "send fewer or smaller views",
+    "storage_full": "the server's disk is full: free space in its data folder",
 }
 
 

@@ -19,7 +19,7 @@ ERROR_STATUS: dict[str, int] = {
     "invalid_input": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405,
     "conflict": 409,
     "cancelled": 409, "payload_too_large": 413, "queue_full": 429, "internal": 500, "worker_crashed": 500,
-    "model_not_ready": 503, "oom": 507,
+    "model_not_ready": 503, "oom": 507, "storage_full": 507,
 }
 #: ViewSet passes a job may carry as geometry (``.npy`` uploads), and their channels.
 GEOMETRY_PASSES: dict[str, int] = {"position": 3}
