@@ -96,6 +96,7 @@ def test_the_frameworks_own_errors_come_in_the_documented_shape(server, method, 
     assert r.status_code == status and _error_code(r) == code, r.text
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_a_second_server_on_the_same_data_folder_is_refused_and_touches_nothing(tmp_path):
     """*Start server* in the panel while one runs in a terminal: the second one says which server holds the folder
     and exits, before it could mark the first one's running job as crashed."""
@@ -222,6 +223,7 @@ def test_one_slow_poll_does_not_abandon_the_edit(tmp_path, misbehaving):
 
 
 # ------------------------------------------------------------------------------- the store fails
+@pytest.mark.slow  # starts a server of its own
 def test_a_job_whose_end_cannot_be_recorded_fails_typed_and_the_queue_goes_on(tmp_path):
     """The database write at a job's end fails once (a full disk): that job fails with ``internal`` and a message
     that says so, and the next job runs and succeeds (before: running forever, the queue stalled)."""
@@ -240,6 +242,7 @@ def test_a_job_whose_end_cannot_be_recorded_fails_typed_and_the_queue_goes_on(tm
         s.kill()
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_a_store_that_cannot_be_written_at_all_stops_the_server_loudly(tmp_path):
     s = Server(tmp_path / "data", "tests.backend.slow_editor:SlowEditor")
     s.env["GROUPEDIT_FAULTS"] = "store.finish:*"
@@ -265,6 +268,7 @@ def test_every_event_stream_ends_with_its_final_event(server):
     assert lasts == ["succeeded"] * 4
 
 
+@pytest.mark.slow  # starts a server of its own
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_the_server_stops_with_event_streams_open(tmp_path, sig):
     """SIGTERM or Ctrl-C while clients follow a job's events: the server stops within seconds and its worker (and so
@@ -297,6 +301,7 @@ def test_the_server_stops_with_event_streams_open(tmp_path, sig):
         s.kill()
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_an_editor_that_dies_while_loading_is_reported_not_restarted_forever(tmp_path):
     """Before: restarted in a tight loop (33 times in 20 s), health 'starting' with no error, jobs waiting forever.
     Now: restarts back off, and after five deaths in a row health says 'failed' with the cause and jobs fail at once
@@ -329,6 +334,7 @@ def _exits_with(server: Server, status: int) -> str:
     return server.proc.stdout.read().decode()
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_an_empty_token_file_is_refused_not_taken_as_no_token(tmp_path):
     token = tmp_path / "token"
     token.write_text("")
@@ -337,6 +343,7 @@ def test_an_empty_token_file_is_refused_not_taken_as_no_token(tmp_path):
     assert "is empty" in said
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_a_corrupt_database_is_named_at_start(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "jobs.sqlite3").write_bytes(b"this is not a database" * 100)
@@ -344,6 +351,7 @@ def test_a_corrupt_database_is_named_at_start(tmp_path):
     assert "jobs.sqlite3 cannot be used" in said and "move it away" in said
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_job_folders_left_by_a_crash_while_staging_are_removed(tmp_path):
     orphan = tmp_path / "data" / "jobs" / ("ab" * 16)
     (orphan / "inputs").mkdir(parents=True)
@@ -355,6 +363,7 @@ def test_job_folders_left_by_a_crash_while_staging_are_removed(tmp_path):
         s.kill()
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_a_sixteen_bit_grey_mask_is_scaled_not_clipped(tmp_path):
     """Near-black values of a 16-bit mask (200 of 65535) mean 'keep', not 'edit here' as 8-bit clipping made them."""
     s = Server(tmp_path / "data", "classical").start()
@@ -375,6 +384,7 @@ def test_a_sixteen_bit_grey_mask_is_scaled_not_clipped(tmp_path):
         s.kill()
 
 
+@pytest.mark.slow  # starts a server of its own
 def test_a_full_disk_at_submit_is_a_typed_error_and_leaves_nothing(tmp_path):
     s = Server(tmp_path / "data", "classical")
     s.env["GROUPEDIT_FAULTS"] = "store.stage:1"
