@@ -175,7 +175,9 @@ def _read_with_codec(path: Path) -> np.ndarray | None:
         return None
     oiio = _codec_oiio()
     if oiio is not None:
-        buf = oiio.ImageBuf(str(path))
+        config = oiio.ImageSpec()
+        config.attribute("oiio:UnassociatedAlpha", 1)  # the stored values, not premultiplied by alpha
+        buf = oiio.ImageBuf(str(path), 0, 0, config)
         px = buf.get_pixels(oiio.UINT16 if depth == 16 else oiio.UINT8)
         if px is not None and not buf.has_error and px.shape[:2] == (h, w):
             return _as_png_array(np.asarray(px), depth)
