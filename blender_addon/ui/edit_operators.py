@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import logging
 from pathlib import Path
 from typing import Any
@@ -106,21 +108,34 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
         s = context.scene.groupedit
         s.edit_running, s.edit_progress, s.edit_status, s.edit_prompt = True, 0.0, "Submitting…", ""
         self._preview_count = 0
+        # the poller's requests (submit, polls, downloads) run on a thread of their own, one at a time: a timer tick
+        # only looks whether the last one has finished, so a slow server never freezes Blender's UI
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="groupedit-edit")
+        self._step: concurrent.futures.Future | None = None
+        self._cancelling: concurrent.futures.Future | None = None
         hide_preview()
         self._timer = start_modal(self, context, 0.25)
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
         s = context.scene.groupedit
-        if event.type == "ESC" or not s.edit_running:
+        if (event.type == "ESC" or not s.edit_running) and self._cancelling is None:
+            self._cancelling = self._pool.submit(self._poller.cancel)  # after the step in flight, if any
+        if self._cancelling is not None:
+            if not self._cancelling.done():
+                return {"RUNNING_MODAL"}
             try:
-                self._poller.cancel()
+                self._cancelling.result()
             except ServerRequestError as exc:
                 self.report({"WARNING"}, f"cancel: {exc}")
             return self._stop(context, {"CANCELLED"})
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        st = self._poller.step()
+        if self._step is None:
+            self._step = self._pool.submit(self._poller.step)
+        if not self._step.done():
+            return {"RUNNING_MODAL"}
+        st, self._step = self._step.result(), None  # step() turns request errors into a failed status
         s.edit_progress = st.fraction
         s.edit_status = f"{st.state} {st.stage} {st.step}/{st.total}" if st.total else st.message
         if st.preview_path is not None and st.preview_count != self._preview_count:
@@ -137,6 +152,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
 
     def _stop(self, context: bpy.types.Context, result: set[str]) -> set[str]:
         stop_modal(context, self._timer)
+        self._pool.shutdown(wait=False)
         hide_preview()
         context.scene.groupedit.edit_running = False
         return result
