@@ -143,12 +143,13 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
                 for _ in range(400):
                     self.wfile.write(b" ")
                     self.wfile.flush()
-                    time.sleep(0.1)
+                    if self.server.stopping.wait(0.1):
+                        return None
                 return None
             return self._send(200, json.dumps({"status": "ready", "editor": {"name": "x"}}).encode())
         self.server.polls += 1
         if mode == "slow_poll" and self.server.polls == 1:
-            time.sleep(7)  # longer than the client's 5 s per poll
+            self.server.stopping.wait(7)  # longer than the client's 5 s per poll
         body = {"id": "j1", "state": "failed", "queue_position": 0, "progress": None, "preview": None,
                 "error": {"code": "internal", "message": "the editor said boom"}}
         return self._send(200, json.dumps(body).encode())
@@ -156,7 +157,7 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         mode = self.server.mode
         if mode == "hang_upload" and self.path.endswith("/jobs"):
-            time.sleep(30)  # never reads the body, never answers
+            self.server.stopping.wait(30)  # never reads the body, never answers
             return None
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if mode == "html":
@@ -173,14 +174,16 @@ def misbehaving():
     def start(mode: str) -> str:
         httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
         httpd.daemon_threads = True
-        httpd.mode, httpd.polls = mode, 0
+        httpd.mode, httpd.polls, httpd.stopping = mode, 0, threading.Event()
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         servers.append(httpd)
         return f"http://127.0.0.1:{httpd.server_address[1]}"
 
     yield start
-    for httpd in servers:
+    for httpd in servers:  # no handler thread outlives the test (a sleeping one kept the test process from exiting)
+        httpd.stopping.set()
         httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.mark.parametrize("mode, code, words", [
