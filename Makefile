@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast extension bench clean
+.PHONY: venv demo test test-fast extension bench bench-corpus clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11, as bpy 4.5 requires)"; exit 2; }
@@ -36,6 +36,9 @@ bench: venv
 	$(PY) benchmarks/capture.py
 	$(PY) benchmarks/server.py
 	$(PY) benchmarks/bake.py
+
+bench-corpus: venv  # the restyle on every corpus asset at full size (about an hour on 2 cores)
+	$(PY) benchmarks/corpus.py
 
 clean:
 	rm -rf build dist demo_output
