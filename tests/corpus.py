@@ -58,6 +58,13 @@ def _image_node(tree: Any, image: Any, into: Any) -> Any:
     return node
 
 
+def _uvs(layer: Any) -> np.ndarray:
+    """A UV layer's per-corner coordinates, (corners, 2) float32."""
+    co = np.empty(len(layer.data) * 2, np.float32)
+    layer.data.foreach_get("uv", co)
+    return co.reshape(-1, 2)
+
+
 def _smooth(obj: Any) -> Any:
     for p in obj.data.polygons:
         p.use_smooth = True
@@ -141,10 +148,8 @@ def tiled_uvs(detail: int = 1) -> Any:
     """A box whose own UV map goes outside 0-1 (every island scaled 3x): the texture repeats."""
     obj = _rounded_box()
     _textured(obj, "tiled", 64 * detail, 2)
-    uv = obj.data.uv_layers.active.data
-    co = np.empty(len(uv) * 2, np.float32)
-    uv.foreach_get("uv", co)
-    uv.foreach_set("uv", co * 3.0 - 0.5)
+    layer = obj.data.uv_layers.active
+    layer.data.foreach_set("uv", (_uvs(layer) * 3.0 - 0.5).ravel())
     return obj
 
 
@@ -152,10 +157,7 @@ def second_uv_map(detail: int = 1) -> Any:
     """A sphere with two UV maps: the image reads the second (through a UV Map node), the first is different."""
     obj = _sphere()
     second = obj.data.uv_layers.new(name="Painted")
-    first = obj.data.uv_layers[0].data
-    co = np.empty(len(first) * 2, np.float32)
-    first.foreach_get("uv", co)
-    co = co.reshape(-1, 2)
+    co = _uvs(obj.data.uv_layers[0])
     second.data.foreach_set("uv", np.stack([co[:, 1] * 0.9 + 0.05, co[:, 0] * 0.9 + 0.05], 1).ravel())
     mat, tree, bsdf = _textured(obj, "second map", 128 * detail, 3)
     image = next(n for n in tree.nodes if n.bl_idname == "ShaderNodeTexImage")
@@ -169,12 +171,10 @@ def mirrored_islands(detail: int = 1) -> Any:
     """A sphere whose left half reuses the right half's UVs mirrored (overlapping, mirrored islands)."""
     obj = _sphere()
     _textured(obj, "mirrored", 128 * detail, 4)
-    uv = obj.data.uv_layers.active.data
-    co = np.empty(len(uv) * 2, np.float32)
-    uv.foreach_get("uv", co)
-    co = co.reshape(-1, 2)
+    layer = obj.data.uv_layers.active
+    co = _uvs(layer)
     co[:, 0] = np.where(co[:, 0] > 0.5, 1.0 - co[:, 0], co[:, 0]) * 2.0  # u folded about 0.5
-    uv.foreach_set("uv", co.ravel())
+    layer.data.foreach_set("uv", co.ravel())
     return obj
 
 

@@ -220,6 +220,12 @@ MIN_RESPONSE = 0.01
 CLIPPED = 254
 
 
+def changed_pixels(edited: np.ndarray, before: np.ndarray, mask: np.ndarray, tolerance: int) -> np.ndarray:
+    """bool (H, W): object pixels (``mask``) where the uint8 ``edited`` view differs from ``before`` by more than
+    ``tolerance`` levels in some channel."""
+    return mask & (np.abs(edited[..., :3].astype(np.int16) - before[..., :3]).max(axis=2) > tolerance)
+
+
 def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np.ndarray,
                settings: EditBakeSettings | None = None, lighting: ViewLighting | None = None,
                curve: ResponseCurve | None = None) -> np.ndarray:
@@ -238,7 +244,7 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
         raise InvalidInputError(
             f"edited view {edited.shape[1]}x{edited.shape[0]} does not match its capture "
             f"{lit.shape[1]}x{lit.shape[0]}: edit the views of this ViewSet at their own size")
-    changed = mask & (np.abs(edited[..., :3].astype(np.int16) - lit[..., :3]).max(axis=2) > settings.tolerance)
+    changed = changed_pixels(edited, lit, mask, settings.tolerance)
     out = np.zeros(mask.shape + (7,), np.float32)
     e, l, x0 = _linear(edited[changed]), _linear(lit[changed]), _linear(albedo[changed])
     diff = e - l

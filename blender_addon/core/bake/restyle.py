@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .gather import BakeResult, BakeView, bake, fill_texture, sample_texture, views_from_viewset
-from .edit_bake import EditBakeSettings, ResponseCurve, ViewLighting, bake_edit, edit_delta
+from .edit_bake import EditBakeSettings, ResponseCurve, ViewLighting, bake_edit, changed_pixels, edit_delta
 from ..errors import InvalidInputError, RestyleShortfallError, ViewSetFormatError
 from ..format.images import read_png, srgb_to_linear
 from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
@@ -137,20 +137,23 @@ def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve:
 
 
 def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSettings,
-               before: str = "colour") -> list[BakeView]:
+               before: str = "colour") -> tuple[list[BakeView], float]:
     """BakeViews carrying each view's :func:`edit_delta` against the capture's ``before`` pass (what was edited:
-    the lit ``colour``, or, for edits of the unlit base colour, ``albedo_filtered`` with ``delight`` off)."""
+    the lit ``colour``, or, for edits of the unlit base colour, ``albedo_filtered`` with ``delight`` off), and the
+    share of all views' object pixels the edit changed."""
     if len(edited) != len(viewset.views):
         raise InvalidInputError(f"{len(edited)} edited views for a ViewSet of {len(viewset.views)}")
     curve = fit_response(viewset) if settings.delight else None
-    out = []
+    out, changed, pixels = [], 0, 0
     for v, image in zip(viewset.views, edited):
-        mask = viewset.load(v, "mask")
-        delta = edit_delta(image, viewset.load(v, before), viewset.load(v, reference_albedo(v)), mask, settings,
+        mask, lit = viewset.load(v, "mask"), viewset.load(v, before)
+        changed += int(changed_pixels(image, lit, mask, settings.tolerance).sum())
+        pixels += int(mask.sum())
+        delta = edit_delta(image, lit, viewset.load(v, reference_albedo(v)), mask, settings,
                            view_lighting(viewset, v), curve)
         out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
                             viewset.load(v, "normal")))
-    return out
+    return out, changed / max(pixels, 1)
 
 
 #: An edit that changed at least this share of the object's pixels must change at least ``SHORTFALL`` times as large a
@@ -203,11 +206,7 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
     check_texture_size(size)
     settings = settings or EditBakeSettings()
     mesh = viewset.mesh()
-    views = edit_views(viewset, edited, settings, before)
-    masks = [v.mask for v in views]
-    edited_share = sum(int((np.abs(e[..., :3].astype(np.int16) - viewset.load(v, before)[..., :3]).max(axis=2)
-                            > settings.tolerance)[m].sum()) for e, v, m in zip(edited, viewset.views, masks)) / max(
-        sum(int(m.sum()) for m in masks), 1)
+    views, edited_share = edit_views(viewset, edited, settings, before)
     albedo: list[BakeView] | None = None
     out = []
     for i, target in enumerate(targets):

@@ -170,7 +170,8 @@ def _as_png_array(px: np.ndarray, depth: int) -> np.ndarray:
 
 def _read_with_codec(path: Path) -> np.ndarray | None:
     """The PNG at ``path`` through OpenImageIO or Pillow (None when neither is there or either refuses it)."""
-    w, h, depth, ctype = png_header(path.read_bytes()[:33])
+    with open(path, "rb") as f:
+        w, h, depth, ctype = png_header(f.read(33))
     if ctype == 3:  # palette: decoded by our own reader's refusal, as before
         return None
     oiio = _codec_oiio()
