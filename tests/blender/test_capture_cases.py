@@ -154,3 +154,32 @@ def test_scene_cameras_rig(empty_scene, tmp_path):
     assert (vs.views[0].camera.intrinsics.width, vs.views[0].camera.intrinsics.height) == (64, 32)
     assert _reprojection_error(vs) < 0.5
     assert scene.render.resolution_x == 200
+
+
+def test_the_metal_edge_is_a_smooth_metals_fresnel_edge(empty_scene, tmp_path):
+    """A polished metal sphere: ``metal_edge`` (its reflectance at base colour 0) is Schlick's (1 - n.v)^5 of each
+    pixel's normal and view direction, rising towards the silhouette; a dielectric has none (NaN)."""
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=64, ring_count=32)
+    bpy.ops.object.shade_smooth()
+    obj = bpy.context.active_object
+    metal, plastic = _flat_material("Metal", (0.05, 0.3, 0.6)), _flat_material("Plastic", (0.5, 0.5, 0.5))
+    metal.node_tree.nodes["Principled BSDF"].inputs["Metallic"].default_value = 1.0
+    metal.node_tree.nodes["Principled BSDF"].inputs["Roughness"].default_value = 0.0
+    obj.data.materials.append(metal)
+    obj.data.materials.append(plastic)
+    for poly in obj.data.polygons:
+        poly.material_index = int(poly.center.z < -0.5)
+    vs = capture(obj, RigSpec(kind="orbit", count=4, elevations=[0.0]), SMALL, tmp_path / "vs")
+    got, want = [], []
+    for v in vs.views:
+        mask, edge = vs.load(v, "mask"), vs.load(v, "metal_edge").astype(np.float32)
+        position, normal = vs.load(v, "position")[mask], vs.load(v, "normal")[mask]
+        facing = np.einsum("ij,ij->i", normal, v.camera.centre - position)
+        facing /= np.linalg.norm(v.camera.centre - position, axis=1)
+        metal_px = position[:, 2] > -0.45
+        assert np.isnan(edge[mask][position[:, 2] < -0.55]).all(), "a dielectric has no metal edge"
+        got.append(edge[mask][metal_px, 0])
+        want.append((1.0 - np.clip(facing[metal_px], 0.0, 1.0)) ** 5)
+    got, want = np.concatenate(got), np.concatenate(want)
+    assert np.percentile(np.abs(got - want), 95) < 0.02, np.percentile(np.abs(got - want), 95)
+    assert got.max() > 0.3 and np.median(got) < 0.05

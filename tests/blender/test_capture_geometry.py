@@ -59,7 +59,7 @@ def test_manifest_describes_the_capture(captured, name):
     assert 0.8 < back.coverage <= 1.0
     for v in back.views:
         assert set(v.files) == {"colour", "albedo", "mask", "depth", "normal", "uv", "position", "albedo_filtered",
-                                "colour_linear", "diffuse_response", "metal_light", "metal_reflectance"}
+                                "colour_linear", "diffuse_response", "metal_light", "metal_reflectance", "metal_edge"}
         # the albedo through the colour render's filter: the same unlit colours, blurred only across edges
         mask = back.load(v, "mask")
         diff = np.abs(back.load(v, "albedo_filtered").astype(int) - back.load(v, "albedo"))[mask]
@@ -72,6 +72,9 @@ def test_manifest_describes_the_capture(captured, name):
         assert not back.load(v, "diffuse_response")[mask].any()
         assert (part[mask] <= linear[mask] + 0.01).mean() > 0.99
         assert 0.5 < part[mask].sum() / linear[mask].sum() <= 1.0
+        # what the metal reflects at base colour 0 is at most what it reflects at its own
+        edge, reflectance = (back.load(v, p)[mask].astype(np.float32) for p in ("metal_edge", "metal_reflectance"))
+        assert np.isfinite(edge).all() and (edge <= reflectance + 0.02).mean() > 0.99
         assert (v.camera.intrinsics.width, v.camera.intrinsics.height) == (128, 128)
     mesh = back.mesh()
     assert mesh.uvs.shape == (len(mesh.triangles), 3, 2)

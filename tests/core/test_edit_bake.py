@@ -166,6 +166,34 @@ def test_a_metal_response_is_fitted_and_inverted():
     assert np.array_equal(exact, np.clip(albedo + (new - albedo), 0, 1))
 
 
+def test_a_metals_fresnel_edge_is_taken_out_before_solving():
+    """Smooth metals (Schlick: g(x) = x + (1 - x) s, s the pixel's edge, up to 0.6 at grazing angles) on dark and
+    mid base colours: with the edge (g(0) = s, the ``metal_edge`` pass) taken out, what is left rises exactly as
+    the base colour and the new colour comes back from the change of colour; without it, it does not."""
+    from blender_addon.core.bake.edit_bake import ResponseCurve, ViewLighting
+    from blender_addon.core.bake.restyle import without_edge
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    edge = (rng.uniform(0.0, 0.6, (n, 1)) * np.ones((1, 3))).astype(np.float32)
+    light = (rng.uniform(0.3, 1.5, (n, 1)) * np.ones((1, 3))).astype(np.float32)
+    albedo = rng.uniform(0.005, 0.5, (n, 3)).astype(np.float32)
+    new = np.clip(albedo[:, [1, 2, 0]] * 0.7 + 0.2, 0, 1).astype(np.float32)
+    g = lambda x: x + (1 - x) * edge  # noqa: E731
+    lighting = ViewLighting(light * g(albedo), np.zeros_like(albedo), light, g(albedo))
+    change = light * (g(new) - g(albedo))
+
+    def solved(lit: ViewLighting) -> np.ndarray:
+        xs, rs = albedo.ravel(), lit.metal_reflectance.ravel()
+        curve = ResponseCurve.fit(xs[np.isfinite(rs)], rs[np.isfinite(rs)])
+        return curve.solve(change / lit.metal_light, albedo, lit.metal_reflectance, np.zeros_like(albedo))
+
+    assert np.abs(solved(without_edge(lighting, edge)) - new).max() < 0.01
+    assert np.abs(solved(lighting) - new).mean() > 0.03, "the edge did not matter here"
+    unknown = without_edge(lighting, np.full_like(edge, np.nan))  # captures without the pass: as before
+    assert np.array_equal(unknown.metal_light, lighting.metal_light)
+
+
 def test_each_pixel_curve_passes_through_its_channels_own_points():
     """Per-pixel curves that no single bend of the shared curve describes (a straight line mixed with a
     cubic, in a different share per pixel): no change of colour gives back each channel's own base colour,

@@ -14,6 +14,7 @@ from typing import Any
 
 import bpy
 
+from ...core.capture.light_split import METAL_POINT
 from .scene_changes import SceneChanges
 
 UV_AOV = "groupedit_uv"
@@ -62,8 +63,41 @@ def _temporary_copy(source: Any | None, name: str, changes: SceneChanges) -> Any
     return mat
 
 
+def _write_metallic(tree: Any, bsdf: Any | None) -> None:
+    """An AOV Output writing ``bsdf``'s metallic (0 without one) to :data:`METAL_AOV`."""
+    metal = tree.nodes.new("ShaderNodeOutputAOV")
+    metal.aov_name = METAL_AOV
+    metallic = bsdf.inputs.get("Metallic") if bsdf is not None else None
+    if metallic is not None and metallic.is_linked:
+        tree.links.new(metallic.links[0].from_socket, metal.inputs["Value"])
+    else:
+        metal.inputs["Value"].default_value = float(metallic.default_value) if metallic is not None else 0.0
+
+
+def _can_be_metal(bsdf: Any) -> bool:
+    """Whether some of ``bsdf``'s surface may be metal enough for a ``metal_edge`` (a Principled BSDF whose metallic
+    comes from a texture or is at least :data:`METAL_POINT`); the data render shades only those (light costs)."""
+    metallic = bsdf.inputs.get("Metallic") if bsdf.bl_idname == "ShaderNodeBsdfPrincipled" else None
+    return metallic is not None and (metallic.is_linked or metallic.default_value >= METAL_POINT)
+
+
+def _black_metal(tree: Any, bsdf: Any) -> Any:
+    """``bsdf`` (a Principled BSDF) with a black base colour, opaque and without its own emission: its glossy
+    colour is then what its metal part reflects at base colour 0."""
+    links = tree.links
+    for name, value in (("Base Color", (0.0, 0.0, 0.0, 1.0)), ("Alpha", 1.0), ("Emission Strength", 0.0)):
+        socket = bsdf.inputs.get(name)
+        if socket is None:
+            continue
+        for link in list(socket.links):
+            links.remove(link)
+        socket.default_value = value
+    return bsdf.outputs["BSDF"]
+
+
 def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any:
-    """A temporary material emitting ``source``'s base colour and writing ``uv_map`` to the UV AOV."""
+    """A temporary material writing ``source``'s base colour to :data:`BASE_AOV` (and emitting it), its metallic
+    to :data:`METAL_AOV`, ``uv_map`` to :data:`UV_AOV`, and shading with its BSDF at a black base colour."""
     mat = _temporary_copy(source, "GroupEdit data", changes)
     if source is None or not source.use_nodes:
         colour = tuple(source.diffuse_color) if source is not None else DEFAULT_BASE_COLOUR
@@ -86,11 +120,24 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
         emission.inputs["Color"].default_value = colour_in.default_value
     elif rgb_nodes:
         links.new(rgb_nodes[0].outputs[0], emission.inputs["Color"])
+    base = nodes.new("ShaderNodeOutputAOV")
+    base.aov_name = BASE_AOV
+    if emission.inputs["Color"].is_linked:
+        links.new(emission.inputs["Color"].links[0].from_socket, base.inputs["Color"])
+    else:
+        base.inputs["Color"].default_value = emission.inputs["Color"].default_value
+    _write_metallic(tree, bsdf)
     for n in [n for n in nodes if n.bl_idname == "ShaderNodeOutputMaterial"]:
         nodes.remove(n)
     out = nodes.new("ShaderNodeOutputMaterial")
     out.target = "ALL"
-    links.new(emission.outputs["Emission"], out.inputs["Surface"])
+    surface = emission.outputs["Emission"]
+    if bsdf is not None and _can_be_metal(bsdf):
+        add = nodes.new("ShaderNodeAddShader")
+        links.new(surface, add.inputs[0])
+        links.new(_black_metal(tree, bsdf), add.inputs[1])
+        surface = add.outputs["Shader"]
+    links.new(surface, out.inputs["Surface"])
     uv = nodes.new("ShaderNodeUVMap")
     uv.uv_map = uv_map
     aov = nodes.new("ShaderNodeOutputAOV")
@@ -129,11 +176,5 @@ def colour_material(source: Any | None, changes: SceneChanges) -> Any:
     base = nodes.new("ShaderNodeOutputAOV")
     base.aov_name = BASE_AOV
     links.new(floor.outputs["Vector"], base.inputs["Color"])
-    metal = nodes.new("ShaderNodeOutputAOV")
-    metal.aov_name = METAL_AOV
-    metallic = bsdf.inputs.get("Metallic")
-    if metallic is not None and metallic.is_linked:
-        links.new(metallic.links[0].from_socket, metal.inputs["Value"])
-    else:
-        metal.inputs["Value"].default_value = float(metallic.default_value) if metallic is not None else 0.0
+    _write_metallic(tree, bsdf)
     return mat

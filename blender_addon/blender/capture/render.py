@@ -37,7 +37,7 @@ from ...core.format.images import linear_to_srgb, read_exr, to_uint8
 from ...core.capture.rigs import RigSpec, RigView, build_rig, direction_vector
 from ...core.capture.settings import CaptureSettings
 from ...core.format.viewset import MESH_FILE, View, ViewSet, stale_entries, write_view_files
-from ...core.capture.light_split import split_light
+from ...core.capture.light_split import metal_edge, split_light
 from .data_materials import BASE_AOV, METAL_AOV, UV_AOV, colour_material, data_material
 from ..mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
@@ -313,7 +313,8 @@ def _render_mode(scene: Any, view_layer: Any, colour: bool, samples: int, filter
     changed, so a run of renders of one kind keeps Cycles' synced scene."""
     _set(scene.cycles, samples=samples, filter_width=filter_width, use_denoising=denoise)
     _set(scene.render.image_settings, color_depth="16" if colour else "32")
-    _set(view_layer, **{p: colour for p in _LIGHT_PASSES}, use_pass_position=not colour, use_pass_normal=not colour)
+    _set(view_layer, **{p: colour or p == "use_pass_glossy_color" for p in _LIGHT_PASSES},
+         use_pass_position=not colour, use_pass_normal=not colour)
 
 
 def _render_colour(scene: Any, setup: _RenderSetup, settings: CaptureSettings, tmp: Path,
@@ -355,7 +356,8 @@ def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam
     data_exr = _render(scene, tmp / "data.exr")
     alpha = _channels(data_exr, "Combined", "A")[..., 0]
     mask = alpha > 0.5
-    albedo = _channels(data_exr, "Combined", "RGB") / np.maximum(alpha, 1e-6)[..., None]
+    albedo = _channels(data_exr, BASE_AOV, "RGB") / np.maximum(alpha, 1e-6)[..., None]
+    edge = metal_edge(_channels(data_exr, "GlossCol", "RGB"), _channels(data_exr, METAL_AOV, "X")[..., 0])
     position = np.where(mask[..., None], _channels(data_exr, "Position", "XYZ"), 0.0).astype(np.float32)
     return {
         "albedo": to_uint8(linear_to_srgb(np.where(mask[..., None], albedo, np.asarray(settings.background)))),
@@ -364,6 +366,7 @@ def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam
         "normal": np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32),
         "uv": np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32),
         "position": position,
+        "metal_edge": np.where(mask[..., None], edge, np.nan).astype(np.float16),
     }
 
 

@@ -108,23 +108,41 @@ def reference_albedo(view: View) -> str:
 
 
 def view_lighting(viewset: ViewSet, view: View) -> ViewLighting | None:
-    """The view's lighting-removal passes (None for captures that lack them)."""
+    """The view's lighting-removal passes (None for captures that lack them), with the metal's Fresnel edge
+    (``metal_edge``, where captured) taken out: see :func:`~..capture.light_split.metal_edge`."""
     names = ("colour_linear", "diffuse_response", "metal_light", "metal_reflectance")
     if any(n not in view.files for n in names):
         return None
-    return ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
+    lighting = ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
+    if "metal_edge" in view.files:
+        lighting = without_edge(lighting, viewset.load(view, "metal_edge").astype(np.float32))
+    return lighting
+
+
+def without_edge(lighting: ViewLighting, edge: np.ndarray) -> ViewLighting:
+    """``lighting`` with the part of the metal that does not follow the base colour moved out of the metal's:
+    ``metal_light`` scaled by 1 - g(0) and ``metal_reflectance`` normalised to (g - g(0)) / (1 - g(0)) (NaN stays
+    NaN). ``edge``: g(0), float32 (H, W, 3), NaN where unknown (taken as 0, as before the pass existed)."""
+    g0 = np.nan_to_num(edge, nan=0.0)
+    keep = np.maximum(1.0 - g0, 1e-3)
+    with np.errstate(invalid="ignore"):
+        reflectance = np.clip((lighting.metal_reflectance - g0) / keep, 0.0, 1.0)
+    return ViewLighting(lighting.colour_linear, lighting.diffuse_response, lighting.metal_light * (1.0 - g0),
+                        reflectance.astype(np.float32))
 
 
 def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve:
-    """The capture's metal :class:`ResponseCurve`: every metal pixel's reflectance (``metal_reflectance``)
-    against its base colour (``albedo_filtered``); the straight line where nothing is metal."""
+    """The capture's metal :class:`ResponseCurve`: every metal pixel's reflectance (``metal_reflectance``, its
+    edge taken out: :func:`view_lighting`) against its base colour (``albedo_filtered``); the straight line where
+    nothing is metal."""
     rng = np.random.default_rng(0)
     per_view = max(samples // max(len(viewset.views), 1), 1)
     xs, rs = [np.zeros(0, np.float32)], [np.zeros(0, np.float32)]
     for v in viewset.views:
-        if "metal_reflectance" not in v.files:
+        lighting = view_lighting(viewset, v)
+        if lighting is None:
             continue
-        r = viewset.load(v, "metal_reflectance").astype(np.float32)
+        r = lighting.metal_reflectance
         known = np.isfinite(r)
         if not known.any():
             continue

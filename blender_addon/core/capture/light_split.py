@@ -19,6 +19,13 @@ and samples. How the pixel's colour depends on the base colour then follows per 
   channel, ``metal_reflectance = GlossCol / m`` (where ``m`` >= 0.5; elsewhere unknown, NaN);
 - the rest (dielectric highlights, transmission, emission, the background) does not change with ``A``.
 
+A metal reflects some light whatever its base colour: its Fresnel edge, g(0) > 0 at grazing angles. The
+data render shades each surface with its own BSDF at a black base colour, so its glossy colour pass divided by
+metallic is ``metal_edge`` = g(0) at each pixel centre (:func:`metal_edge`). With g(1) = 1 (a white metal
+reflects everything, in Cycles' multiple-scattering GGX too), the part of a metal that follows the base colour
+is ``metal_light * (1 - g(0)) * h(A)`` with ``h = (g - g(0)) / (1 - g(0))`` rising from 0 to 1: exactly ``A``
+for a smooth metal (Schlick: ``g = A + (1 - A) s``), and close to it for rough ones.
+
 All arrays are float32 (H, W, C), top row first. ``alpha`` is the render's coverage; values are of the
 pixel as composited over the background, so a half-covered pixel responds half as much.
 """
@@ -61,3 +68,13 @@ def split_light(combined: np.ndarray, diffuse: tuple[np.ndarray, np.ndarray, np.
         "metal_light": metal_light.astype(np.float32),
         "metal_reflectance": np.clip(reflectance, 0.0, 1.0).astype(np.float32),
     }
+
+
+def metal_edge(gloss_colour: np.ndarray, metal_aov: np.ndarray) -> np.ndarray:
+    """float32 (H, W, 3): a metal's reflectance at base colour 0, its glossy colour ``gloss_colour`` (H, W, 3)
+    divided by its metallic ``metal_aov`` (H, W), both from the data render (the surface's BSDF at a black base
+    colour); NaN where metallic is below :data:`METAL_POINT` (as ``metal_reflectance``)."""
+    metal = metal_aov[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge = np.where(metal >= METAL_POINT, gloss_colour / metal, np.nan)
+    return np.clip(edge, 0.0, 1.0).astype(np.float32)

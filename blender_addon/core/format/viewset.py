@@ -11,8 +11,8 @@ On disk a ViewSet is a folder::
     normal/view_000.npy      float32 (H, W, 3): world-space unit shading normal, 0 outside the mask
     uv/view_000.npy          float32 (H, W, 2): UV (origin bottom-left, as in Blender), 0 outside the mask
     position/view_000.npy    float32 (H, W, 3): world position of the surface at the pixel centre, 0 outside
-    (albedo_filtered/, colour_linear/, diffuse_response/, metal_light/, metal_reflectance/: the
-     lighting-removal passes from the colour render's light passes, see :data:`PASSES`)
+    (albedo_filtered/, colour_linear/, diffuse_response/, metal_light/, metal_reflectance/, metal_edge/:
+     the lighting-removal passes from the renders' light passes, see :data:`PASSES`)
     edited/view_000.png      after an edit: the edited views, and edited/edit.json (how they were made)
 
 This module reads and writes that form with numpy alone (no bpy).
@@ -55,6 +55,8 @@ PASSES: dict[str, tuple[str, str]] = {
                     "the glossy light), 0 outside"),
     "metal_reflectance": ("npy", "float16 (H, W, 3), the metal's reflectance where metallic >= 0.5 (a point of "
                           "how it rises with the base colour), NaN elsewhere"),
+    "metal_edge": ("npy", "float16 (H, W, 3), the metal's reflectance at base colour 0 (its Fresnel edge) at the "
+                   "pixel centre, where metallic >= 0.5, NaN elsewhere"),
 }
 
 #: Folders and files that edits add beside the capture: the edited views (an earlier edit moves to ``edited.1``,
