@@ -15,6 +15,7 @@ from typing import Any
 import bpy
 
 from ...core.capture.light_split import METAL_POINT
+from .region import REGION_AOV, REGION_ATTRIBUTE
 from .scene_changes import SceneChanges
 
 UV_AOV = "groupedit_uv"
@@ -97,7 +98,7 @@ def _black_metal(tree: Any, bsdf: Any) -> Any:
 
 def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any:
     """A temporary material writing ``source``'s base colour to :data:`BASE_AOV` (and emitting it), its metallic
-    to :data:`METAL_AOV`, ``uv_map`` to :data:`UV_AOV`, and shading with its BSDF at a black base colour."""
+    to :data:`METAL_AOV`, ``uv_map`` to :data:`UV_AOV`, the edit region's face attribute to ``REGION_AOV``, and shading with its BSDF at a black base colour."""
     mat = _temporary_copy(source, "GroupEdit data", changes)
     if source is None or not source.use_nodes:
         colour = tuple(source.diffuse_color) if source is not None else DEFAULT_BASE_COLOUR
@@ -143,6 +144,11 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
     aov = nodes.new("ShaderNodeOutputAOV")
     aov.aov_name = UV_AOV
     links.new(uv.outputs["UV"], aov.inputs["Color"])
+    region = nodes.new("ShaderNodeAttribute")
+    region.attribute_type, region.attribute_name = "GEOMETRY", REGION_ATTRIBUTE
+    region_aov = nodes.new("ShaderNodeOutputAOV")
+    region_aov.aov_name = REGION_AOV
+    links.new(region.outputs["Fac"], region_aov.inputs["Value"])
     return mat
 
 

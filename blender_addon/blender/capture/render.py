@@ -34,11 +34,13 @@ from ...core.capture import coverage as coverage_mod
 from ...core.format.cameras import OPENCV_TO_OPENGL, Camera, blender_intrinsics
 from ...core.errors import CaptureCancelled, InvalidInputError, OutputNotWritableError
 from ...core.format.images import linear_to_srgb, read_exr, to_uint8
+from ...core.capture.region import RegionSpec
 from ...core.capture.rigs import RigSpec, RigView, build_rig, direction_vector
 from ...core.capture.settings import CaptureSettings
 from ...core.format.viewset import MESH_FILE, View, ViewSet, stale_entries, write_view_files
 from ...core.capture.light_split import metal_edge, split_light
 from .data_materials import BASE_AOV, METAL_AOV, UV_AOV, colour_material, data_material
+from .region import REGION_AOV, mark_region, region_faces
 from ..mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
 
@@ -237,7 +239,7 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
     for attr in ("use_pass_position", "use_pass_normal", *_LIGHT_PASSES):
         changes.set(view_layer, attr, True)
     changes.set(view_layer, "material_override", None)
-    for name, kind in ((UV_AOV, "COLOR"), (BASE_AOV, "COLOR"), (METAL_AOV, "VALUE")):
+    for name, kind in ((UV_AOV, "COLOR"), (BASE_AOV, "COLOR"), (METAL_AOV, "VALUE"), (REGION_AOV, "VALUE")):
         if name not in view_layer.aovs:
             aov = view_layer.aovs.add()
             aov.name, aov.type = name, kind
@@ -247,6 +249,9 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
             changes.set(o, "visible_camera", False)
     changes.set(obj, "hide_render", False)
     changes.set(obj, "visible_camera", True)
+    region = RegionSpec.parse(settings.region)
+    if not region.whole_object:
+        mark_region(obj, region, changes)
     studio = _use_studio(scene, settings.lighting)
     if studio:
         _add_studio(scene, changes, mesh.positions.mean(axis=0))
@@ -367,6 +372,8 @@ def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam
         "uv": np.where(mask[..., None], _channels(data_exr, UV_AOV, "RG"), 0.0).astype(np.float32),
         "position": position,
         "metal_edge": np.where(mask[..., None], edge, np.nan).astype(np.float16),
+        **({} if RegionSpec.parse(settings.region).whole_object else
+           {"region": mask & (_channels(data_exr, REGION_AOV, "X")[..., 0] > 0.5 * np.maximum(alpha, 1e-6))}),
     }
 
 
@@ -403,6 +410,9 @@ def capture_steps(
     check_mesh(obj)
     out_dir = Path(out_dir).absolute()
     width, height = _frame_size(spec, scene, settings.view_size)
+    region = RegionSpec.parse(settings.region)
+    if not region.whole_object:
+        region_faces(obj, region)  # a region that names nothing fails here, before anything is written
     uv_map = ensure_uv_map(obj, settings.add_uv, settings.uv_map)
     mesh = mesh_data(obj, uv_map)
     rig = _plan_rig(obj, spec, scene, mesh, width, height)
@@ -428,6 +438,7 @@ def capture_steps(
                                   {"colour render": t1 - t0, "passes to files": t2 - t1})
         written: list[View] = []
         depth_maps: list[tuple[Camera, np.ndarray]] = []
+        region_pixels = 0
         for n, rv in enumerate(rig):  # then every data render
             t0 = time.perf_counter()
             _place_camera(scene, setup, rv, spec.kind == "scene", mesh)
@@ -436,10 +447,14 @@ def capture_steps(
             files[rv.name].update(write_view_files(out_dir, rv.name, passes))
             written.append(View(rv.name, rv.camera, files[rv.name], rv.azimuth_deg, rv.elevation_deg, rv.label))
             depth_maps.append((rv.camera, passes["depth"]))
+            region_pixels += int(passes["region"].sum()) if "region" in passes else 0
             t2 = time.perf_counter()
             yield CaptureProgress(len(rig) + n + 1, total, rv.name, t2 - t0, "data",
                                   {"data render": t1 - t0, "passes to files": t2 - t1})
 
+        if not region.whole_object and not region_pixels:
+            raise InvalidInputError(f"no view sees the region {region} of {obj.name!r}: add views that face it "
+                                    "(another rig or more views) or choose another region")
         mesh.save(out_dir / MESH_FILE)
         vs = _viewset(obj, spec, settings, scene, setup, out_dir, uv_map, written,
                       coverage_mod.coverage(mesh, depth_maps))

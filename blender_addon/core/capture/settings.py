@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..options import check_options, option
+from .region import RegionSpec
 
 LIGHTING_MODES = ("AUTO", "SCENE", "STUDIO")
 DEVICES = ("AUTO", "CPU", "GPU")
@@ -47,7 +48,10 @@ class CaptureSettings:
         None, "pixel filter width of the colour render in pixels (default: the scene's; 0.01 samples pixel "
         "centres: aliased, sharper bakes of lit edits)", low=0.01, high=10.0, flag="colour-filter",
         label="the colour pixel filter")
+    region: str | None = option(None, "the part of the object the edit may change: faces (selected in Edit Mode), "
+                                "material:NAME[,NAME] or vgroup:NAME[:THRESH] (default: the whole object)")
 
     def validate(self) -> None:
         """Raise :class:`~.errors.InvalidInputError` naming the first setting out of range."""
         check_options(self)
+        RegionSpec.parse(self.region)

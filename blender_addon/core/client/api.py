@@ -137,6 +137,8 @@ class BackendClient:
                geometry: list[str] | None = None, description: str | None = None) -> dict[str, Any]:
         """Upload the ViewSet's colour images, masks and cameras with the instruction; returns the job.
 
+        The masks are the edit region's (the ``region`` pass) where the capture has one, else the object's.
+
         Every view's camera goes along (``K`` 3x3 and OpenCV ``camera_to_world`` 4x4, see docs/protocol.md), and
         the ViewSet's object name as the job's ``subject``. ``description``: what the result should show (an
         editor that prompts with it, such as groupediting, otherwise derives one from the instruction).
@@ -148,7 +150,7 @@ class BackendClient:
         files: dict[str, tuple[str, bytes, str]] = {}
         views = []
         for i, v in enumerate(viewset.views):
-            mask = viewset.load(v, "mask").astype(np.uint8) * 255
+            mask = viewset.load(v, "region" if "region" in v.files else "mask").astype(np.uint8) * 255
             files[image_field(i)] = (f"{v.name}.png", viewset.path(v, "colour").read_bytes(), "image/png")
             files[mask_field(i)] = (f"{v.name}_mask.png", encode_png(mask, compression=1), "image/png")
             camera = {"K": v.camera.intrinsics.matrix.tolist(), "camera_to_world": v.camera.camera_to_world.tolist()}

@@ -55,6 +55,8 @@ PASSES: dict[str, tuple[str, str]] = {
                     "the glossy light), 0 outside"),
     "metal_reflectance": ("npy", "float16 (H, W, 3), the metal's reflectance where metallic >= 0.5 (a point of "
                           "how it rises with the base colour), NaN elsewhere"),
+    "region": ("npy", "bool (H, W), True where the edit region (the capture's ``region`` setting) is the visible "
+               "surface at the pixel centre; absent: the whole object is the region"),
     "metal_edge": ("npy", "float16 (H, W, 3), the metal's reflectance at base colour 0 (its Fresnel edge) at the "
                    "pixel centre, where metallic >= 0.5, NaN elsewhere"),
 }

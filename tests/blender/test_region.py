@@ -1,0 +1,108 @@
+"""The edit region: a part of the object (faces, material slots, a vertex group) captured as an exact per-view
+``region`` pass, and the clear errors when a region names nothing."""
+
+import bpy
+import numpy as np
+import pytest
+
+from blender_addon.blender.capture.render import capture
+from blender_addon.core.capture.region import RegionSpec
+from blender_addon.core.capture.rigs import RigSpec
+from blender_addon.core.capture.settings import CaptureSettings
+from blender_addon.core.errors import InvalidInputError
+
+RIG = RigSpec(kind="orbit-poles", count=5)
+
+
+def _material(name, rgb):
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    mat.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (*rgb, 1.0)
+    return mat
+
+
+@pytest.fixture
+def sphere_and_wall(empty_scene):
+    """One object: a UV sphere (its faces bounded by latitude rings, so a face is above the equator exactly where
+    its points are) whose upper half is material "Top" and vertex group "top", and a wall in front of it (material
+    "Wall") that hides part of the upper half from the front views."""
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=32, ring_count=16)
+    sphere = bpy.context.active_object
+    bpy.ops.mesh.primitive_plane_add(size=1.2, location=(0.0, -1.6, 0.6), rotation=(np.pi / 2, 0.0, 0.0))
+    wall = bpy.context.active_object
+    for o in (sphere, wall):
+        o.select_set(True)
+    bpy.context.view_layer.objects.active = sphere
+    bpy.ops.object.join()
+    obj = bpy.context.active_object
+    for m in (_material("Top", (0.8, 0.2, 0.1)), _material("Bottom", (0.1, 0.3, 0.8)), _material("Wall", (0.5,) * 3)):
+        obj.data.materials.append(m)
+    group = obj.vertex_groups.new(name="top")
+    on_sphere = lambda co: abs(co.length - 1.0) < 1e-3  # noqa: E731
+    for poly in obj.data.polygons:
+        corners = [obj.data.vertices[i].co for i in poly.vertices]
+        poly.material_index = 2 if not all(on_sphere(c) for c in corners) else (0 if poly.center.z > 0 else 1)
+        poly.select = poly.material_index == 0
+    group.add([v.index for v in obj.data.vertices if on_sphere(v.co) and v.co.z > -1e-4], 1.0, "REPLACE")
+    group.add([v.index for v in obj.data.vertices if on_sphere(v.co) and v.co.z <= -1e-4], 0.2, "REPLACE")
+    return obj
+
+
+def _reference(vs, v):
+    """The upper half of the sphere where it is the visible surface, from the position pass alone (independent of
+    the region's faces and attribute), and the pixels near the equator or the sphere's rim left out as undecided."""
+    mask, p = vs.load(v, "mask"), vs.load(v, "position")
+    on_sphere = np.abs(np.linalg.norm(p, axis=2) - 1.0) < 0.05
+    decided = mask & ~(on_sphere & (np.abs(p[..., 2]) < 0.02))
+    return mask & on_sphere & (p[..., 2] > 0), decided
+
+
+@pytest.mark.parametrize("region", ["material:Top", "vgroup:top:0.5", "faces"])
+def test_region_pass_is_the_visible_part_of_the_region(sphere_and_wall, tmp_path, region):
+    obj = sphere_and_wall
+    vs = capture(obj, RIG, CaptureSettings(view_size=96, samples=1, region=region), tmp_path / "vs")
+    hidden_somewhere = False
+    for v in vs.views:
+        got = vs.load(v, "region")
+        want, decided = _reference(vs, v)
+        assert got.dtype == bool and not (got & ~vs.load(v, "mask")).any()
+        assert np.array_equal(got[decided], want[decided]), f"{v.name}: {np.sum(got[decided] != want[decided])} px"
+        # the wall hides part of the upper half in some views: those pixels are the wall's, not the region's
+        wall = vs.load(v, "mask") & (np.abs(np.linalg.norm(vs.load(v, "position"), axis=2) - 1.0) > 0.05)
+        hidden_somewhere |= bool(wall.any())
+        assert not (got & wall).any()
+    assert hidden_somewhere
+    assert RegionSpec.parse(vs.capture["region"]) == RegionSpec.parse(region)
+    assert "groupedit_region" not in obj.data.attributes, "the temporary face attribute is gone"
+
+
+def test_without_a_region_there_is_no_region_pass(sphere_and_wall, tmp_path):
+    vs = capture(sphere_and_wall, RIG, CaptureSettings(view_size=64, samples=1), tmp_path / "vs")
+    assert all("region" not in v.files for v in vs.views)
+
+
+@pytest.mark.parametrize("region, message", [
+    ("material:Jacket", "no material slot with 'Jacket'.*'Top', 'Bottom', 'Wall'"),
+    ("vgroup:sleeves", "no vertex group 'sleeves'.*'top'"),
+    ("vgroup:top:1.5", "between 0 and 1"),
+    ("colour:red", "faces \\| material:NAME"),
+])
+def test_regions_that_name_nothing_are_clear_errors(sphere_and_wall, tmp_path, region, message):
+    with pytest.raises(InvalidInputError, match=message):
+        capture(sphere_and_wall, RIG, CaptureSettings(view_size=64, samples=1, region=region), tmp_path / "vs")
+    assert not (tmp_path / "vs").exists(), "nothing written"
+
+
+def test_an_empty_or_unseen_region_is_an_error(sphere_and_wall, tmp_path):
+    obj = sphere_and_wall
+    for poly in obj.data.polygons:
+        poly.select = False
+    with pytest.raises(InvalidInputError, match="holds no face: select some faces"):
+        capture(obj, RIG, CaptureSettings(view_size=64, samples=1, region="faces"), tmp_path / "a")
+    # the bottom cap of the sphere, from cameras above only
+    for poly in obj.data.polygons:
+        poly.select = poly.center.z < -0.95
+    above = RigSpec(kind="orbit", count=3, elevations=[70.0])
+    with pytest.raises(InvalidInputError, match="no view sees the region"):
+        capture(obj, above, CaptureSettings(view_size=64, samples=1, region="faces"), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
