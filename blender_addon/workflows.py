@@ -74,6 +74,8 @@ def bake_viewset(views: Path, out: Path, obj_name: str | None, size: int, fmt: s
     for tb in bakes:
         changed = tb.result.changed[tb.result.covered].mean() if tb.result.covered.any() else 0.0
         say(f"{tb.target.name}: {changed:.1%} of the texels changed; {tb.layout.message()}")
+        if tb.region is not None:
+            say(f"{tb.target.name}: {tb.region.message()}")
     say(f"baked {len(bakes)} texture(s) in {time.perf_counter() - t0:.1f} s")
     if apply:
         return apply_textures(obj, bakes, out.parent, fmt, pack=True, uv_map=vs.uv_map).files

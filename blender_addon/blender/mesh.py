@@ -259,6 +259,7 @@ def mesh_data(obj: Any, uv_map: str | None, depsgraph: Any | None = None) -> Mes
         mesh.loop_triangles.foreach_get("loops", loops)
         mat_index = np.empty(nt, np.int32)
         mesh.loop_triangles.foreach_get("material_index", mat_index)
+        region = _triangle_region(mesh)
         normals = np.empty(len(mesh.loops) * 3, np.float32)
         mesh.corner_normals.foreach_get("vector", normals)
         normals = normals.reshape(-1, 3)[loops].reshape(nt, 3, 3)
@@ -285,4 +286,21 @@ def mesh_data(obj: Any, uv_map: str | None, depsgraph: Any | None = None) -> Mes
         uvs=uvs,
         corner_normals=n.reshape(nt, 3, 3).astype(np.float32),
         material_index=mat_index,
+        region=region,
     )
+
+
+#: The face attribute that marks a capture's edit region (:mod:`.capture.region`) while it runs.
+REGION_ATTRIBUTE = "groupedit_region"
+
+
+def _triangle_region(mesh: Any) -> np.ndarray | None:
+    """bool (T,): the loop triangles whose face carries :data:`REGION_ATTRIBUTE` (None: the mesh has none)."""
+    attr = mesh.attributes.get(REGION_ATTRIBUTE)
+    if attr is None or attr.domain != "FACE":
+        return None
+    faces = np.empty(len(mesh.polygons), np.float32)
+    attr.data.foreach_get("value", faces)
+    polygon = np.empty(len(mesh.loop_triangles), np.int32)
+    mesh.loop_triangles.foreach_get("polygon_index", polygon)
+    return faces[polygon] > 0.5

@@ -65,6 +65,9 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
         s.uv_warning = "; ".join(warnings)
         for warning in warnings:
             self.report({"WARNING"}, warning)
+        regions = [f"{tb.target.name}: {tb.region.message()}" for tb in bakes if tb.region is not None]
+        for line in regions:
+            self.report({"INFO"}, line)
         self.report({"INFO"}, f"applied {len(applied.images)} texture(s) to {obj.name}")
         return {"FINISHED"}
 

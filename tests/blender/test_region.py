@@ -106,3 +106,99 @@ def test_an_empty_or_unseen_region_is_an_error(sphere_and_wall, tmp_path):
     with pytest.raises(InvalidInputError, match="no view sees the region"):
         capture(obj, above, CaptureSettings(view_size=64, samples=1, region="faces"), tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_the_mesh_keeps_the_regions_triangles(sphere_and_wall, tmp_path):
+    obj = sphere_and_wall
+    mod = obj.modifiers.new("subdivide", "SUBSURF")
+    mod.levels = 1
+    vs = capture(obj, RIG, CaptureSettings(view_size=64, samples=1, region="material:Top"), tmp_path / "vs")
+    mesh = vs.mesh()
+    assert mesh.region is not None and mesh.region.shape == mesh.material_index.shape
+    assert np.array_equal(mesh.region, mesh.material_index == 0), "the region's triangles, after the modifier"
+
+
+def _edit_everywhere(obj, region, tmp_path):
+    """A capture of ``obj`` with ``region`` and edited views that recolour the *whole* object (lit renders of its
+    known recolour): the bake must keep everything outside the region anyway."""
+    from dataclasses import replace
+
+    from blender_addon.blender.check import recoloured_materials
+
+    settings = CaptureSettings(view_size=96, samples=4, region=region)
+    vs = capture(obj, RIG, settings, tmp_path / "vs")
+    with recoloured_materials(obj):
+        lit = capture(obj, RIG, replace(settings, region=None, uv_map=vs.uv_map), tmp_path / "lit")
+    return vs, [lit.load(w, "colour") for w in lit.views]
+
+
+def _bake(obj, vs, edited):
+    from blender_addon.blender.bake.apply_texture import texture_targets
+    from blender_addon.core.bake.restyle import bake_edit_into_targets, resample
+
+    [tb] = bake_edit_into_targets(vs, edited, texture_targets(obj, vs.uv_map), 512)
+    return tb, resample(np.asarray(tb.target.base, np.float32)[..., :3], 512)
+
+
+def test_the_bake_changes_the_regions_texels_only(empty_scene, tmp_path):
+    from blender_addon.core.bake.uv_raster import rasterise_uv
+    from tests.corpus import _sphere, _textured
+
+    obj = _sphere()
+    _textured(obj, "painted", 256, 3)
+    for poly in obj.data.polygons:
+        poly.select = poly.center.z > 0.2
+    vs, edited = _edit_everywhere(obj, "faces", tmp_path)
+    tb, base = _bake(obj, vs, edited)
+    mesh = vs.mesh()
+    outside = rasterise_uv(mesh, 512, np.flatnonzero(~mesh.region))
+    inside = rasterise_uv(mesh, 512, np.flatnonzero(mesh.region))
+    kept = tb.result.srgb[outside.rows, outside.cols] == base[outside.rows, outside.cols]
+    assert kept.all(), f"{(~kept.all(axis=1)).sum()} texels outside the region changed"
+    changed = np.abs(tb.result.srgb[inside.rows, inside.cols] - base[inside.rows, inside.cols]).max(axis=1) > 0.02
+    assert changed.mean() > 0.8, "the region took the edit"
+    assert tb.region.changed_outside == 0 and tb.region.shared == 0
+    assert tb.region.changed_inside >= changed.sum()
+
+
+def test_texels_the_region_shares_through_overlapping_uvs_are_kept_and_reported(empty_scene, tmp_path):
+    """Half of the region's faces lie over faces outside it in UV space: those texels stay as they were (reported),
+    the region's own texels take the edit."""
+    from blender_addon.core.bake.uv_raster import rasterise_uv
+    from tests.corpus import _sphere, _textured, _uvs
+
+    obj = _sphere()
+    _textured(obj, "mirrored", 256, 4)
+    layer = obj.data.uv_layers.active
+    co = _uvs(layer)
+    for poly in obj.data.polygons:  # the region: u > 0.5; its faces up to 0.75 mirrored over the faces below 0.5
+        corners = slice(poly.loop_start, poly.loop_start + poly.loop_total)
+        u = co[corners, 0].mean()
+        poly.select = bool(u > 0.5)
+        if 0.5 < u < 0.75:
+            co[corners, 0] = 1.0 - co[corners, 0]
+    layer.data.foreach_set("uv", co.ravel())
+    vs, edited = _edit_everywhere(obj, "faces", tmp_path)
+    tb, base = _bake(obj, vs, edited)
+    mesh = vs.mesh()
+    outside = rasterise_uv(mesh, 512, np.flatnonzero(~mesh.region))
+    assert (tb.result.srgb[outside.rows, outside.cols] == base[outside.rows, outside.cols]).all()
+    assert tb.region.shared > 0 and tb.region.changed_outside == 0
+    assert "overlapping UVs were kept" in tb.region.message()
+
+
+def test_a_region_whose_texels_all_belong_to_the_rest_too_is_an_error(empty_scene, tmp_path):
+    from blender_addon.core.errors import RestyleShortfallError
+    from tests.corpus import _sphere, _textured, _uvs
+
+    obj = _sphere()
+    _textured(obj, "folded", 256, 4)
+    layer = obj.data.uv_layers.active
+    co = _uvs(layer)
+    for poly in obj.data.polygons:
+        poly.select = bool(co[poly.loop_start:poly.loop_start + poly.loop_total, 0].mean() > 0.5)
+    co[:, 0] = np.where(co[:, 0] > 0.5, 1.0 - co[:, 0], co[:, 0])  # the region folded over the rest entirely
+    layer.data.foreach_set("uv", co.ravel())
+    vs, edited = _edit_everywhere(obj, "faces", tmp_path)
+    with pytest.raises(RestyleShortfallError, match="shares its texels with the rest.*--unwrap"):
+        _bake(obj, vs, edited)

@@ -14,9 +14,9 @@ import numpy as np
 
 from ...core.capture.region import RegionSpec
 from ...core.errors import InvalidInputError
+from ..mesh import REGION_ATTRIBUTE
 from .scene_changes import SceneChanges
 
-REGION_ATTRIBUTE = "groupedit_region"
 REGION_AOV = "groupedit_region"
 
 

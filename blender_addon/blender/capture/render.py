@@ -425,6 +425,8 @@ def capture_steps(
     changes = SceneChanges()
     try:
         setup = _set_up_render(scene, obj, settings, width, height, uv_map, mesh, changes)
+        if not region.whole_object:  # the region's triangles, as the modifiers made them
+            mesh.region = mesh_data(obj, uv_map).region
         total = 2 * len(rig)
         files: dict[str, dict[str, str]] = {}
         for n, rv in enumerate(rig):  # every colour render first: the scene stays as Cycles synced it

@@ -270,12 +270,13 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
 
 
 def bake_edit(surface: TexelSurface, views: list[BakeView], base: np.ndarray,
-              settings: EditBakeSettings | None = None) -> BakeResult:
+              settings: EditBakeSettings | None = None, writable: np.ndarray | None = None) -> BakeResult:
     """Add the views' deltas (from :func:`edit_delta`) to ``base`` and return the new texture.
 
     ``base``: float32 (rows, cols, 3), the original texture's sRGB-encoded values in [0, 1], top row
-    first, the size of ``surface``. Texels no view changed keep ``base``'s values bit for bit in
-    ``BakeResult.srgb`` (and in ``texture`` when ``base`` holds 8-bit values).
+    first, the size of ``surface``. Texels no view changed, and texels outside ``writable`` (bool (rows, cols):
+    an edit region's, :mod:`.region`), keep ``base``'s values bit for bit in ``BakeResult.srgb`` (and in
+    ``texture`` when ``base`` holds 8-bit values).
     """
     settings = settings or EditBakeSettings()
     if base.shape[:2] != surface.size:
@@ -303,6 +304,9 @@ def bake_edit(surface: TexelSurface, views: list[BakeView], base: np.ndarray,
     seen = np.zeros(surface.size, bool)
     seen[surface.rows, surface.cols] = g.seen
     apply = changed | (~seen & (np.abs(delta).max(axis=2) > settings.fill_threshold))
+    if writable is not None:
+        apply &= writable
+        changed &= writable
     new = linear_to_srgb(srgb_to_linear(base[apply]) + delta[apply].astype(np.float32))
     out = base.copy()
     out[apply] = new

@@ -22,6 +22,7 @@ from .gather import BakeResult, BakeView, bake, fill_texture, sample_texture, vi
 from .edit_bake import EditBakeSettings, ResponseCurve, ViewLighting, bake_edit, changed_pixels, edit_delta
 from ..errors import InvalidInputError, RestyleShortfallError, ViewSetFormatError
 from ..format.images import read_png, srgb_to_linear
+from .region import RegionReport, region_report, region_texels
 from .uv_raster import TexelSurface, UVLayoutReport, rasterise_uv, uv_layout_report
 from ..format.viewset import EDITED_DIR, View, ViewSet
 
@@ -47,11 +48,14 @@ class TextureTarget:
 
 @dataclass
 class TextureBake:
-    """The baked texture of one target and the report on its UV layout."""
+    """The baked texture of one target, the report on its UV layout and, for a capture with an edit region, what
+    the bake changed inside and outside it and the texels it could write (bool (H, W))."""
 
     target: TextureTarget
     result: BakeResult
     layout: UVLayoutReport
+    region: RegionReport | None = None
+    writable: np.ndarray | None = None
 
 
 def resample(image: np.ndarray, size: int) -> np.ndarray:
@@ -154,24 +158,36 @@ def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve:
     return ResponseCurve.fit(np.concatenate(xs), np.concatenate(rs))
 
 
+@dataclass
+class EditedViews:
+    """The views of an edit as the bake gathers them (:func:`edit_views`): ``views`` carry each view's
+    :func:`edit_delta`; ``editable_pixels``: the pixels the edit may change (the edit region's, else the object's),
+    all views together; ``changed_share``: the share of those the edit changed."""
+
+    views: list[BakeView]
+    editable_pixels: int
+    changed_share: float
+
+
 def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSettings,
-               before: str = "colour") -> tuple[list[BakeView], float]:
-    """BakeViews carrying each view's :func:`edit_delta` against the capture's ``before`` pass (what was edited:
-    the lit ``colour``, or, for edits of the unlit base colour, ``albedo_filtered`` with ``delight`` off), and the
-    share of all views' object pixels the edit changed."""
+               before: str = "colour") -> EditedViews:
+    """Each view's :func:`edit_delta` against the capture's ``before`` pass (what was edited: the lit ``colour``,
+    or, for edits of the unlit base colour, ``albedo_filtered`` with ``delight`` off). Where the capture has an
+    edit region, changes outside it are ignored."""
     if len(edited) != len(viewset.views):
         raise InvalidInputError(f"{len(edited)} edited views for a ViewSet of {len(viewset.views)}")
     curve = fit_response(viewset) if settings.delight else None
     out, changed, pixels = [], 0, 0
     for v, image in zip(viewset.views, edited):
         mask, lit = viewset.load(v, "mask"), viewset.load(v, before)
-        changed += int(changed_pixels(image, lit, mask, settings.tolerance).sum())
-        pixels += int(mask.sum())
-        delta = edit_delta(image, lit, viewset.load(v, reference_albedo(v)), mask, settings,
+        editable = viewset.load(v, "region") if "region" in v.files else mask
+        changed += int(changed_pixels(image, lit, editable, settings.tolerance).sum())
+        pixels += int(editable.sum())
+        delta = edit_delta(image, lit, viewset.load(v, reference_albedo(v)), editable, settings,
                            view_lighting(viewset, v), curve)
         out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
                             viewset.load(v, "normal")))
-    return out, changed / max(pixels, 1)
+    return EditedViews(out, pixels, changed / max(pixels, 1))
 
 
 #: An edit that changed at least this share of the object's pixels must change at least ``SHORTFALL`` times as large a
@@ -179,19 +195,25 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
 NOTICEABLE, SHORTFALL = 0.02, 0.25
 
 
-def check_shortfall(views: list[BakeView], edited_share: float, bakes: list[TextureBake]) -> None:
+def check_shortfall(edits: EditedViews, bakes: list[TextureBake]) -> None:
     """Raise :class:`RestyleShortfallError`, naming the likely cause, when the bakes changed far less of the object
-    than the edit changed in the views (``edited_share``: changed object pixels / object pixels, all views)."""
-    covered = sum(int(tb.result.covered.sum()) for tb in bakes)
-    texel_share = sum(int((tb.result.changed & tb.result.covered).sum()) for tb in bakes) / max(covered, 1)
+    (of its edit region, where the capture has one) than the edit changed in the views."""
+    writable = [tb.result.covered if tb.writable is None else tb.result.covered & tb.writable for tb in bakes]
+    covered = sum(int(w.sum()) for w in writable)
+    texel_share = sum(int((tb.result.changed & w).sum()) for tb, w in zip(bakes, writable)) / max(covered, 1)
+    edited_share = edits.changed_share
     if edited_share < NOTICEABLE or texel_share >= SHORTFALL * edited_share:
         return
-    carried = sum(int((v.image[..., 3] > 0).sum()) for v in views)
-    pixels = sum(int(v.mask.sum()) for v in views)
+    carried = sum(int((v.image[..., 3] > 0).sum()) for v in edits.views)
+    pixels = edits.editable_pixels
     if carried < 0.5 * edited_share * pixels:
         cause = ("where the edit changed the views, the object's colour does not follow its base colour (an emission "
                  "or other shader GroupEdit cannot read, or deep shadow): GroupEdit restyles the base colour of "
                  "Principled, Diffuse and similar BSDFs")
+    elif any(tb.region is not None and tb.region.shared for tb in bakes):
+        cause = ("the edit region shares its texels with the rest of the object through overlapping UVs, and those "
+                 "are kept as they are: capture again with an auto-unwrapped UV map (Capture panel: Add unwrapped UV "
+                 "map; command line: capture --unwrap)")
     else:
         cause = "the changed pixels fall on texels the bake could not write (see the UV layout report above)"
     raise RestyleShortfallError(
@@ -224,7 +246,8 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
     check_texture_size(size)
     settings = settings or EditBakeSettings()
     mesh = viewset.mesh()
-    views, edited_share = edit_views(viewset, edited, settings, before)
+    edits = edit_views(viewset, edited, settings, before)
+    views = edits.views
     albedo: list[BakeView] | None = None
     out = []
     for i, target in enumerate(targets):
@@ -232,7 +255,11 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
         if not len(tris):
             log.info("no triangle uses %s: skipped", target.name)
             continue
+        if mesh.region is not None and not mesh.region[tris].any():
+            log.info("%s lies outside the edit region: kept as it is", target.name)
+            continue
         surface = rasterise_uv(mesh, size, tris)
+        texels = region_texels(mesh, surface.size, tris) if mesh.region is not None else None
         layout = uv_layout_report(mesh, surface, tris)
         if layout.overlapping:
             log.warning("%s: %s", target.name, layout.message())
@@ -243,10 +270,12 @@ def bake_edit_into_targets(viewset: ViewSet, edited: list[np.ndarray], targets: 
         else:
             albedo = albedo or views_from_viewset(viewset, "albedo")
             base = bake(surface, albedo, settings.bake).srgb
-        out.append(TextureBake(target, bake_edit(surface, views, base, settings), layout))
+        result = bake_edit(surface, views, base, settings, None if texels is None else texels.writable)
+        report = None if texels is None else region_report(texels, base, result.srgb)
+        out.append(TextureBake(target, result, layout, report, None if texels is None else texels.writable))
         if progress is not None:
             progress(i + 1, len(targets), target.name)
-    check_shortfall(views, edited_share, out)
+    check_shortfall(edits, out)
     return out
 
 

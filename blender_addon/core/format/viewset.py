@@ -3,7 +3,8 @@
 On disk a ViewSet is a folder::
 
     manifest.json            what is below, the object, the cameras, conventions (see docs/viewset.md)
-    mesh.npz                 the evaluated mesh in world space (positions, triangles, per-corner UVs, ...)
+    mesh.npz                 the evaluated mesh in world space (positions, triangles, per-corner UVs, the edit
+                             region's triangles, ...)
     colour/view_000.png      lit render, sRGB 8-bit RGB
     albedo/view_000.png      unlit base colour, sRGB 8-bit RGB
     mask/view_000.npy        bool (H, W): the object covers the pixel centre
@@ -133,7 +134,8 @@ class MeshData:
 
     ``positions`` (V, 3) float64; ``triangles`` (T, 3) int32 vertex indices, counter-clockwise seen from
     the front; ``uvs`` (T, 3, 2) float32 per-corner UVs (empty (T, 0, 2) when the mesh has none);
-    ``corner_normals`` (T, 3, 3) float32 world-space shading normals; ``material_index`` (T,) int32.
+    ``corner_normals`` (T, 3, 3) float32 world-space shading normals; ``material_index`` (T,) int32;
+    ``region`` (T,) bool: the triangles of the capture's edit region (None: the region is the whole object).
     """
 
     positions: np.ndarray
@@ -141,6 +143,7 @@ class MeshData:
     uvs: np.ndarray
     corner_normals: np.ndarray
     material_index: np.ndarray
+    region: np.ndarray | None = None
 
     @property
     def corners(self) -> np.ndarray:
@@ -164,12 +167,14 @@ class MeshData:
             uvs=self.uvs,
             corner_normals=self.corner_normals,
             material_index=self.material_index,
+            **({} if self.region is None else {"region": self.region}),
         )
 
     @classmethod
     def load(cls, path: Path) -> "MeshData":
         with np.load(path) as z:
-            return cls(**{k: z[k] for k in ("positions", "triangles", "uvs", "corner_normals", "material_index")})
+            fields = {k: z[k] for k in ("positions", "triangles", "uvs", "corner_normals", "material_index")}
+            return cls(**fields, region=z["region"].astype(bool) if "region" in z.files else None)
 
 
 @dataclass
