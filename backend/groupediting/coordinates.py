@@ -148,8 +148,8 @@ def rope_coordinates(
         recipe: the preset.
         layout: model sizes and canvas.
         flow_masks: N bool (H, W) canvas masks the contour flow is fitted on (the dilated edit masks, as the
-            release) and the fallback subject masks of Identity-RoPE.
-        geometry: optional N :class:`ViewGeometry` at the views' *input* sizes (exact flow, subject boxes).
+            release) and whose boxes Identity-RoPE takes.
+        geometry: optional N :class:`ViewGeometry` at the views' *input* sizes (exact flow).
         flow_sigma: masked-blur std in tokens for exact flow (default: the recipe's).
     """
     kinds: set[BranchCoordinates] = {recipe.main, recipe.vace} - {"grid"}
@@ -158,8 +158,9 @@ def rope_coordinates(
     grid = layout.grid
     offsets = None
     if recipe.identity:
-        subjects = [g.mask for g in geometry] if geometry is not None else list(flow_masks)
-        offsets = identity_offsets(subjects, layout.view_grids if geometry is not None else [grid] * layout.n)
+        # the box of what is edited (the job's masks: an edit region's, or the whole object's), as the paper boxes its
+        # segmented subject; canvas masks hold each view at the top left, so its token units are the view's too
+        offsets = identity_offsets(list(flow_masks), [grid] * layout.n)
     if recipe.flow == "positions" and geometry is not None:
         sigma = recipe.flow_sigma if flow_sigma is None else float(flow_sigma)
         fields = exact_chain_displacements(geometry, layout.view_grids, sigma=sigma, offsets=offsets)

@@ -125,3 +125,15 @@ def test_geometry_token_coordinates():
     assert g.shape == (4 * 37 * 37, 3) and g[:, 0].max() == 3 and g[:, 1].max() == 32
     assert np.array_equal(np.unique(g[:, 0]), [0, 1, 2, 3])
     assert np.array_equal(g[:37, 2], np.round(np.linspace(0, 32, 37)))
+
+
+def test_identity_rope_boxes_what_is_edited():
+    """Identity-RoPE takes each view's box from the job's masks (an edit region's where the capture has one), not
+    from the whole subject the position pass shows: the anchor view's coordinates are the grid minus its box corner."""
+    layout = GroupLayout(((64, 64),) * 2, (64, 64))  # 4 x 4 tokens
+    region = [np.zeros((64, 64), bool) for _ in range(2)]
+    for m in region:
+        m[32:, 16:] = True  # the lower right: box corner at token (2, 1)
+    coords = rope_coordinates(RECIPES["paper"], layout, region, plane_geometry(2)).main.reshape(2, 4, 4, 3)
+    grid = np.stack(np.meshgrid(np.arange(4.0), np.arange(4.0), indexing="ij"), -1)
+    assert np.array_equal(coords[1, ..., 1:], grid - np.array([2.0, 1.0]))
