@@ -282,6 +282,8 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
     bake_viewset(views, out / "textures" / "texture.png", obj_name, args.texture_size, fmt, args.edited,
                  not args.keep_lighting, apply=True)
     record: dict[str, object] = {"instruction": args.instruction, "views": str(views), "edit": status.result}
+    if getattr(args, "region", None):
+        record["region"] = args.region
     if args.verify:
         import bpy
 

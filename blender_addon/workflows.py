@@ -163,8 +163,11 @@ def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, s
 
     t0 = time.perf_counter()
     rendered = render_views(obj, vs)
+    regional = all("region" in v.files for v in vs.views)
+    outside = ([vs.load(v, "colour") for v in vs.views], [vs.load(v, "region") for v in vs.views]) if regional else None
     report, errors = closed_loop([v.name for v in vs.views], load_edited(vs, edited), rendered,
-                                 [vs.load(v, "mask") for v in vs.views], [vs.load(v, "position") for v in vs.views])
+                                 [vs.load(v, "mask") for v in vs.views], [vs.load(v, "position") for v in vs.views],
+                                 outside)
     out.mkdir(parents=True, exist_ok=True)
     for v, image, error in zip(vs.views, rendered, errors):
         write_png(out / f"{v.name}_render.png", image)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.errors import MissingUVError, NotAMeshError, ObjectNotFoundError
 from ..core.format.viewset import MeshData
+from .names import REGION_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +290,6 @@ def mesh_data(obj: Any, uv_map: str | None, depsgraph: Any | None = None) -> Mes
         region=region,
     )
 
-
-#: The face attribute that marks a capture's edit region (:mod:`.capture.region`) while it runs.
-REGION_ATTRIBUTE = "groupedit_region"
 
 
 def _triangle_region(mesh: Any) -> np.ndarray | None:

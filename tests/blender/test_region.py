@@ -202,3 +202,42 @@ def test_a_region_whose_texels_all_belong_to_the_rest_too_is_an_error(empty_scen
     vs, edited = _edit_everywhere(obj, "faces", tmp_path)
     with pytest.raises(RestyleShortfallError, match="shares its texels with the rest.*--unwrap"):
         _bake(obj, vs, edited)
+
+
+@pytest.mark.slow
+def test_run_with_a_material_region_restyles_that_material_only(empty_scene, tmp_path):
+    """``groupedit run --region material:Jacket``: the Jacket's texture takes the edit, the Trousers keep their
+    material, and the closed loop shows the rest of the object as it was."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from tests.corpus import _sphere, _textured
+
+    obj = _sphere()
+    _textured(obj, "Jacket", 128, 1)
+    _textured(obj, "Trousers", 128, 2)
+    for poly in obj.data.polygons:
+        poly.material_index = int(poly.center.z < 0)
+    obj.name = "Figure"
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "figure.blend"), copy=True)
+    exe = Path(sys.executable).with_name("groupedit")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "blender_addon.cli"]
+    r = subprocess.run(cmd + ["run", str(tmp_path / "figure.blend"), "--region", "material:Jacket", "--instruction",
+                              "make it red", "--views", "4", "--view-size", "96", "--samples", "4", "--out",
+                              str(tmp_path / "out")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "changed inside the region, 0 outside" in r.stdout
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["region"] == "material:Jacket"
+    assert record["closed_loop"]["outside_psnr_db"] > 35.0, record["closed_loop"]
+    script = textwrap.dedent(f"""
+        import bpy, json
+        bpy.ops.wm.open_mainfile(filepath={str(tmp_path / "out" / "figure_restyled.blend")!r})
+        print("RESULT", json.dumps([s.material.name for s in bpy.data.objects["Figure"].material_slots]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    slots = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[7:])
+    assert slots[0] != "Jacket" and slots[1] == "Trousers", slots

@@ -25,6 +25,7 @@ from ...core.bake.restyle import TextureBake, TextureTarget
 from ..capture.data_materials import find_bsdf
 from ..mesh import image_uv_map, mesh_data, reads_uv_as_is
 from .textures import image_pixels
+from ..names import RESTYLED_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def _restyled_material(obj: Any, source: Any | None, image: Any, uv_map: str | N
             bsdf = find_bsdf(mat.node_tree)
             if bsdf is not None and "Base Color" in bsdf.inputs:
                 bsdf.inputs["Base Color"].default_value = tuple(source.diffuse_color)
-    mat.name = f"{source.name if source is not None else obj.name}_GroupEdit"
+    mat.name = f"{source.name if source is not None else obj.name}{RESTYLED_SUFFIX}"
     tree = mat.node_tree
     bsdf = find_bsdf(tree)
     if bsdf is None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ...core.capture.region import RegionSpec
 from ...core.errors import InvalidInputError
-from ..mesh import REGION_ATTRIBUTE
+from ..names import REGION_ATTRIBUTE, RESTYLED_SUFFIX
 from .scene_changes import SceneChanges
 
 REGION_AOV = "groupedit_region"
@@ -32,7 +32,8 @@ def region_faces(obj: Any, spec: RegionSpec) -> np.ndarray:
         inside = np.zeros(n, bool)
         mesh.polygons.foreach_get("select", inside)
     elif spec.kind == "material":
-        slots = [s.material.name if s.material else "" for s in obj.material_slots]
+        # a slot holding a restyled copy (an earlier edit's) counts as its original's
+        slots = [s.material.name.removesuffix(RESTYLED_SUFFIX) if s.material else "" for s in obj.material_slots]
         missing = [name for name in spec.names if name not in slots]
         if missing:
             raise InvalidInputError(f"{obj.name!r} has no material slot with {', '.join(map(repr, missing))}; its "

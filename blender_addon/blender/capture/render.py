@@ -521,6 +521,7 @@ def render_views(obj: Any, vs: ViewSet, pass_name: str = "colour", scene: Any | 
     settings = CaptureSettings(**{k: v for k, v in (vs.capture or {}).items() if k in known})
     settings.background = tuple(settings.background)  # JSON gives a list
     settings.lighting = "STUDIO" if (vs.capture or {}).get("lighting_used") == "studio" else "SCENE"
+    settings.region = None  # a re-render shows the whole object
     size = vs.views[0].camera.intrinsics
     mesh = vs.mesh()  # the capture's evaluated mesh: the restyle changed materials, not geometry
     changes = SceneChanges()

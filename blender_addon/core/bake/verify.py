@@ -43,6 +43,9 @@ class LoopReport:
     #: showing the place (what no texture can show: a highlight painted into one view, views that disagree);
     #: the rest is shared by the views (what a better bake could still fix). NaN without positions.
     view_dependent_share: float = math.nan
+    #: With an edit region: the re-render against the capture's own colour on the object's pixels outside the region
+    #: (the rest of the object, which the restyle must leave as it was). NaN without a region.
+    outside_psnr_db: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +56,9 @@ class LoopReport:
                for v in self.views]
         out.append(f"closed loop (restyled asset re-rendered vs edited views): {self.psnr_db:.1f} dB overall, "
                    f"worst {self.worst_view}")
+        if not math.isnan(self.outside_psnr_db):
+            out.append(f"outside the edit region: {self.outside_psnr_db:.1f} dB against the capture (the rest as it "
+                       "was)")
         if not math.isnan(self.view_dependent_share):
             out.append(f"{self.view_dependent_share:.0%} of that error differs between the views showing the same "
                        "place (view-dependent: no texture can show it)")
@@ -89,12 +95,15 @@ def view_dependent_share(errors: list[np.ndarray], positions: list[np.ndarray], 
 
 
 def closed_loop(names: list[str], edited: list[np.ndarray], rendered: list[np.ndarray], masks: list[np.ndarray],
-                positions: list[np.ndarray] | None = None) -> tuple[LoopReport, list[np.ndarray]]:
+                positions: list[np.ndarray] | None = None,
+                outside: tuple[list[np.ndarray], list[np.ndarray]] | None = None) -> tuple[LoopReport, list[np.ndarray]]:
     """Compare edited views with re-renders of the restyled asset: the report and N uint8 error images
     (``|edited - rendered|`` times :data:`ERROR_GAIN`, black off the object).
 
     ``edited`` / ``rendered``: N uint8 sRGB (H, W, 3) of the same sizes; ``masks``: N bool (H, W) object pixels;
-    ``positions``: N float (H, W, 3) world positions of the pixels, for the view-dependent share of the error.
+    ``positions``: N float (H, W, 3) world positions of the pixels, for the view-dependent share of the error;
+    ``outside``: (the capture's colour views, the edit region's masks) for a capture with a region: the re-render
+    against the capture on the object's pixels outside the region.
     """
     if not (len(names) == len(edited) == len(rendered) == len(masks)):
         raise InvalidInputError("the closed loop needs one edited view, one render and one mask per view")
@@ -112,6 +121,12 @@ def closed_loop(names: list[str], edited: list[np.ndarray], rendered: list[np.nd
     mse = squared / max(count, 1)
     report.psnr_db = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
     report.worst_view = min(report.views, key=lambda v: v.psnr_db).name if report.views else ""
+    if outside is not None:
+        before, regions = outside
+        rest = [m & ~r for m, r in zip(masks, regions)]
+        if any(r.any() for r in rest):
+            x, y = (np.concatenate([im[..., :3][r] for im, r in zip(images, rest)]) for images in (before, rendered))
+            report.outside_psnr_db = psnr(x, y, np.ones(len(x), bool))
     if positions is not None:
         signed = [e[..., :3].astype(np.float32) - r[..., :3].astype(np.float32) for e, r in zip(edited, rendered)]
         report.view_dependent_share = view_dependent_share(signed, positions, masks)
