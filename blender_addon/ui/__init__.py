@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import edit_operators, operators, panels, preferences, properties, texture_operators
+from . import edit_operators, operators, panels, preferences, properties, region_overlay, texture_operators
 
-_MODULES = (preferences, properties, operators, edit_operators, texture_operators, panels)
+_MODULES = (preferences, properties, operators, region_overlay, edit_operators, texture_operators, panels)
 
 
 def register() -> None:

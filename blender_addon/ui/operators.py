@@ -19,7 +19,7 @@ from .modal import redraw, reports_errors, start_modal, stop_modal
 
 
 def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
-    """A new folder for one capture: ``<output>/<object>_<date-time>``.
+    """A new folder for one capture: ``<output>/<object>_<date-time>`` (``-2``, ``-3``... within one second).
 
     ``<output>`` is the panel's folder, else the preferences' folder, else ``groupedit`` next to the
     saved .blend, else the extension's user folder.
@@ -37,13 +37,19 @@ def capture_folder(context: bpy.types.Context, obj: Any) -> Path:
         except ValueError:  # loaded as a legacy add-on, not as an extension
             root = Path(bpy.utils.user_resource("DATAFILES", path="groupedit/captures", create=True))
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", obj.name).strip("._") or "object"
-    return root / f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = root / f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 2
+    while folder.exists():  # two captures within one second
+        folder = folder.with_name(f"{safe}_{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    return folder
 
 
 def _settings(context: bpy.types.Context) -> CaptureSettings:
     s = context.scene.groupedit
+    region = s.region_spec()
     return CaptureSettings(view_size=s.view_size, samples=s.samples, lighting=s.lighting, add_uv=s.add_uv,
-                           uv_map=s.uv_map or None)
+                           uv_map=s.uv_map or None, region=None if region.whole_object else str(region))
 
 
 def _show_result(context: bpy.types.Context, vs: ViewSet) -> None:

@@ -15,6 +15,27 @@ class _GroupEditTab:
     bl_category = "GroupEdit"
 
 
+def _draw_region(layout: bpy.types.UILayout, s: bpy.types.PropertyGroup, obj: bpy.types.Object | None) -> None:
+    """The edit region: what kind, what it names (materials of the object's slots, one of its vertex groups), and
+    the viewport overlay that shows it."""
+    from .region_overlay import showing
+
+    col = layout.column(align=True)
+    row = col.row(align=True)
+    row.prop(s, "region_kind")
+    row.operator("groupedit.show_region", text="", icon="HIDE_OFF" if showing() else "HIDE_ON", depress=showing())
+    if s.region_kind == "MATERIAL":
+        col.prop(s, "region_materials")
+        if obj is not None:
+            names = [m.name for m in getattr(obj.data, "materials", ()) if m is not None]
+            col.label(text="Slots: " + (", ".join(names) or "none"))
+    elif s.region_kind == "VGROUP" and obj is not None:
+        col.prop_search(s, "region_vgroup", obj, "vertex_groups", text="Vertex group")
+        col.prop(s, "region_threshold")
+    elif s.region_kind == "FACES":
+        col.label(text="The faces selected in Edit Mode", icon="FACESEL")
+
+
 class GROUPEDIT_PT_capture(_GroupEditTab, bpy.types.Panel):
     bl_label = "Capture"
     bl_idname = "GROUPEDIT_PT_capture"
@@ -47,6 +68,7 @@ class GROUPEDIT_PT_capture(_GroupEditTab, bpy.types.Panel):
             row = layout.row(align=True)
             row.prop_search(s, "uv_map", obj.data, "uv_layers", text="UV map")
             row.operator("groupedit.add_uv_map", text="", icon="UV")
+        _draw_region(layout, s, obj)
         layout.prop(s, "output_dir")
         if s.running:
             layout.progress(factor=s.progress, type="BAR", text=s.status)

@@ -8,6 +8,7 @@ from ..core.capture.settings import CaptureSettings
 from ..core.errors import InvalidInputError
 from ..core.options import property_kwargs
 from ..core.bake.restyle import TEXTURE_SIZES
+from ..core.capture.region import DEFAULT_THRESHOLD, RegionSpec
 from ..core.capture.rigs import PRESETS, RigSpec
 
 
@@ -16,6 +17,12 @@ def _parse_numbers(text: str, kind: type, what: str) -> list:
         return [kind(x) for x in text.replace(";", ",").split(",") if x.strip()]
     except ValueError as exc:
         raise InvalidInputError(f"{what}: expected comma-separated numbers, got {text!r}") from exc
+
+
+def _region_changed(context: bpy.types.Context) -> None:
+    from .region_overlay import refresh
+
+    refresh(context)
 
 
 class GroupEditSettings(bpy.types.PropertyGroup):
@@ -48,6 +55,22 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     uv_map: bpy.props.StringProperty(  # type: ignore[valid-type]
         default="", **{k: v for k, v in property_kwargs(CaptureSettings, "uv_map", "UV map").items() if k != "default"})
     output_dir: bpy.props.StringProperty(name="Output", subtype="DIR_PATH", default="")  # type: ignore[valid-type]
+    # the edit region (core/capture/region.py): which part of the object the edit may change
+    region_kind: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Edit region", default="OBJECT", update=lambda self, context: _region_changed(context),
+        items=[("OBJECT", "Whole object", "The edit may change the whole object"),
+               ("FACES", "Selected faces", "The faces selected in Edit Mode"),
+               ("MATERIAL", "Materials", "The faces of one or more material slots"),
+               ("VGROUP", "Vertex group", "The faces whose vertices all have at least the threshold's weight")])
+    region_materials: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Materials", default="", update=lambda self, context: _region_changed(context),
+        description="Names of the materials whose faces make the region, comma-separated")
+    region_vgroup: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Vertex group", default="", update=lambda self, context: _region_changed(context))
+    region_threshold: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Weight threshold", default=DEFAULT_THRESHOLD, min=0.0, max=1.0,
+        update=lambda self, context: _region_changed(context),
+        description="Least weight every vertex of a face needs for the face to be in the region")
 
     instruction: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Instruction", default="make it dark green", description="What to change, in words"
@@ -94,6 +117,15 @@ class GroupEditSettings(bpy.types.PropertyGroup):
             start_azimuth=self.start_azimuth, top=self.top, bottom=self.bottom, fov_deg=self.fov, margin=self.margin,
             disabled=_parse_numbers(self.skip, int, "Skip views"),
         )
+        spec.validate()
+        return spec
+
+    def region_spec(self) -> RegionSpec:
+        """The edit region the panel describes (checked: names what to fix)."""
+        spec = {"OBJECT": RegionSpec(), "FACES": RegionSpec("faces"),
+                "MATERIAL": RegionSpec("material", tuple(n.strip() for n in self.region_materials.split(",")
+                                                         if n.strip())),
+                "VGROUP": RegionSpec("vgroup", (self.region_vgroup,), self.region_threshold)}[self.region_kind]
         spec.validate()
         return spec
 

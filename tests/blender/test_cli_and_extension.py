@@ -114,7 +114,8 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
                 self.log = log
             def __getattr__(self, name):
                 def call(*args, **kwargs):
-                    self.log.append((name, args[0] if args else kwargs.get("text", "")))
+                    what = args[1] if name.startswith("prop") and len(args) > 1 else args[0] if args else ""
+                    self.log.append((name, what or kwargs.get("text", "")))
                     return Layout(self.log)
                 return call
         panels = sys.modules[mod + ".ui.panels"]
@@ -125,6 +126,17 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
                 log = []
                 cls.draw(type("Panel", (), {{"layout": Layout(log)}})(), bpy.context)
                 drawn[cls.__name__ + ("+warning" if uv_warning else "")] = [a for kind, a in log if kind == "operator"]
+        # the edit region: its controls, its overlay (a draw handler: the scene is not changed) and a capture of it
+        s.region_kind, s.region_materials = "MATERIAL", obj.material_slots[0].material.name
+        log = []
+        panels.GROUPEDIT_PT_capture.draw(type("Panel", (), {{"layout": Layout(log)}})(), bpy.context)
+        drawn["region"] = [a for kind, a in log if kind in ("operator", "prop")]
+        assert bpy.ops.groupedit.show_region() == {{"FINISHED"}}
+        overlay = sys.modules[mod + ".ui.region_overlay"]
+        drawn["overlay"] = [overlay.showing(), len(overlay._state["triangles"]), len(obj.data.polygons)]
+        assert bpy.ops.groupedit.show_region() == {{"FINISHED"}} and not overlay.showing()
+        assert bpy.ops.groupedit.capture_views() == {{"FINISHED"}}
+        drawn["region_capture"] = json.load(open(s.last_folder + "/manifest.json"))["capture"]["region"]
         print("DRAWN", json.dumps(drawn))
         handler = sys.modules[mod + ".cli"].blender_command
         code = handler(["capture", "--rig", "orbit", "--views", "2", "--view-size", "64", "--samples", "1",
@@ -144,6 +156,10 @@ def test_extension_installs_enables_and_captures(tmp_path, extension_zip):
     assert "groupedit.apply_texture" in drawn["GROUPEDIT_PT_texture"]
     assert "groupedit.add_uv_map" not in drawn["GROUPEDIT_PT_texture"]
     assert "groupedit.add_uv_map" in drawn["GROUPEDIT_PT_texture+warning"]
+    assert {"region_kind", "region_materials", "groupedit.show_region"} <= set(drawn["region"])
+    showing, corners, faces = drawn["overlay"]
+    assert showing and corners >= 3 * faces  # every face of the one material, as triangles
+    assert drawn["region_capture"].startswith("material:")
     assert (tmp_path / "user" / "extensions" / "user_default" / "groupedit" / "blender_manifest.toml").is_file()
 
 

@@ -32,6 +32,17 @@ class RegionSpec:
     def whole_object(self) -> bool:
         return self.kind == "object"
 
+    def validate(self) -> None:
+        """Raise :class:`InvalidInputError` naming what to fix: an unknown kind, no names, a threshold outside 0..1."""
+        if self.kind not in REGION_KINDS:
+            raise InvalidInputError(f"unknown region kind {self.kind!r}; choose one of: {', '.join(REGION_KINDS)}")
+        if self.kind == "material" and not (self.names and all(n.strip() for n in self.names)):
+            raise InvalidInputError("a material region needs the names of its materials (material:NAME[,NAME])")
+        if self.kind == "vgroup" and not (len(self.names) == 1 and self.names[0].strip()):
+            raise InvalidInputError("a vertex-group region needs the group's name (vgroup:NAME[:THRESH])")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InvalidInputError(f"region {self}: the weight threshold must be between 0 and 1")
+
     @classmethod
     def parse(cls, text: str | None) -> "RegionSpec":
         """The region written as ``text`` (None or empty: the whole object); :class:`InvalidInputError` names what
@@ -54,9 +65,9 @@ class RegionSpec:
                     name, threshold = head, float(tail)
                 except ValueError:
                     pass
-            if not 0.0 <= threshold <= 1.0:
-                raise InvalidInputError(f"region {text!r}: the weight threshold must be between 0 and 1")
-            return cls("vgroup", (name,), threshold)
+            spec = cls("vgroup", (name,), threshold)
+            spec.validate()
+            return spec
         raise InvalidInputError(f"region {text!r} is not one of: {REGION_SYNTAX} (or leave it out for the whole "
                                 "object)")
 
