@@ -157,7 +157,11 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     bake.add_argument("--export", type=Path, help="with --apply: export the restyled object to this .glb")
     run = sub.add_parser("run", help="capture, edit and bake an asset in one go")
     run.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
-    run.add_argument("--instruction", required=True, help='what to change, e.g. "make it dark green"')
+    run.add_argument("--instruction", help='what to change, e.g. "make it dark green" (or --edit)')
+    run.add_argument("--edit", action="append", default=[], metavar="REGION=INSTRUCTION", dest="edits",
+                     help='one edit of one region, repeatable, applied in turn (each captured again, edited, baked '
+                          'and applied), e.g. --edit "material:Jacket=red leather" --edit "material:Trousers=dark '
+                          'denim"; regions as --region')
     run.add_argument("--description", help=DESCRIPTION_HELP)
     run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=OPTION_HELP)
     run.add_argument("--server", help="edit server URL (default: start a local one for this run)")
@@ -246,51 +250,60 @@ def cmd_bake(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_edits(args: argparse.Namespace) -> list[tuple[str | None, str]]:
+    """The run's edits, in order: ``(region, instruction)`` from each ``--edit REGION=INSTRUCTION``, or the one
+    ``--instruction`` (on ``--region``, if given)."""
+    from .core.capture.region import RegionSpec
+
+    if args.edits and args.instruction:
+        raise InvalidInputError("give either --instruction (with --region) or --edit REGION=INSTRUCTION, not both")
+    if not args.edits:
+        if not args.instruction:
+            raise InvalidInputError('say what to change: --instruction "make it dark green" (or --edit '
+                                    'REGION=INSTRUCTION)')
+        return [(args.region, args.instruction)]
+    edits = []
+    for item in args.edits:
+        region, sep, instruction = item.partition("=")
+        if not sep or not instruction.strip():
+            raise InvalidInputError(f'--edit {item!r}: write REGION=INSTRUCTION, e.g. --edit "material:Jacket=red '
+                                    'leather"')
+        spec = RegionSpec.parse(region)
+        edits.append((None if spec.whole_object else str(spec), instruction.strip()))
+    return edits
+
+
 def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
     """capture -> edit -> bake -> apply -> closed loop -> .blend + .glb into ``out``, and ``out/run.json``
-    (what was done and the closed loop's numbers); returns the ViewSet folder."""
+    (what was done and the closed loop's numbers); returns the (last) ViewSet folder.
+
+    With several edits (``--edit``), each one in turn: its own capture (``views_1``, ``views_2``, ...) of the object
+    as the earlier edits left it, its edit, bake and apply; ``run.json`` lists them under ``edits``."""
     from .blender.loading import open_input
     from .blender.mesh import find_object
 
-    views = out / "views"
-    cap = argparse.Namespace(**vars(args))
-    cap.out = views
-    rig_from_args(cap)  # a bad setting fails here, before a server is started
+    edits = run_edits(args)
+    rig_from_args(args)  # a bad setting fails here, before a server is started
     server = None
     url = args.server
     if url is None:
         server, url, command = _local_server(out / "server", args.editor)
         print(f"starting the edit server at {url}", flush=True)
         server.start(command, url)
+    records: list[dict[str, object]] = []
     try:
         if args.input is not None:
             open_input(args.input)
-            cap.input = None
-        cmd_capture(cap)
-        status = edit_viewset(views, args.instruction, url, args.token, args.timeout, description=args.description,
-                              options=parse_options(args.option))
-        print(status.message, flush=True)
-        if status.state == "cancelled":
-            raise CaptureCancelled(f"the edit was cancelled: {status.message}")
-        if status.state != "done":
-            raise ServerRequestError(f"the edit {status.state}: {status.message}", "failed")
+        for n, (region, instruction) in enumerate(edits, start=1):
+            views = out / ("views" if len(edits) == 1 else f"views_{n}")
+            if len(edits) > 1:
+                print(f"edit {n}/{len(edits)}: {instruction!r} on {region or 'the whole object'}", flush=True)
+            records.append(_run_one(args, views, region, instruction, url))
     finally:
         if server is not None:
             server.stop()
     obj_name = find_object(args.object).name
-    fmt = args.format or "png8"
-    bake_viewset(views, out / "textures" / "texture.png", obj_name, args.texture_size, fmt, args.edited,
-                 not args.keep_lighting, apply=True)
-    record: dict[str, object] = {"instruction": args.instruction, "views": str(views), "edit": status.result}
-    if getattr(args, "region", None):
-        record["region"] = args.region
-    if args.verify:
-        import bpy
-
-        from .core.format.viewset import ViewSet
-
-        report = verify_restyle(ViewSet.read(views), bpy.context.scene.objects[obj_name], out / "verify", args.edited)
-        record["closed_loop"] = report.to_dict()
+    record: dict[str, object] = records[0] if len(records) == 1 else {"edits": records}
     (out / "run.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     stem = (args.input.stem if args.input is not None else obj_name) + "_restyled"
     for path in (out / f"{stem}.blend", out / f"{stem}.glb"):
@@ -298,6 +311,39 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
             path.unlink()
     save_outputs(out / f"{stem}.blend", out / f"{stem}.glb", obj_name)
     return views
+
+
+def _run_one(args: argparse.Namespace, views: Path, region: str | None, instruction: str, url: str
+             ) -> dict[str, object]:
+    """One edit of a run: capture (the open scene) into ``views`` with ``region``, edit, bake and apply, verify."""
+    from .blender.mesh import find_object
+
+    cap = argparse.Namespace(**vars(args))
+    cap.out, cap.input, cap.region = views, None, region
+    cmd_capture(cap)
+    status = edit_viewset(views, instruction, url, args.token, args.timeout, description=args.description,
+                          options=parse_options(args.option))
+    print(status.message, flush=True)
+    if status.state == "cancelled":
+        raise CaptureCancelled(f"the edit was cancelled: {status.message}")
+    if status.state != "done":
+        raise ServerRequestError(f"the edit {status.state}: {status.message}", "failed")
+    obj_name = find_object(args.object).name
+    fmt = args.format or "png8"
+    bake_viewset(views, views.parent / "textures" / f"{views.name}.png", obj_name, args.texture_size, fmt,
+                 args.edited, not args.keep_lighting, apply=True)
+    record: dict[str, object] = {"instruction": instruction, "views": str(views), "edit": status.result}
+    if region:
+        record["region"] = region
+    if args.verify:
+        import bpy
+
+        from .core.format.viewset import ViewSet
+
+        report = verify_restyle(ViewSet.read(views), bpy.context.scene.objects[obj_name], views.parent /
+                                ("verify" if views.name == "views" else f"verify_{views.name}"), args.edited)
+        record["closed_loop"] = report.to_dict()
+    return record
 
 
 def cmd_run(args: argparse.Namespace) -> int:

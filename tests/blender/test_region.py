@@ -204,16 +204,9 @@ def test_a_region_whose_texels_all_belong_to_the_rest_too_is_an_error(empty_scen
         _bake(obj, vs, edited)
 
 
-@pytest.mark.slow
-def test_run_with_a_material_region_restyles_that_material_only(empty_scene, tmp_path):
-    """``groupedit run --region material:Jacket``: the Jacket's texture takes the edit, the Trousers keep their
-    material, and the closed loop shows the rest of the object as it was."""
-    import json
-    import subprocess
-    import sys
-    import textwrap
-    from pathlib import Path
-
+def _figure(tmp_path):
+    """A .blend with one object, "Figure": a sphere whose upper half is textured material "Jacket", lower half
+    "Trousers"."""
     from tests.corpus import _sphere, _textured
 
     obj = _sphere()
@@ -222,22 +215,79 @@ def test_run_with_a_material_region_restyles_that_material_only(empty_scene, tmp
     for poly in obj.data.polygons:
         poly.material_index = int(poly.center.z < 0)
     obj.name = "Figure"
-    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "figure.blend"), copy=True)
+    path = tmp_path / "figure.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+    return path
+
+
+def _groupedit(*args, cwd):
+    import subprocess
+    import sys
+    from pathlib import Path
+
     exe = Path(sys.executable).with_name("groupedit")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "blender_addon.cli"]
-    r = subprocess.run(cmd + ["run", str(tmp_path / "figure.blend"), "--region", "material:Jacket", "--instruction",
-                              "make it red", "--views", "4", "--view-size", "96", "--samples", "4", "--out",
-                              str(tmp_path / "out")], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def _slots(blend):
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import bpy, json
+        bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
+        print("RESULT", json.dumps([s.material.name for s in bpy.data.objects["Figure"].material_slots]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[7:])
+
+
+SMALL_RUN = ("--views", "4", "--view-size", "96", "--samples", "4")
+
+
+@pytest.mark.slow
+def test_run_with_a_material_region_restyles_that_material_only(empty_scene, tmp_path):
+    """``groupedit run --region material:Jacket``: the Jacket's texture takes the edit, the Trousers keep their
+    material, and the closed loop shows the rest of the object as it was."""
+    import json
+
+    r = _groupedit("run", str(_figure(tmp_path)), "--region", "material:Jacket", "--instruction", "make it red",
+                   *SMALL_RUN, "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "changed inside the region, 0 outside" in r.stdout
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["region"] == "material:Jacket"
     assert record["closed_loop"]["outside_psnr_db"] > 35.0, record["closed_loop"]
-    script = textwrap.dedent(f"""
-        import bpy, json
-        bpy.ops.wm.open_mainfile(filepath={str(tmp_path / "out" / "figure_restyled.blend")!r})
-        print("RESULT", json.dumps([s.material.name for s in bpy.data.objects["Figure"].material_slots]))
-    """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    slots = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT"))[7:])
+    slots = _slots(tmp_path / "out" / "figure_restyled.blend")
     assert slots[0] != "Jacket" and slots[1] == "Trousers", slots
+
+
+@pytest.mark.slow
+def test_run_with_several_regions_edits_each_in_turn(empty_scene, tmp_path):
+    """Two edits, one per region, in one run: each captured, edited, baked and applied in turn; both materials end
+    up restyled, each edit's closed loop keeps the rest as it was."""
+    import json
+
+    r = _groupedit("run", str(_figure(tmp_path)), "--edit", "material:Jacket=make it red", "--edit",
+                   "material:Trousers=make it blue", *SMALL_RUN, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "edit 2/2: 'make it blue' on material:Trousers" in r.stdout
+    edits = json.loads((tmp_path / "out" / "run.json").read_text())["edits"]
+    assert [e["region"] for e in edits] == ["material:Jacket", "material:Trousers"]
+    assert all(e["closed_loop"]["outside_psnr_db"] > 35.0 for e in edits), edits
+    assert (tmp_path / "out" / "views_1" / "manifest.json").is_file()
+    slots = _slots(tmp_path / "out" / "figure_restyled.blend")
+    assert slots[0].startswith("Jacket_GroupEdit") and slots[1].startswith("Trousers_GroupEdit"), slots
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--instruction", "red", "--edit", "faces=red"), "either --instruction"),
+    (("--edit", "material:Jacket"), "write REGION=INSTRUCTION"),
+    ((), "say what to change"),
+])
+def test_run_edits_are_checked_before_anything_runs(tmp_path, args, message):
+    r = _groupedit("run", str(tmp_path / "missing.blend"), *args, "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
