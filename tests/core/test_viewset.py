@@ -105,6 +105,9 @@ def test_bad_manifests(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(d))
     with pytest.raises(ViewSetFormatError, match="version 99"):
         ViewSet.read(tmp_path)
+    d["version"] = 1  # before edit regions: read as a capture of the whole object
+    (tmp_path / "manifest.json").write_text(json.dumps(d))
+    assert ViewSet.read(tmp_path).mesh().region is None
 
 
 def test_files_outside_the_viewset_are_refused(tmp_path):

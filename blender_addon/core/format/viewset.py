@@ -34,7 +34,11 @@ from ..errors import ViewSetFormatError
 from .images import read_png, write_png
 
 FORMAT = "groupedit.viewset"
-VERSION = 1
+#: The version a capture writes. 2 added the edit region (the ``region`` pass, ``mesh.npz`` ``region``) and
+#: ``metal_edge``: a reader that does not know the region must refuse such a ViewSet rather than edit all of it.
+VERSION = 2
+#: Versions this reader reads (a version 1 ViewSet has no region: the whole object).
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 MESH_FILE = "mesh.npz"
 
@@ -229,9 +233,10 @@ class ViewSet:
             raise ViewSetFormatError(f"{path} is not valid JSON: {exc}") from exc
         if d.get("format") != FORMAT:
             raise ViewSetFormatError(f"{path} is not a GroupEdit ViewSet manifest (format {d.get('format')!r})")
-        if d.get("version") != VERSION:
+        if d.get("version") not in READABLE_VERSIONS:
             raise ViewSetFormatError(
-                f"{path} has ViewSet version {d.get('version')}; this version of GroupEdit reads version {VERSION}"
+                f"{path} has ViewSet version {d.get('version')}; this version of GroupEdit reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}: update GroupEdit, or capture again"
             )
         try:
             return cls(
