@@ -129,6 +129,8 @@ class GROUPEDIT_PT_texture(_GroupEditTab, bpy.types.Panel):
         layout.operator("groupedit.switch_materials", icon="MATERIAL")
         if s.loop_status:  # the restyled object re-rendered from the capture's cameras vs the edited views
             layout.label(text=s.loop_status, icon="CHECKMARK")
+        if s.region_status:  # the last bake of an edit region: texels changed inside and outside it
+            layout.label(text=s.region_status, icon="FACESEL")
         if s.uv_warning:  # the last bake found texels shared by two surface places
             box = layout.box()
             box.label(text="Overlapping or mirrored UV islands:", icon="ERROR")

@@ -86,6 +86,8 @@ class GroupEditSettings(bpy.types.PropertyGroup):
     edit_status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
     #: the last Apply to texture's closed loop (restyled object re-rendered vs the edited views)
     loop_status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
+    #: the last Apply to texture's edit-region report (texels changed inside and outside the region)
+    region_status: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
     #: the last Apply to texture's UV layout warning (overlapping or mirrored islands), shown with the unwrap button
     uv_warning: bpy.props.StringProperty(default="")  # type: ignore[valid-type]
 

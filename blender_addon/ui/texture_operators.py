@@ -65,9 +65,14 @@ class GROUPEDIT_OT_apply_texture(bpy.types.Operator):
         s.uv_warning = "; ".join(warnings)
         for warning in warnings:
             self.report({"WARNING"}, warning)
-        regions = [f"{tb.target.name}: {tb.region.message()}" for tb in bakes if tb.region is not None]
-        for line in regions:
-            self.report({"INFO"}, line)
+        regions = [tb.region for tb in bakes if tb.region is not None]
+        s.region_status = "" if not regions else (
+            f"Region: {sum(r.changed_inside for r in regions)} texels changed inside, "
+            f"{sum(r.changed_outside for r in regions)} outside"
+            + (f", {sum(r.shared for r in regions)} shared kept" if any(r.shared for r in regions) else ""))
+        for tb in bakes:
+            if tb.region is not None:
+                self.report({"INFO"}, f"{tb.target.name}: {tb.region.message()}")
         self.report({"INFO"}, f"applied {len(applied.images)} texture(s) to {obj.name}")
         return {"FINISHED"}
 
