@@ -190,9 +190,20 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
             restyled = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
             assert bpy.ops.groupedit.switch_materials() == {{"FINISHED"}}
             switched = bpy.context.scene.objects["Avocado"].material_slots[0].material.name
+            no_region = s.region_status
+            # again on an edit region: the upper faces only
+            obj = bpy.context.scene.objects["Avocado"]
+            top = sum(v.co.z for v in obj.data.vertices) / len(obj.data.vertices)
+            for poly in obj.data.polygons:
+                poly.select = poly.center.z > top
+            s.region_kind = "FACES"
+            assert bpy.ops.groupedit.capture_views() == {{"FINISHED"}}
+            assert bpy.ops.groupedit.edit_views() == {{"FINISHED"}}, s.edit_status
+            assert bpy.ops.groupedit.apply_texture() == {{"FINISHED"}}
             print("RESULT", json.dumps({{"folder": s.last_folder, "status": s.edit_status, "original": original,
                                          "restyled": restyled, "switched": switched, "uv_warning": s.uv_warning,
-                                         "loop": s.loop_status}}))
+                                         "loop": s.loop_status, "no_region": no_region,
+                                         "region": s.region_status}}))
             prefs.server_url = "http://127.0.0.1:9"  # nothing listens there
             try:
                 bpy.ops.groupedit.edit_views()
@@ -213,6 +224,8 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
         assert result["restyled"] == result["original"] + "_GroupEdit" and result["switched"] == result["original"]
         assert result["uv_warning"] == ""  # the avocado's islands do not overlap
         assert result["loop"].startswith("Closed loop: ") and " dB " in result["loop"]
+        assert result["no_region"] == "" and result["region"].startswith("Region: ")
+        assert " 0 outside" in result["region"] and not result["region"].startswith("Region: 0 texels"), result
         assert len(list((Path(result["folder"]) / "verify").glob("*_error.png"))) == 2
         dead = next(line for line in r.stdout.splitlines() if line.startswith("DEAD"))
         assert "backend not running" in dead
