@@ -8,9 +8,11 @@ Subcommands:
   edit --views DIR         send a ViewSet to the edit server, wait, download the edited views
   bake --views DIR --out F  bake the edited views into the object's texture(s), optionally apply and export
   run INPUT --instruction   capture, edit and bake in one go; writes textures, a .blend and a .glb
+  batch ASSET... --out DIR  restyle many assets; resumable; workers capture and bake while the server edits
 
 Exit codes: 0 success, 1 unexpected error, 2 bad arguments or input, 3 a file or folder problem,
-4 the edit server is unreachable or failed the job, 130 cancelled (see :mod:`.core.errors`).
+4 the edit server is unreachable or failed the job, 5 the bake could not carry the edit, 6 a batch
+finished with failed assets, 130 cancelled (see :mod:`.core.errors`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .core.capture.settings import CaptureSettings
-from .core.errors import CaptureCancelled, GroupEditError, InvalidInputError, ServerRequestError
+from .core.errors import (CaptureCancelled, GroupEditError, InvalidInputError, OutputNotWritableError,
+                          ServerRequestError)
 from .core.format.viewset import EDITED_DIR
 from .core.options import add_arguments, from_arguments
 from .core.bake.restyle import TEXTURE_SIZE_RANGE
@@ -123,6 +126,8 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
         help=".blend, .glb, .gltf, .fbx or .obj" + (" (default: the open file)" if inside_blender else ""),
     )
     _add_capture_args(cap)
+    cap.add_argument("--save-blend", type=Path, help="afterwards, save the scene as captured (an imported asset, a "
+                     "UV map the capture added) to this new .blend: bake from it (bake --input)")
     check = sub.add_parser("check", help="capture the unlit base colour, bake it back, compare with the texture")
     check.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
     check.add_argument("--object", help="object to check (default: the only, or largest, mesh)")
@@ -155,6 +160,10 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     bake.add_argument("--apply", action="store_true", help="hook the texture into copies of the object's materials")
     bake.add_argument("--save-blend", type=Path, help="with --apply: save the scene to this new .blend")
     bake.add_argument("--export", type=Path, help="with --apply: export the restyled object to this .glb")
+    bake.add_argument("--verify", action="store_true", help="with --apply: the closed loop (re-render the restyled "
+                      "object from the capture's cameras and compare with the edited views; images in <views>/verify)")
+    bake.add_argument("--report", type=Path, help="write what the bake did as JSON here (textures, edit-region "
+                      "counts, the closed loop with --verify)")
     run = sub.add_parser("run", help="capture, edit and bake an asset in one go")
     run.add_argument("input", nargs="?" if inside_blender else None, type=Path, help="asset or .blend")
     run.add_argument("--instruction", help='what to change, e.g. "make it dark green" (or --edit)')
@@ -173,6 +182,32 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
                           "comparing it with the edited views)")
     _add_capture_args(run)
     _add_bake_args(run)
+    batch = sub.add_parser("batch", help="restyle many assets: resumable, captures and bakes in parallel workers")
+    batch.add_argument("assets", nargs="*", help="asset files, folders (searched recursively) or globs")
+    batch.add_argument("--manifest", type=Path, help="JSONL file, one asset per line (docs/batch.md)")
+    batch.add_argument("--out", type=Path, required=True, help="batch folder: one subfolder per asset, report.json, "
+                       "index.html; run the same command again to resume")
+    batch.add_argument("--instruction", help="what to change (default for every asset)")
+    batch.add_argument("--description", help=DESCRIPTION_HELP)
+    batch.add_argument("--region", help="edit region for every asset (as capture --region)")
+    batch.add_argument("--object", help="object to restyle in each asset (default: the only, or largest, mesh)")
+    batch.add_argument("--seed", type=int, help="editor noise seed (editors that take one)")
+    add_arguments(batch, RigSpec, only=("kind", "count"), unset=True)
+    batch.add_argument("--view-size", type=int, help="capture image size (default as capture)")
+    batch.add_argument("--samples", type=int, help="capture samples (default as capture)")
+    batch.add_argument("--texture-size", type=int, help="bake texture size (default as bake)")
+    batch.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                       help="any other capture or bake setting for every asset, e.g. --set lighting=STUDIO")
+    batch.add_argument("--workers", type=int, default=1, help="Blender processes capturing and baking at once "
+                       "(default 1)")
+    batch.add_argument("--server", help="edit server URL (default: start a local one, data in OUT/server)")
+    batch.add_argument("--editor", default="classical", help="editor of the local server (default classical)")
+    batch.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
+    batch.add_argument("--timeout", type=float, default=3600.0, help="seconds one edit may take")
+    batch.add_argument("--retries", type=int, default=2, help="further tries of a stage that crashed or whose "
+                       "edit failed (default 2; bad input is not tried again)")
+    batch.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    batch.add_argument("--no-verify", dest="verify", action="store_false", help="skip the closed loop")
     demo = sub.add_parser("demo", help="capture, edit and bake a sample asset on a local server; write before/after")
     demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
     demo.add_argument("--views", type=int, default=8)
@@ -215,6 +250,13 @@ def cmd_capture(args: argparse.Namespace) -> int:
     print(f"captured {n} views of {obj.name!r} in {total:.1f} s ({total / n:.2f} s per view)")
     print(f"coverage: {vs.coverage:.1%} of the surface seen within 75 degrees")
     print(f"viewset: {vs.root}")
+    if getattr(args, "save_blend", None) is not None:
+        import bpy
+
+        if args.save_blend.exists():
+            raise OutputNotWritableError(f"{args.save_blend} exists: choose a new file name")
+        bpy.ops.wm.save_as_mainfile(filepath=str(args.save_blend.absolute()), copy=True)
+        print(f"scene as captured: {args.save_blend}")
     return 0
 
 
@@ -236,17 +278,29 @@ def _local_server(data_dir: Path, editor: str) -> tuple[LocalServer, str, str]:
 def cmd_bake(args: argparse.Namespace) -> int:
     from .blender.loading import open_input
 
-    if (args.save_blend or args.export) and not args.apply:
-        raise InvalidInputError("--save-blend and --export need --apply")
+    from .core.format.viewset import VERIFY_DIR, ViewSet
+
+    if (args.save_blend or args.export or args.verify) and not args.apply:
+        raise InvalidInputError("--save-blend, --export and --verify need --apply")
     if args.input is not None:
         open_input(args.input)
     files = bake_viewset(args.views, args.out, args.object, args.texture_size, args.format, args.edited,
-                            not args.keep_lighting, args.apply)
+                         not args.keep_lighting, args.apply)
     for f in files:
         print(f"texture: {f}")
+    record: dict[str, object] = {"textures": [str(f) for f in files]}
     if args.apply:
-        from .core.format.viewset import ViewSet
-        save_outputs(args.save_blend, args.export, args.object or ViewSet.read(args.views).object_name)
+        import bpy
+
+        vs = ViewSet.read(args.views)
+        obj_name = args.object or vs.object_name
+        if args.verify:
+            report = verify_restyle(vs, bpy.context.scene.objects[obj_name], vs.root / VERIFY_DIR, args.edited)
+            record["closed_loop"] = report.to_dict()
+        save_outputs(args.save_blend, args.export, obj_name)
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return 0
 
 
@@ -415,8 +469,88 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 130 if st.state == "cancelled" else 4
 
 
+def _worker_command(inside_blender: bool) -> list[str]:
+    """How a batch worker runs ``groupedit``: this Blender in the background, or this Python's bpy module."""
+    if inside_blender:
+        import bpy
+
+        return [bpy.app.binary_path, "-b", "--command", "groupedit"]
+    exe = Path(sys.executable).with_name("groupedit")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "blender_addon.cli"]
+
+
+def _batch_options(args: argparse.Namespace) -> dict[str, object]:
+    """Capture and bake settings for every asset: the explicit flags given and each ``--set NAME=VALUE``, checked
+    against the capture and bake commands' flags."""
+    options: dict[str, object] = {k: v for k, v in (("rig", args.kind), ("views", args.count),
+                                                    ("view_size", args.view_size), ("samples", args.samples),
+                                                    ("texture_size", args.texture_size)) if v is not None}
+    for item in args.settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInputError(f"--set {item!r}: write NAME=VALUE, e.g. --set lighting=STUDIO")
+        options[name.strip().replace("-", "_")] = True if value.lower() == "true" else value
+    return options
+
+
+def check_batch_options(options: dict[str, object], where: str) -> None:
+    """Every option names a flag of ``groupedit capture`` (or, for the bake's settings, of ``groupedit bake``) other
+    than the ones a batch sets itself."""
+    from .core.batch.runner import BAKE_OPTIONS
+
+    parser = build_parser(False)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    capture = {f for a in sub.choices["capture"]._actions for f in a.option_strings}
+    capture -= {"--out", "--object", "--region", "--overwrite", "-h", "--help"}
+    for name in options:
+        if name not in BAKE_OPTIONS and "--" + name.replace("_", "-") not in capture:
+            raise InvalidInputError(f"{where}: {name!r} is not a capture or bake setting a batch can set; see "
+                                    "groupedit capture --help (and texture_size, format, keep_lighting for the bake)")
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Restyle many assets (docs/batch.md): 0 when every asset is done, 6 when some failed, 130 when interrupted."""
+    from .core.batch.manifest import batch_items
+    from .core.batch.report import INDEX_FILE, write_report
+    from .core.batch.runner import BatchRunner, BatchSettings
+
+    if args.workers < 1 or args.retries < 0:
+        raise InvalidInputError("--workers must be at least 1 and --retries at least 0")
+    defaults = {"instruction": args.instruction, "description": args.description, "region": args.region,
+                "object": args.object, "seed": args.seed, "options": _batch_options(args)}
+    items = batch_items(args.assets, args.manifest, defaults)
+    for item in items:
+        check_batch_options(item.options, item.asset.name)
+    out = args.out.absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    server, url = None, args.server
+    if url is None:
+        server, url, command = _local_server(out / "server", args.editor)
+        print(f"starting the edit server at {url}", flush=True)
+        server.start(command, url)
+    try:
+        settings = BatchSettings(out, url, _worker_command(getattr(args, "inside_blender", False)), args.workers,
+                                 args.retries, args.fail_fast, args.token, args.timeout, args.verify,
+                                 progress=lambda line: print(line, flush=True))
+        result = BatchRunner(items, settings).run()
+    finally:
+        if server is not None:
+            server.stop()
+    report = write_report(result, out)
+    t = report["totals"]
+    for a in report["assets"]:
+        if a["status"] == "failed":
+            e = a["error"]
+            print(f"failed: {a['id']}: {e['stage']} ({e['category']}): {e['reason']}")
+    print(f"{t['done']} done, {t['failed']} failed, {t['skipped']} skipped (done earlier), {t['unfinished']} "
+          f"unfinished; report: {out / INDEX_FILE}")
+    if result.interrupted:
+        return 130
+    return 6 if t["failed"] or t["unfinished"] else 0
+
+
 COMMANDS = {"capture": cmd_capture, "check": cmd_check, "edit": cmd_edit, "bake": cmd_bake, "run": cmd_run,
-            "demo": cmd_demo}
+            "batch": cmd_batch, "demo": cmd_demo}
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -437,6 +571,7 @@ def run(argv: Sequence[str], inside_blender: bool) -> int:
     except SystemExit as exc:  # argparse already printed the message
         return int(exc.code or 0)
     _setup_logging(args.verbose)
+    args.inside_blender = inside_blender
     try:
         return COMMANDS[args.command](args)
     except GroupEditError as exc:
