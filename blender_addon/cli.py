@@ -343,7 +343,7 @@ def run_pipeline(args: argparse.Namespace, out: Path) -> Path:
     if url is None:
         server, url, command = _local_server(out / "server", args.editor)
         print(f"starting the edit server at {url}", flush=True)
-        server.start(command, url)
+        server.start(command, url, die_with_parent=True)
     records: list[dict[str, object]] = []
     try:
         if args.input is not None:
@@ -527,7 +527,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if url is None:
         server, url, command = _local_server(out / "server", args.editor)
         print(f"starting the edit server at {url}", flush=True)
-        server.start(command, url)
+        for wait in range(30):  # a batch killed moments ago: its server is still finishing (it stops with it)
+            try:
+                server.start(command, url, die_with_parent=True)
+                break
+            except InvalidInputError as exc:
+                if "uses the data folder" not in str(exc) or wait == 29:
+                    raise
+                if wait == 0:
+                    print("waiting for the earlier batch's server to stop", flush=True)
+                time.sleep(1.0)
     try:
         settings = BatchSettings(out, url, _worker_command(getattr(args, "inside_blender", False)), args.workers,
                                  args.retries, args.fail_fast, args.token, args.timeout, args.verify,

@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 
 from ..client.api import BackendClient, JobPoller, PollStatus
 from ..contact_sheet import contact_sheet
+from ..processes import die_with_parent
 from ..format.images import read_png, write_png
 from ..format.viewset import EDIT_RECORD, EDITED_DIR, MANIFEST, ViewSet
 from .manifest import BatchItem
@@ -168,7 +168,7 @@ class BatchRunner:
                     *(["--verify"] if self.s.verify else []), "--report", str(part / BAKE_RECORD), *bake_flags]
         log_file = open(logs / f"{stage}.log", "w")
         process = subprocess.Popen([*self.s.command, *args], stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         state.status = "running"
         state.save(folder)
         self.running.append(_Work(item, state, stage, time.monotonic(), process=process, log_file=log_file))
@@ -330,16 +330,6 @@ class BatchRunner:
                 work.state.status = "pending"
                 work.state.save(self.folder(work.item))
         self.running, self.editing = [], []
-
-
-def _die_with_parent() -> None:
-    """In a worker, before it runs: on Linux, be sent SIGTERM when the batch process dies (even by SIGKILL), so that
-    no orphaned worker writes on after it; elsewhere nothing (Ctrl-C and errors stop workers in :meth:`_stop_all`)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _reason(log_path: Path, code: int) -> str:

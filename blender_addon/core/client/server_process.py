@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import time
 
+from .. import processes
 from .api import BackendClient
 from ..errors import ServerRequestError
 from ..errors import InvalidInputError
@@ -24,8 +25,11 @@ class LocalServer:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, command: str, url: str, wait_s: float = 60.0) -> None:
-        """Run ``command`` (split like a shell would, not run through one) and wait until ``url`` answers."""
+    def start(self, command: str, url: str, wait_s: float = 60.0, die_with_parent: bool = False) -> None:
+        """Run ``command`` (split like a shell would, not run through one) and wait until ``url`` answers.
+
+        ``die_with_parent``: the server ends when this process does, however it ends (Linux; see
+        :func:`..processes.die_with_parent`): for servers a command-line run starts for itself."""
         if self.running:
             return
         args = shlex.split(command)
@@ -33,7 +37,8 @@ class LocalServer:
             raise InvalidInputError("set the command that starts the server in the GroupEdit preferences")
         try:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE, start_new_session=True)
+                                         stderr=subprocess.PIPE, start_new_session=True,
+                                         preexec_fn=processes.die_with_parent if die_with_parent else None)
         except OSError as exc:
             raise InvalidInputError(f"cannot start the server with {command!r}: {exc}") from exc
         end = time.monotonic() + wait_s
