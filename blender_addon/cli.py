@@ -36,6 +36,7 @@ from .core.bake.restyle import TEXTURE_SIZE_RANGE
 from .workflows import bake_viewset, edit_viewset, save_outputs, verify_restyle
 
 if TYPE_CHECKING:
+    from .core.batch.runner import BatchResult, BatchSettings
     from .core.client.server_process import LocalServer
 from .core.capture.rigs import RigSpec
 
@@ -207,6 +208,14 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     batch.add_argument("--retries", type=int, default=2, help="further tries of a stage that crashed or whose "
                        "edit failed (default 2; bad input is not tried again)")
     batch.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    batch.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: one warm editor per GPU, captures and "
+                       "bakes as CPU tasks on any node (files on shared storage); 'auto': the cluster RAY_ADDRESS "
+                       "names, else a new local one (pip install groupedit[ray]; docs/batch.md)")
+    batch.add_argument("--ray-resource", default="GPU", help="with --ray: the resource each editor takes one of "
+                       "(default GPU)")
+    batch.add_argument("--editor-config", action="append", default=[], metavar="NAME=VALUE",
+                       help="with --ray: a setting of the editor, as the server's flag of that name "
+                            "(e.g. model_dir=/models/groupediting)")
     batch.add_argument("--no-verify", dest="verify", action="store_false", help="skip the closed loop")
     demo = sub.add_parser("demo", help="capture, edit and bake a sample asset on a local server; write before/after")
     demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
@@ -511,8 +520,7 @@ def check_batch_options(options: dict[str, object], where: str) -> None:
 def cmd_batch(args: argparse.Namespace) -> int:
     """Restyle many assets (docs/batch.md): 0 when every asset is done, 6 when some failed, 130 when interrupted."""
     from .core.batch.manifest import batch_items
-    from .core.batch.report import INDEX_FILE, write_report
-    from .core.batch.runner import BatchRunner, BatchSettings
+    from .core.batch.runner import BatchRunner
 
     if args.workers < 1 or args.retries < 0:
         raise InvalidInputError("--workers must be at least 1 and --retries at least 0")
@@ -523,6 +531,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
         check_batch_options(item.options, item.asset.name)
     out = args.out.absolute()
     out.mkdir(parents=True, exist_ok=True)
+    worker = _worker_command(getattr(args, "inside_blender", False))
+    if args.ray:
+        return _batch_result(out, _ray_batch(args, items, out, worker))
     server, url = None, args.server
     if url is None:
         server, url, command = _local_server(out / "server", args.editor)
@@ -538,13 +549,43 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     print("waiting for the earlier batch's server to stop", flush=True)
                 time.sleep(1.0)
     try:
-        settings = BatchSettings(out, url, _worker_command(getattr(args, "inside_blender", False)), args.workers,
-                                 args.retries, args.fail_fast, args.token, args.timeout, args.verify,
-                                 progress=lambda line: print(line, flush=True))
-        result = BatchRunner(items, settings).run()
+        result = BatchRunner(items, _batch_settings(args, out, url, worker)).run()
     finally:
         if server is not None:
             server.stop()
+    return _batch_result(out, result)
+
+
+def _batch_settings(args: argparse.Namespace, out: Path, url: str, command: list[str]) -> BatchSettings:
+    from .core.batch.runner import BatchSettings
+
+    return BatchSettings(out, url, command, args.workers, args.retries, args.fail_fast, args.token, args.timeout,
+                         args.verify, progress=lambda line: print(line, flush=True))
+
+
+def _ray_batch(args: argparse.Namespace, items: list, out: Path, command: list[str]) -> BatchResult:
+    """The batch on a Ray cluster (:mod:`backend.ray_batch`): editors as actors, captures and bakes as tasks."""
+    try:
+        from backend import ray_batch
+    except ImportError as exc:
+        raise InvalidInputError(f"--ray needs Ray and the edit server's package: pip install 'groupedit[ray]' "
+                                f"({exc})") from exc
+    from .core.batch.runner import BatchRunner
+
+    ray_batch.connect(args.ray)
+    try:
+        edits = ray_batch.RayEdits(args.editor, parse_options(args.editor_config), args.ray_resource)
+    except GroupEditError:
+        raise
+    except Exception as exc:  # the backend's own errors (an unknown editor, a cluster without the resource)
+        raise InvalidInputError(str(exc)) from exc
+    print(f"Ray: {len(edits.actors)} editor(s) ({args.editor}) on {args.ray_resource!r}", flush=True)
+    return BatchRunner(items, _batch_settings(args, out, "", command), ray_batch.RayStages(command), edits).run()
+
+
+def _batch_result(out: Path, result: BatchResult) -> int:
+    from .core.batch.report import INDEX_FILE, write_report
+
     report = write_report(result, out)
     t = report["totals"]
     for a in report["assets"]:

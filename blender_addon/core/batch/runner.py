@@ -74,15 +74,109 @@ class BatchSettings:
     progress: Callable[[str], None] = print
 
 
+class StageHandle:
+    """A running capture or bake: :meth:`poll` gives None while it runs, then its exit code (negative: killed by
+    that signal); :meth:`stop` ends it."""
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class LocalStages:
+    """Captures and bakes as child processes of this one (``command`` + the stage's arguments)."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+
+    def start(self, args: list[str], log_path: Path) -> StageHandle:
+        return _ProcessHandle([*self.command, *args], log_path)
+
+
+class _ProcessHandle(StageHandle):
+    def __init__(self, argv: list[str], log_path: Path) -> None:
+        self.log_file = open(log_path, "w")  # noqa: SIM115 - closed when the process ends or is stopped
+        self.process = subprocess.Popen(argv, stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True, preexec_fn=die_with_parent)
+
+    def poll(self) -> int | None:
+        code = self.process.poll()
+        if code is not None:
+            self.log_file.close()
+        return code
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                self.process.kill()
+        self.log_file.close()
+
+
+class EditHandle:
+    """An edit in flight: :meth:`step` advances it by at most one request and returns ``(finished, error)``:
+    ``error`` None when it succeeded (the edited views are in ``<views>/edited``), else ``(category, reason)``;
+    ``job_id``: the job to follow again after an interruption (None where there is none)."""
+
+    job_id: str | None = None
+
+    def step(self) -> tuple[bool, tuple[str, str] | None]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Leave the job: a re-run finds it again by :attr:`job_id` where the editor keeps jobs."""
+
+
+class ServerEdits:
+    """Edits on an edit server (HTTP): every job goes to its queue; :data:`MAX_EDITS_IN_FLIGHT` at once."""
+
+    capacity = MAX_EDITS_IN_FLIGHT
+
+    def __init__(self, server: str, token: str = "", timeout: float = 3600.0) -> None:
+        self.client, self.timeout = BackendClient(server, token), timeout
+
+    def start(self, item: BatchItem, views: Path, job_key: str, job_id: str | None) -> EditHandle:
+        options: dict[str, Any] = {} if item.seed is None else {"seed": int(item.seed)}
+        poller = JobPoller(self.client, ViewSet.read(views), item.instruction, options=options,
+                           description=item.description)
+        poller.key = job_key
+        if job_id is not None:  # submitted by an earlier run: follow that job
+            poller.status = PollStatus("queued", job_id=job_id)
+        return _JobHandle(poller, self.timeout)
+
+
+class _JobHandle(EditHandle):
+    def __init__(self, poller: JobPoller, timeout: float) -> None:
+        self.poller, self.timeout, self.started = poller, timeout, time.monotonic()
+        self.job_id = poller.status.job_id
+
+    def step(self) -> tuple[bool, tuple[str, str] | None]:
+        st = self.poller.step()
+        self.job_id = st.job_id or self.job_id
+        if time.monotonic() - self.started > self.timeout and not st.finished:
+            self.poller.client.deadline = None
+            try:
+                self.poller.cancel()
+            except Exception as exc:  # noqa: BLE001  (a server gone away: the timeout is what we report)
+                log.info("could not cancel job %s: %s", self.job_id, exc)
+            return True, ("server", f"the edit took longer than {self.timeout:.0f} s (--timeout)")
+        if not st.finished:
+            return False, None
+        return True, None if st.state == "done" else ("server", st.message or st.state)
+
+
 @dataclass
 class _Work:
     item: BatchItem
     state: AssetState
     stage: str
     started: float
-    process: subprocess.Popen | None = None
-    poller: JobPoller | None = None
-    log_file: Any = None
+    process: StageHandle | None = None
+    edit: EditHandle | None = None
 
 
 @dataclass
@@ -101,9 +195,14 @@ class BatchResult:
 class BatchRunner:
     """Run a batch (see the module docstring); :meth:`run` returns a :class:`BatchResult`."""
 
-    def __init__(self, items: list[BatchItem], settings: BatchSettings) -> None:
+    def __init__(self, items: list[BatchItem], settings: BatchSettings, stages: Any | None = None,
+                 edits: Any | None = None) -> None:
+        """``stages``: where captures and bakes run (default :class:`LocalStages` of ``settings.command``);
+        ``edits``: where edits run (default :class:`ServerEdits` on ``settings.server``); the Ray cluster's are in
+        :mod:`backend.ray_batch`."""
         self.items, self.s = items, settings
-        self.client = BackendClient(settings.server, settings.token)
+        self.stages = stages or LocalStages(settings.command)
+        self.edits = edits or ServerEdits(settings.server, settings.token, settings.timeout)
         self.states = {i.id: AssetState.load(self.folder(i), i.id, str(i.asset)) for i in items}
         self.running: list[_Work] = []  # worker processes
         self.editing: list[_Work] = []  # edit jobs in flight
@@ -166,25 +265,18 @@ class BatchRunner:
                     "--out", str(part / "textures" / "texture.png"), "--apply",
                     "--save-blend", str(part / f"{stem}.blend"), "--export", str(part / f"{stem}.glb"),
                     *(["--verify"] if self.s.verify else []), "--report", str(part / BAKE_RECORD), *bake_flags]
-        log_file = open(logs / f"{stage}.log", "w")
-        process = subprocess.Popen([*self.s.command, *args], stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+        handle = self.stages.start(args, logs / f"{stage}.log")
         state.status = "running"
         state.save(folder)
-        self.running.append(_Work(item, state, stage, time.monotonic(), process=process, log_file=log_file))
+        self.running.append(_Work(item, state, stage, time.monotonic(), process=handle))
 
     def _start_edit(self, item: BatchItem, state: AssetState) -> None:
-        options: dict[str, Any] = {} if item.seed is None else {"seed": int(item.seed)}
-        poller = JobPoller(self.client, ViewSet.read(self.views(item)), item.instruction, options=options,
-                           description=item.description)
         if state.job_key is None or state.error is not None:  # a new try gets a new job
             state.job_key, state.job_id = f"batch-{item.id}-{int(time.time() * 1000)}", None
-        poller.key = state.job_key
-        if state.job_id is not None:  # submitted by an earlier run: follow that job
-            poller.status = PollStatus("queued", job_id=state.job_id)
+        handle = self.edits.start(item, self.views(item), state.job_key, state.job_id)
         state.status = "running"
         state.save(self.folder(item))
-        self.editing.append(_Work(item, state, "edit", time.monotonic(), poller=poller))
+        self.editing.append(_Work(item, state, "edit", time.monotonic(), edit=handle))
 
     def _finish_stage(self, work: _Work) -> None:
         item, state = work.item, work.state
@@ -230,7 +322,6 @@ class BatchRunner:
             if code is None:
                 continue
             self.running.remove(work)
-            work.log_file.close()
             if code == 0:
                 self._finish_stage(work)
             else:
@@ -239,30 +330,23 @@ class BatchRunner:
 
     def _poll_edits(self) -> None:
         for work in list(self.editing):
-            st = work.poller.step()
-            if st.job_id and work.state.job_id != st.job_id:
-                work.state.job_id = st.job_id
+            finished, error = work.edit.step()
+            if work.edit.job_id and work.state.job_id != work.edit.job_id:
+                work.state.job_id = work.edit.job_id
                 work.state.save(self.folder(work.item))
-            if time.monotonic() - work.started > self.s.timeout and not st.finished:
-                work.poller.client.deadline = None
-                try:
-                    work.poller.cancel()
-                except Exception as exc:  # noqa: BLE001  (a server gone away: the timeout is what we report)
-                    log.info("could not cancel the job of %s: %s", work.item.id, exc)
-                st = PollStatus("failed", message=f"the edit took longer than {self.s.timeout:.0f} s (--timeout)")
-            if not st.finished:
+            if not finished:
                 continue
             self.editing.remove(work)
-            if st.state == "done":
+            if error is None:
                 self._finish_stage(work)
             else:
-                self._fail(work, "server", st.message or st.state)
+                self._fail(work, *error)
 
     # ------------------------------------------------------------------------------------------- the loop
     def _schedule(self) -> None:
         pending = [i for i in self.items if self.states[i.id].status == "pending"]
         for item in pending:  # edits of captured assets go to the server at once
-            if self.states[item.id].next_stage == "edit" and len(self.editing) < MAX_EDITS_IN_FLIGHT:
+            if self.states[item.id].next_stage == "edit" and len(self.editing) < self.edits.capacity:
                 self._start_edit(item, self.states[item.id])
         for stage in ("bake", "capture"):  # bakes first: they finish assets
             for item in pending:
@@ -315,16 +399,12 @@ class BatchRunner:
                            interrupted, stopped, list(self.skipped))
 
     def _stop_all(self) -> None:
-        """Stop the worker processes (their stage is not done: a re-run does it again); edit jobs stay on the
+        """Stop the captures and bakes (their stage is not done: a re-run does it again); edit jobs stay on the
         server, where a re-run finds them by their job ids."""
         for work in self.running:
-            if work.process.poll() is None:
-                try:
-                    os.killpg(work.process.pid, signal.SIGTERM)
-                    work.process.wait(timeout=10)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    work.process.kill()
-            work.log_file.close()
+            work.process.stop()
+        for work in self.editing:
+            work.edit.stop()
         for work in self.running + self.editing:
             if work.state.status == "running":
                 work.state.status = "pending"
