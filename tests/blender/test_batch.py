@@ -110,3 +110,23 @@ def test_a_batch_killed_mid_way_finishes_without_redoing_finished_stages(empty_s
     for a in finished:  # not baked again
         assert (out / a / "result" / "bake.json").stat().st_mtime_ns == stamps[a + "/bake"]
     assert not list(out.glob("*/*.part"))
+
+
+def test_ctrl_c_stops_cleanly_and_the_report_says_what_is_unfinished(empty_scene, tmp_path):
+    _make_assets(tmp_path / "assets", good=("normal map", "vertex colours"))
+    for bad in ("no_uv.blend", "corrupt.glb"):
+        (tmp_path / "assets" / bad).unlink()
+    out = tmp_path / "out"
+    command = [*_groupedit_argv(), "batch", str(tmp_path / "assets"), *SMALL, "--workers", "1", "--out", str(out)]
+    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any("capture" in s for s in _done_stages(out).values()):
+        time.sleep(0.05)
+    batch.send_signal(signal.SIGINT)
+    stdout, stderr = batch.communicate(timeout=120)
+    assert batch.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["totals"]["interrupted"] and report["totals"]["unfinished"] >= 1
+    assert all(json.loads(p.read_text())["status"] != "running" for p in out.glob("*/state.json"))
+    r = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
