@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: its CPU build; an unpinned torch would pull a multi-GB CUDA build
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[backend,dev,ray]"
+	$(PY) -m pip install --quiet -e ".[backend,dev,ray,colmap]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -33,7 +33,7 @@ from .core.errors import (CaptureCancelled, GroupEditError, InvalidInputError, O
 from .core.format.viewset import EDITED_DIR
 from .core.options import add_arguments, from_arguments
 from .core.bake.restyle import TEXTURE_SIZE_RANGE
-from .workflows import bake_viewset, edit_viewset, save_outputs, verify_restyle
+from .workflows import bake_viewset, edit_viewset, save_outputs, score_viewset, verify_restyle
 
 if TYPE_CHECKING:
     from .core.batch.runner import BatchResult, BatchSettings
@@ -217,6 +217,21 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
                        help="with --ray: a setting of the editor, as the server's flag of that name "
                             "(e.g. model_dir=/models/groupediting)")
     batch.add_argument("--no-verify", dest="verify", action="store_false", help="skip the closed loop")
+    export = sub.add_parser("export", help="write a ViewSet for Must3R, nerfstudio or COLMAP with its exact cameras")
+    export.add_argument("views", type=Path, help="ViewSet folder")
+    export.add_argument("--format", required=True, choices=["must3r", "nerfstudio", "colmap"], dest="export_format")
+    export.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+    export.add_argument("--edited", nargs="?", const=EDITED_DIR, default=None, metavar="SUBDIR",
+                        help=f"export the edited views (default subfolder {EDITED_DIR}) instead of the captured ones")
+    export.add_argument("--masks", action="store_true", help="nerfstudio: also the object masks")
+    export.add_argument("--depth", action="store_true", help="nerfstudio: also the planar depth (.npy)")
+    score = sub.add_parser("score", help="how consistent a group of views is, from the capture's geometry")
+    score.add_argument("views", type=Path, help="ViewSet folder")
+    score.add_argument("--edited", nargs="?", const=EDITED_DIR, default=None, metavar="SUBDIR",
+                       help=f"score the edited views (default subfolder {EDITED_DIR}); the capture's own views are "
+                            "scored too, as the ceiling")
+    score.add_argument("--json", type=Path, help="write the report here")
+    score.add_argument("--images", type=Path, help="write a disagreement image per view pair into this folder")
     demo = sub.add_parser("demo", help="capture, edit and bake a sample asset on a local server; write before/after")
     demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
     demo.add_argument("--views", type=int, default=8)
@@ -391,11 +406,16 @@ def _run_one(args: argparse.Namespace, views: Path, region: str | None, instruct
         raise CaptureCancelled(f"the edit was cancelled: {status.message}")
     if status.state != "done":
         raise ServerRequestError(f"the edit {status.state}: {status.message}", "failed")
+    scored = score_viewset(views, args.edited)
+    print(f"consistency of the edit: {scored['consistency_db']:.1f} dB (the capture's own views: "
+          f"{scored['capture_consistency_db']:.1f} dB)", flush=True)
     obj_name = find_object(args.object).name
     fmt = args.format or "png8"
     bake_viewset(views, views.parent / "textures" / f"{views.name}.png", obj_name, args.texture_size, fmt,
                  args.edited, not args.keep_lighting, apply=True)
-    record: dict[str, object] = {"instruction": instruction, "views": str(views), "edit": status.result}
+    record: dict[str, object] = {"instruction": instruction, "views": str(views), "edit": status.result,
+                                 "consistency_db": scored["consistency_db"],
+                                 "capture_consistency_db": scored["capture_consistency_db"]}
     if region:
         record["region"] = region
     if args.verify:
@@ -599,7 +619,52 @@ def _batch_result(out: Path, result: BatchResult) -> int:
     return 6 if t["failed"] or t["unfinished"] else 0
 
 
-COMMANDS = {"capture": cmd_capture, "check": cmd_check, "edit": cmd_edit, "bake": cmd_bake, "run": cmd_run,
+def cmd_export(args: argparse.Namespace) -> int:
+    from .core.export.colmap import export_colmap
+    from .core.export.must3r import export_must3r
+    from .core.export.nerfstudio import export_nerfstudio
+    from .core.export.views import export_images, prepare_out
+    from .core.format.viewset import ViewSet
+
+    vs = ViewSet.read(args.views)
+    if (args.masks or args.depth) and args.export_format != "nerfstudio":
+        raise InvalidInputError("--masks and --depth are for --format nerfstudio")
+    images = export_images(vs, args.edited)
+    out = args.out.absolute()
+    prepare_out(out)
+    if args.export_format == "colmap":
+        export_colmap(vs, images, out)
+    elif args.export_format == "nerfstudio":
+        export_nerfstudio(vs, images, out, args.masks, args.depth)
+    else:
+        export_must3r(vs, images, out)
+    print(f"{args.export_format}: {len(images)} {'edited' if args.edited else 'captured'} views in {out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .core.consistency import DISAGREEMENT_GAIN
+    from .core.format.images import write_png
+
+    scored = score_viewset(args.views, args.edited)
+    report = scored["report"]
+    for line in report.lines():
+        print(line)
+    print(f"capture's own views: {scored['capture_consistency_db']:.1f} dB (the ceiling of an edit)")
+    if args.images is not None and scored["images"]:
+        args.images.mkdir(parents=True, exist_ok=True)
+        names = scored["names"]
+        for (i, j), image in scored["images"].items():
+            write_png(args.images / f"{names[i]}~{names[j]}.png", image)
+        print(f"disagreement images (x{DISAGREEMENT_GAIN}, in the first view's frame): {args.images}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"consistency_db": scored["consistency_db"],
+                                         "capture_consistency_db": scored["capture_consistency_db"],
+                                         "edited": args.edited, **report.to_dict()}, indent=2) + "\n")
+    return 0
+
+
+COMMANDS = {"capture": cmd_capture, "export": cmd_export, "score": cmd_score, "check": cmd_check, "edit": cmd_edit, "bake": cmd_bake, "run": cmd_run,
             "batch": cmd_batch, "demo": cmd_demo}
 
 

@@ -177,3 +177,17 @@ def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, s
     say(f"re-rendered {len(rendered)} views in {time.perf_counter() - t0:.1f} s; renders and error images "
         f"(x{ERROR_GAIN}): {out}")
     return report
+
+
+def score_viewset(views: Path, edited: str | None) -> dict[str, object]:
+    """The consistency of the capture's views and, with ``edited``, of that edit: ``consistency_db`` is the edit's
+    (or the capture's without one), ``capture_consistency_db`` the capture's own (the ceiling of an edit)."""
+    from .core.consistency import viewset_consistency
+    from .core.export.views import export_images
+    from .core.format.viewset import ViewSet
+
+    vs = ViewSet.read(views)
+    capture, _ = viewset_consistency(vs, export_images(vs, None))
+    report, images = (capture, None) if edited is None else viewset_consistency(vs, export_images(vs, edited))
+    return {"consistency_db": report.consistency_db, "capture_consistency_db": capture.consistency_db,
+            "report": report, "images": images, "names": [v.name for v in vs.views]}

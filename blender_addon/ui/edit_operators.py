@@ -14,7 +14,7 @@ from .. import __package__ as ADDON_ID
 from ..core.client.api import BackendClient, JobPoller
 from ..core.errors import GroupEditError, ServerRequestError
 from ..core.client.server_process import LocalServer
-from ..core.format.viewset import ViewSet
+from ..core.format.viewset import EDITED_DIR, ViewSet
 from .modal import redraw, reports_errors, start_modal, stop_modal
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,12 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
         context.scene.groupedit.edit_status = st.message
         context.scene.groupedit.edit_prompt = st.prompt
         if st.state == "done":
+            from ..workflows import score_viewset
+
+            scored = score_viewset(poller.viewset.root, EDITED_DIR)
+            context.scene.groupedit.edit_status = (
+                f"{st.message}; consistency {scored['consistency_db']:.1f} dB (capture's own "
+                f"{scored['capture_consistency_db']:.1f} dB)")
             self.report({"INFO"}, st.message)
             return {"FINISHED"}
         self.report({"ERROR"} if st.state == "failed" else {"WARNING"}, st.message)

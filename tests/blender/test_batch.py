@@ -54,7 +54,7 @@ def test_good_assets_finish_and_bad_ones_are_reported_with_reasons(empty_scene, 
     for good in ("normal_map", "vertex_colours"):
         a = status[good]
         assert a["status"] == "done" and set(a["times"]) == {"capture", "edit", "bake"}, a
-        assert a["metrics"]["psnr_db"] > 10.0
+        assert a["metrics"]["psnr_db"] > 10.0 and a["metrics"]["consistency_db"] > 10.0
         assert (out / good / "result" / f"{good}_restyled.glb").is_file()
         assert (out / good / "before_after.png").is_file()
     assert status["no_uv"]["error"]["category"] == "input" and "no UV map" in status["no_uv"]["error"]["reason"]

@@ -48,8 +48,9 @@ def test_ray_batch_gives_the_local_outputs_and_survives_a_dying_editor(empty_sce
     for bad in ("no_uv.blend", "corrupt.glb"):
         (tmp_path / "assets" / bad).unlink()
     common = [*_groupedit_argv(), "batch", str(tmp_path / "assets"), *SMALL, "--workers", "2"]
-    ray_run = subprocess.run([*common, "--ray", address, "--ray-resource", "fake_gpu", "--out", str(tmp_path / "ray")],
-                             capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    ray_run = subprocess.run([*common, "--ray", "auto", "--ray-resource", "fake_gpu", "--out", str(tmp_path / "ray")],
+                             capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                             env={**os.environ, "RAY_ADDRESS": address})  # auto: the cluster RAY_ADDRESS names
     assert ray_run.returncode == 0, ray_run.stdout[-3000:] + ray_run.stderr[-3000:]
     assert "Ray: 2 editor(s) (classical) on 'fake_gpu'" in ray_run.stdout
     assert marker.is_file(), "an editor's process died during the batch"

@@ -216,7 +216,7 @@ def test_extension_edit_operator_against_the_real_server(tmp_path, extension_zip
         result = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT"))[7:])
         edited = sorted((Path(result["folder"]) / "edited").glob("*.png"))
         assert [p.name for p in edited] == ["view_000.png", "view_001.png"]
-        assert "2 edited views" in result["status"]
+        assert "2 edited views" in result["status"] and "consistency" in result["status"]
         record = json.loads((Path(result["folder"]) / "edited" / "edit.json").read_text())
         assert record["description"] == "dark green avocado" and record["instruction"] == "make it #2a6f3c"
         staged = next((tmp_path / "server" / "jobs").glob("*/inputs/text.json"))

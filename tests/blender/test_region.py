@@ -260,6 +260,7 @@ def test_run_with_a_material_region_restyles_that_material_only(empty_scene, tmp
     assert "changed inside the region, 0 outside" in r.stdout
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["region"] == "material:Jacket"
+    assert record["consistency_db"] > 15.0 and record["capture_consistency_db"] > 15.0, record
     assert record["closed_loop"]["outside_psnr_db"] > 35.0, record["closed_loop"]
     slots = _slots(tmp_path / "out" / "figure_restyled.blend")
     assert slots[0] != "Jacket" and slots[1] == "Trousers", slots

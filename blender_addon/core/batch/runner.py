@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..client.api import BackendClient, JobPoller, PollStatus
+from ..consistency import viewset_consistency
 from ..contact_sheet import contact_sheet
 from ..processes import die_with_parent
 from ..format.images import read_png, write_png
@@ -304,6 +305,10 @@ class BatchRunner:
         loop = record.get("closed_loop") or {}
         state.metrics = {k: loop[k] for k in ("psnr_db", "outside_psnr_db", "view_dependent_share")
                          if isinstance(loop.get(k), (int, float)) and np.isfinite(loop[k])}
+        for key, images in (("consistency_db", after), ("capture_consistency_db", before)):
+            score = viewset_consistency(vs, images)[0].consistency_db
+            if np.isfinite(score):
+                state.metrics[key] = score
 
     def _fail(self, work: _Work, category: str, reason: str) -> None:
         state = work.state
