@@ -414,8 +414,8 @@ def _run_one(args: argparse.Namespace, views: Path, region: str | None, instruct
     bake_viewset(views, views.parent / "textures" / f"{views.name}.png", obj_name, args.texture_size, fmt,
                  args.edited, not args.keep_lighting, apply=True)
     record: dict[str, object] = {"instruction": instruction, "views": str(views), "edit": status.result,
-                                 "consistency_db": scored["consistency_db"],
-                                 "capture_consistency_db": scored["capture_consistency_db"]}
+                                 **{k: scored[k] for k in ("consistency_db", "capture_consistency_db", "texel_spread",
+                                                           "capture_texel_spread")}}
     if region:
         record["region"] = region
     if args.verify:
@@ -651,6 +651,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     print(f"capture's own views: {scored['capture_consistency_db']:.1f} dB (the ceiling of an edit)")
+    print(f"texel spread: {scored['texel_spread']:.2f} levels (the capture's own: {scored['capture_texel_spread']:.2f})")
     if args.images is not None and scored["images"]:
         args.images.mkdir(parents=True, exist_ok=True)
         names = scored["names"]
@@ -660,6 +661,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"consistency_db": scored["consistency_db"],
                                          "capture_consistency_db": scored["capture_consistency_db"],
+                                         "texel_spread": scored["texel_spread"],
+                                         "capture_texel_spread": scored["capture_texel_spread"],
                                          "edited": args.edited, **report.to_dict()}, indent=2) + "\n")
     return 0
 

@@ -181,13 +181,17 @@ def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, s
 
 def score_viewset(views: Path, edited: str | None) -> dict[str, object]:
     """The consistency of the capture's views and, with ``edited``, of that edit: ``consistency_db`` is the edit's
-    (or the capture's without one), ``capture_consistency_db`` the capture's own (the ceiling of an edit)."""
-    from .core.consistency import viewset_consistency
+    (or the capture's without one), ``capture_consistency_db`` the capture's own (the ceiling of an edit), and
+    likewise ``texel_spread`` / ``capture_texel_spread`` (8-bit levels; lower is more consistent)."""
+    from .core.consistency import texel_spread, viewset_consistency
     from .core.export.views import export_images
     from .core.format.viewset import ViewSet
 
     vs = ViewSet.read(views)
-    capture, _ = viewset_consistency(vs, export_images(vs, None))
-    report, images = (capture, None) if edited is None else viewset_consistency(vs, export_images(vs, edited))
+    original = export_images(vs, None)
+    capture, _ = viewset_consistency(vs, original)
+    scored = original if edited is None else export_images(vs, edited)
+    report, images = (capture, None) if edited is None else viewset_consistency(vs, scored)
     return {"consistency_db": report.consistency_db, "capture_consistency_db": capture.consistency_db,
+            "texel_spread": texel_spread(vs, scored), "capture_texel_spread": texel_spread(vs, original),
             "report": report, "images": images, "names": [v.name for v in vs.views]}

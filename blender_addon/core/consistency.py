@@ -6,6 +6,10 @@ each pixel centre) and the other camera; where that view sees the same point (in
 from object pixels only. Per view pair: the PSNR over those co-visible pixels and a disagreement image (in the first
 view's frame); overall: ``consistency_db``, the PSNR of all co-visible pixels of all pairs (higher: more consistent).
 
+The second figure, :func:`texel_spread`, looks from the texture's side: how far apart the views' samples of each
+texel lie when the bake gathers them (the weighted standard deviation per texel, its RMS over the seen texels, in
+8-bit levels): what a bake would average away.
+
 What views of one object can share is what does not depend on the view: on diffuse surfaces under the capture's
 light the lit views agree closely; highlights and reflections move between views and lower the score of the capture
 itself, which is the ceiling an edit of it can reach (``groupedit score`` reports both).
@@ -128,3 +132,28 @@ def viewset_consistency(vs: Any, images: list[np.ndarray]) -> tuple[ConsistencyR
     return consistency([v.name for v in vs.views], images, [v.camera for v in vs.views],
                        [vs.load(v, "position") for v in vs.views], [vs.load(v, "mask") for v in vs.views],
                        [vs.load(v, "depth") for v in vs.views])
+
+
+def texel_spread(vs: Any, images: list[np.ndarray], size: int = 512) -> float:
+    """RMS over the texels of a ``size``² texture of the ViewSet ``vs`` of the weighted standard deviation of the
+    views' samples (``images``: N uint8 (H, W, 3), sRGB levels) as the bake gathers them; NaN when no texel is seen
+    or the mesh has no UV map."""
+    from .bake.gather import BakeView, gather
+    from .bake.uv_raster import rasterise_uv
+
+    mesh = vs.mesh()
+    if mesh.uvs.shape[1] != 3:
+        return math.nan
+    surface = rasterise_uv(mesh, size)
+    views = []
+    for v, image in zip(vs.views, images):
+        x = image[..., :3].astype(np.float32)
+        views.append(BakeView(v.camera, np.concatenate([x, x * x], axis=2), vs.load(v, "position"), vs.load(v, "mask"),
+                              vs.load(v, "uv"), vs.load(v, "normal")))
+    g = gather(surface, views)
+    seen = g.seen
+    if not seen.any():
+        return math.nan
+    mean, square = g.value[seen, :3], g.value[seen, 3:]
+    variance = np.clip(square - mean * mean, 0.0, None).mean(axis=1)
+    return float(np.sqrt(variance.mean()))

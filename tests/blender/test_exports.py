@@ -124,6 +124,12 @@ def test_the_score_finds_inconsistent_edits(captured):
     bad, _ = viewset_consistency(vs, random)
     assert good.consistency_db > ceiling.consistency_db - 3.0
     assert bad.consistency_db < good.consistency_db - 10.0, (good.consistency_db, bad.consistency_db)
+    # from the texture's side: the views' samples of each texel lie far apart only for the random recolour
+    from blender_addon.core.consistency import texel_spread
+
+    spread = {name: texel_spread(vs, images) for name, images in (("capture", colour), ("good", consistent),
+                                                                  ("bad", random))}
+    assert spread["good"] < spread["capture"] + 1.0 and spread["bad"] > 3 * spread["good"], spread
     # two views swapped: the pairs that hold either score worst
     swapped = list(colour)
     swapped[1], swapped[3] = swapped[3], swapped[1]
@@ -156,6 +162,7 @@ def test_export_and_score_on_the_command_line(captured, tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         score = json.loads((tmp_path / "score.json").read_text())
         assert score["consistency_db"] > 20.0 and score["capture_consistency_db"] > 20.0 and score["edited"] == "edited"
+        assert 0.0 < score["texel_spread"] < 20.0
         assert len(list((tmp_path / "pairs").glob("view_000~view_*.png"))) == 5
         r = subprocess.run([*cmd, "export", str(vs.root), "--format", "must3r", "--masks", "--out",
                             str(tmp_path / "m")], capture_output=True, text=True, timeout=300)
