@@ -132,6 +132,10 @@ class RayEdits:
     """One :class:`EditorActor` per unit of ``resource`` in the cluster; up to two edits queued per editor."""
 
     def __init__(self, editor: str, config: dict[str, Any], resource: str = "GPU") -> None:
+        from .editors import EDITORS
+
+        if editor not in EDITORS:
+            raise InvalidInput(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
         count = int(ray.cluster_resources().get(resource, 0))
         if count < 1:
             raise InvalidInput(f"the Ray cluster has no {resource!r} resource for editors: start its nodes with GPUs, "

@@ -592,12 +592,12 @@ def _ray_batch(args: argparse.Namespace, items: list, out: Path, command: list[s
                                 f"({exc})") from exc
     from .core.batch.runner import BatchRunner
 
+    from backend.errors import BackendError
+
     ray_batch.connect(args.ray)
     try:
         edits = ray_batch.RayEdits(args.editor, parse_options(args.editor_config), args.ray_resource)
-    except GroupEditError:
-        raise
-    except Exception as exc:  # the backend's own errors (an unknown editor, a cluster without the resource)
+    except BackendError as exc:  # the server side's errors: an unknown editor, a cluster without the resource
         raise InvalidInputError(str(exc)) from exc
     print(f"Ray: {len(edits.actors)} editor(s) ({args.editor}) on {args.ray_resource!r}", flush=True)
     return BatchRunner(items, _batch_settings(args, out, "", command), ray_batch.RayStages(command), edits).run()
