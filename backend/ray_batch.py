@@ -145,7 +145,8 @@ class RayEdits:
         self.load = [0] * count
         self.capacity = 2 * count
 
-    def start(self, item: BatchItem, views: Path, job_key: str, job_id: str | None) -> EditHandle:
+    def start(self, item: BatchItem, views: Path, job_key: str, job_id: str | None,
+              job_server: str | None = None) -> EditHandle:
         i = min(range(len(self.actors)), key=self.load.__getitem__)
         options: dict[str, Any] = {} if item.seed is None else {"seed": int(item.seed)}
         ref = self.actors[i].edit.remote(str(views), item.instruction, options, item.description)

@@ -201,7 +201,8 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
                        help="any other capture or bake setting for every asset, e.g. --set lighting=STUDIO")
     batch.add_argument("--workers", type=int, default=1, help="Blender processes capturing and baking at once "
                        "(default 1)")
-    batch.add_argument("--server", help="edit server URL (default: start a local one, data in OUT/server)")
+    batch.add_argument("--server", action="append", metavar="URL", help="edit server URL, repeatable: the edits are "
+                       "spread over the servers (default: start a local one, data in OUT/server)")
     batch.add_argument("--editor", default="classical", help="editor of the local server (default classical)")
     batch.add_argument("--token", default="", help="Bearer token of a server started with --token-file")
     batch.add_argument("--timeout", type=float, default=3600.0, help="seconds one edit may take")
@@ -554,13 +555,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     worker = _worker_command(getattr(args, "inside_blender", False))
     if args.ray:
         return _batch_result(out, _ray_batch(args, items, out, worker))
-    server, url = None, args.server
-    if url is None:
+    server, urls = None, args.server
+    if urls is None:
         server, url, command = _local_server(out / "server", args.editor)
         print(f"starting the edit server at {url}", flush=True)
         for wait in range(30):  # a batch killed moments ago: its server is still finishing (it stops with it)
             try:
                 server.start(command, url, die_with_parent=True)
+                urls = [url]
                 break
             except InvalidInputError as exc:
                 if "uses the data folder" not in str(exc) or wait == 29:
@@ -569,17 +571,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     print("waiting for the earlier batch's server to stop", flush=True)
                 time.sleep(1.0)
     try:
-        result = BatchRunner(items, _batch_settings(args, out, url, worker)).run()
+        result = BatchRunner(items, _batch_settings(args, out, urls, worker)).run()
     finally:
         if server is not None:
             server.stop()
     return _batch_result(out, result)
 
 
-def _batch_settings(args: argparse.Namespace, out: Path, url: str, command: list[str]) -> BatchSettings:
+def _batch_settings(args: argparse.Namespace, out: Path, urls: list[str], command: list[str]) -> BatchSettings:
     from .core.batch.runner import BatchSettings
 
-    return BatchSettings(out, url, command, args.workers, args.retries, args.fail_fast, args.token, args.timeout,
+    return BatchSettings(out, urls, command, args.workers, args.retries, args.fail_fast, args.token, args.timeout,
                          args.verify, progress=lambda line: print(line, flush=True))
 
 
@@ -600,7 +602,7 @@ def _ray_batch(args: argparse.Namespace, items: list, out: Path, command: list[s
     except BackendError as exc:  # the server side's errors: an unknown editor, a cluster without the resource
         raise InvalidInputError(str(exc)) from exc
     print(f"Ray: {len(edits.actors)} editor(s) ({args.editor}) on {args.ray_resource!r}", flush=True)
-    return BatchRunner(items, _batch_settings(args, out, "", command), ray_batch.RayStages(command), edits).run()
+    return BatchRunner(items, _batch_settings(args, out, [], command), ray_batch.RayStages(command), edits).run()
 
 
 def _batch_result(out: Path, result: BatchResult) -> int:

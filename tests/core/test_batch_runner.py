@@ -62,7 +62,7 @@ def test_an_asset_without_an_instruction_is_refused(tmp_path):
 def _run(tmp_path, code: str, retries: int = 1, fail_fast: bool = False):
     items = batch_items([str(_assets(tmp_path))], None, {"instruction": "red"})
     worker = [sys.executable, "-c", code]
-    settings = BatchSettings(tmp_path / "out", DEAD_SERVER, worker, workers=2, retries=retries, fail_fast=fail_fast,
+    settings = BatchSettings(tmp_path / "out", [DEAD_SERVER], worker, workers=2, retries=retries, fail_fast=fail_fast,
                              progress=lambda line: None)
     return BatchRunner(items, settings).run()
 
@@ -104,6 +104,25 @@ def test_state_is_written_whole_and_a_stage_counts_only_with_its_outputs(tmp_pat
     state = AssetState.load(folder, "a", "/x/a.glb")
     (folder / "views.part").mkdir()
     runner = BatchRunner([BatchItem(Path("/x/a.glb"), "a", "red")],
-                         BatchSettings(tmp_path / "out", DEAD_SERVER, ["true"], progress=lambda line: None))
+                         BatchSettings(tmp_path / "out", [DEAD_SERVER], ["true"], progress=lambda line: None))
     runner._reconcile(runner.items[0], state)
     assert state.done == [] and state.status == "pending" and not (folder / "views.part").exists()
+
+
+def test_edits_spread_over_servers_and_a_resumed_job_stays_on_its_server(tmp_path):
+    from blender_addon.core.batch.runner import ServerEdits
+
+    from .test_viewset import _write_small_viewset
+
+    vs, _ = _write_small_viewset(tmp_path / "views")
+    edits = ServerEdits(["http://127.0.0.1:9", "http://127.0.0.1:10"])
+    item = BatchItem(Path("/x/a.glb"), "a", "red")
+    first, second = (edits.start(item, vs.root, f"key{i}", None) for i in range(2))
+    assert {first.server, second.server} == {"http://127.0.0.1:9", "http://127.0.0.1:10"}
+    assert edits.capacity == 16 and edits.load == {"http://127.0.0.1:9": 1, "http://127.0.0.1:10": 1}
+    resumed = edits.start(item, vs.root, "key0", "job-7", "http://127.0.0.1:10")
+    assert resumed.server == "http://127.0.0.1:10" and resumed.poller.status.job_id == "job-7"
+    first.stop()
+    assert edits.load["http://127.0.0.1:9"] == 0
+    gone = edits.start(item, vs.root, "key1", "job-8", "http://127.0.0.1:99")  # a server no longer given
+    assert gone.poller.status.state == "submitting" and gone.server == "http://127.0.0.1:9"

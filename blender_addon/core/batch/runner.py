@@ -58,13 +58,13 @@ BAKE_RECORD = "bake.json"
 @dataclass
 class BatchSettings:
     """``out``: the batch folder; ``workers``: Blender processes at once; ``retries``: further tries of a failed
-    stage in this run; ``fail_fast``: stop at the first failure; ``server``/``token``/``timeout``: the edit server
-    and how long one edit may take; ``verify``: the closed loop after each bake; ``command``: the argv that runs
+    stage in this run; ``fail_fast``: stop at the first failure; ``servers``/``token``/``timeout``: the edit
+    servers and how long one edit may take; ``verify``: the closed loop after each bake; ``command``: the argv that runs
     ``groupedit`` in a worker (e.g. ``[python, -m, blender_addon.cli]`` or ``[blender, -b, --command, groupedit]``);
     ``progress``: called with a one-line summary now and then."""
 
     out: Path
-    server: str
+    servers: list[str]
     command: list[str]
     workers: int = 1
     retries: int = 2
@@ -121,9 +121,10 @@ class _ProcessHandle(StageHandle):
 class EditHandle:
     """An edit in flight: :meth:`step` advances it by at most one request and returns ``(finished, error)``:
     ``error`` None when it succeeded (the edited views are in ``<views>/edited``), else ``(category, reason)``;
-    ``job_id``: the job to follow again after an interruption (None where there is none)."""
+    ``job_id`` and ``server``: the job to follow again after an interruption, and where (None where there is none)."""
 
     job_id: str | None = None
+    server: str | None = None
 
     def step(self) -> tuple[bool, tuple[str, str] | None]:
         raise NotImplementedError
@@ -133,32 +134,49 @@ class EditHandle:
 
 
 class ServerEdits:
-    """Edits on an edit server (HTTP): every job goes to its queue; :data:`MAX_EDITS_IN_FLIGHT` at once."""
+    """Edits on one or more edit servers (HTTP): each job goes to the server with the fewest of this batch's jobs,
+    :data:`MAX_EDITS_IN_FLIGHT` per server at once; a job submitted by an earlier run is followed on its server."""
 
-    capacity = MAX_EDITS_IN_FLIGHT
+    def __init__(self, servers: list[str], token: str = "", timeout: float = 3600.0) -> None:
+        self.clients = {url: BackendClient(url, token) for url in servers}
+        self.load = dict.fromkeys(self.clients, 0)
+        self.timeout = timeout
+        self.capacity = MAX_EDITS_IN_FLIGHT * len(self.clients)
 
-    def __init__(self, server: str, token: str = "", timeout: float = 3600.0) -> None:
-        self.client, self.timeout = BackendClient(server, token), timeout
-
-    def start(self, item: BatchItem, views: Path, job_key: str, job_id: str | None) -> EditHandle:
+    def start(self, item: BatchItem, views: Path, job_key: str, job_id: str | None,
+              job_server: str | None = None) -> EditHandle:
+        resume = job_id is not None and job_server in self.clients
+        url = job_server if resume else min(self.load, key=self.load.__getitem__)
         options: dict[str, Any] = {} if item.seed is None else {"seed": int(item.seed)}
-        poller = JobPoller(self.client, ViewSet.read(views), item.instruction, options=options,
+        poller = JobPoller(self.clients[url], ViewSet.read(views), item.instruction, options=options,
                            description=item.description)
         poller.key = job_key
-        if job_id is not None:  # submitted by an earlier run: follow that job
+        if resume:  # submitted by an earlier run: follow that job
             poller.status = PollStatus("queued", job_id=job_id)
-        return _JobHandle(poller, self.timeout)
+        self.load[url] += 1
+        return _JobHandle(self, url, poller)
 
 
 class _JobHandle(EditHandle):
-    def __init__(self, poller: JobPoller, timeout: float) -> None:
-        self.poller, self.timeout, self.started = poller, timeout, time.monotonic()
+    def __init__(self, edits: ServerEdits, server: str, poller: JobPoller) -> None:
+        self.edits, self.server, self.poller = edits, server, poller
+        self.timeout, self.started = edits.timeout, time.monotonic()
         self.job_id = poller.status.job_id
+        self._counted = True
+
+    def _release(self) -> None:
+        if self._counted:
+            self.edits.load[self.server] -= 1
+            self._counted = False
+
+    def stop(self) -> None:
+        self._release()
 
     def step(self) -> tuple[bool, tuple[str, str] | None]:
         st = self.poller.step()
         self.job_id = st.job_id or self.job_id
         if time.monotonic() - self.started > self.timeout and not st.finished:
+            self._release()
             self.poller.client.deadline = None
             try:
                 self.poller.cancel()
@@ -167,7 +185,8 @@ class _JobHandle(EditHandle):
             return True, ("server", f"the edit took longer than {self.timeout:.0f} s (--timeout)")
         if not st.finished:
             return False, None
-        return True, None if st.state == "done" else ("server", st.message or st.state)
+        self._release()
+        return True, None if st.state == "done" else ("server", f"{self.server}: {st.message or st.state}")
 
 
 @dataclass
@@ -199,11 +218,11 @@ class BatchRunner:
     def __init__(self, items: list[BatchItem], settings: BatchSettings, stages: Any | None = None,
                  edits: Any | None = None) -> None:
         """``stages``: where captures and bakes run (default :class:`LocalStages` of ``settings.command``);
-        ``edits``: where edits run (default :class:`ServerEdits` on ``settings.server``); the Ray cluster's are in
+        ``edits``: where edits run (default :class:`ServerEdits` on ``settings.servers``); the Ray cluster's are in
         :mod:`backend.ray_batch`."""
         self.items, self.s = items, settings
         self.stages = stages or LocalStages(settings.command)
-        self.edits = edits or ServerEdits(settings.server, settings.token, settings.timeout)
+        self.edits = edits or ServerEdits(settings.servers, settings.token, settings.timeout)
         self.states = {i.id: AssetState.load(self.folder(i), i.id, str(i.asset)) for i in items}
         self.running: list[_Work] = []  # worker processes
         self.editing: list[_Work] = []  # edit jobs in flight
@@ -273,8 +292,8 @@ class BatchRunner:
 
     def _start_edit(self, item: BatchItem, state: AssetState) -> None:
         if state.job_key is None or state.error is not None:  # a new try gets a new job
-            state.job_key, state.job_id = f"batch-{item.id}-{int(time.time() * 1000)}", None
-        handle = self.edits.start(item, self.views(item), state.job_key, state.job_id)
+            state.job_key, state.job_id, state.job_server = f"batch-{item.id}-{int(time.time() * 1000)}", None, None
+        handle = self.edits.start(item, self.views(item), state.job_key, state.job_id, state.job_server)
         state.status = "running"
         state.save(self.folder(item))
         self.editing.append(_Work(item, state, "edit", time.monotonic(), edit=handle))
@@ -336,8 +355,8 @@ class BatchRunner:
     def _poll_edits(self) -> None:
         for work in list(self.editing):
             finished, error = work.edit.step()
-            if work.edit.job_id and work.state.job_id != work.edit.job_id:
-                work.state.job_id = work.edit.job_id
+            if work.edit.job_id and (work.state.job_id, work.state.job_server) != (work.edit.job_id, work.edit.server):
+                work.state.job_id, work.state.job_server = work.edit.job_id, work.edit.server
                 work.state.save(self.folder(work.item))
             if not finished:
                 continue

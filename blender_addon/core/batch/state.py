@@ -1,7 +1,7 @@
 """Per-asset batch state, written atomically after every stage: what a re-run may skip (docs/batch.md).
 
-``OUT/<id>/state.json``: the stages done (in order: capture, edit, bake), each with its seconds; the edit job's id
-and idempotency key (a re-run polls the same job instead of submitting again); the status (``pending``,
+``OUT/<id>/state.json``: the stages done (in order: capture, edit, bake), each with its seconds; the edit job's id,
+server and idempotency key (a re-run polls the same job instead of submitting again); the status (``pending``,
 ``running``, ``done``, ``failed``), the attempts of this run, and the last failure (stage, category, reason).
 A stage's outputs are written under a ``.part`` name and renamed when complete, so a crash never leaves a half
 stage that looks done.
@@ -32,6 +32,7 @@ class AssetState:
     attempts: int = 0
     job_id: str | None = None
     job_key: str | None = None
+    job_server: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     error: dict[str, str] | None = None
 
