@@ -233,6 +233,17 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
                             "scored too, as the ceiling")
     score.add_argument("--json", type=Path, help="write the report here")
     score.add_argument("--images", type=Path, help="write a disagreement image per view pair into this folder")
+    dataset = sub.add_parser("dataset", help="paired training data: groups of views before and after an edit "
+                             "applied to the asset (docs/training.md)")
+    dataset.add_argument("assets", nargs="+", help="asset files, folders or globs")
+    dataset.add_argument("--out", type=Path, required=True, help="dataset folder (run again to resume)")
+    dataset.add_argument("--groups", type=int, required=True, help="number of groups")
+    dataset.add_argument("--views", type=int, default=8, help="views per group, 2 to 16 (default 8)")
+    dataset.add_argument("--edits", default="recolour,finish,pattern", help="edit kinds to draw from, comma-separated "
+                         "(default recolour,finish,pattern)")
+    dataset.add_argument("--seed", type=int, default=0, help="the dataset's seed: the same seed makes the same groups")
+    dataset.add_argument("--view-size", type=int, default=256)
+    dataset.add_argument("--samples", type=int, default=16)
     demo = sub.add_parser("demo", help="capture, edit and bake a sample asset on a local server; write before/after")
     demo.add_argument("--asset", type=Path, default=SAMPLE_ASSETS / "Suzanne.glb", help="asset to use")
     demo.add_argument("--views", type=int, default=8)
@@ -669,7 +680,24 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"capture": cmd_capture, "export": cmd_export, "score": cmd_score, "check": cmd_check, "edit": cmd_edit, "bake": cmd_bake, "run": cmd_run,
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from .blender.dataset import make_dataset
+    from .core.batch.manifest import expand_assets
+    from .core.dataset import parse_kinds
+
+    if not 2 <= args.views <= 16 or args.groups < 1:
+        raise InvalidInputError("--views must be 2 to 16 and --groups at least 1")
+    settings = CaptureSettings(view_size=args.view_size, samples=args.samples)
+    settings.validate()
+    manifest = make_dataset(expand_assets(args.assets), args.out.absolute(), args.groups, args.seed,
+                            parse_kinds(args.edits), args.views, settings)
+    kept = [g for g in manifest.get("groups", []) if "dropped" not in g]
+    print(f"{len(kept)} groups kept, {len(manifest.get('groups', [])) - len(kept)} dropped (edit not visible); "
+          f"manifest: {args.out / 'manifest.json'}")
+    return 0
+
+
+COMMANDS = {"capture": cmd_capture, "dataset": cmd_dataset, "export": cmd_export, "score": cmd_score, "check": cmd_check, "edit": cmd_edit, "bake": cmd_bake, "run": cmd_run,
             "batch": cmd_batch, "demo": cmd_demo}
 
 
