@@ -16,7 +16,6 @@ at ``path`` creates it and ends its process at once, as a crash would.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -27,11 +26,11 @@ import ray
 
 from blender_addon.core.batch.manifest import BatchItem
 from blender_addon.core.batch.runner import EditHandle, StageHandle
-from blender_addon.core.format.images import write_png
-from blender_addon.core.format.viewset import EDIT_RECORD, EDITED_DIR, ViewSet
+from blender_addon.core.format.viewset import ViewSet
 from blender_addon.core.processes import die_with_parent
 
 from .errors import InvalidInput
+from .viewset_edit import edit_viewset, write_edited
 
 log = logging.getLogger(__name__)
 
@@ -95,36 +94,19 @@ class EditorActor:
         from .editors import get_editor
 
         self.editor = get_editor(editor, **config)
-        self.wants = self.editor.info().get("geometry_passes") or []
 
     def edit(self, views: str, instruction: str, options: dict[str, Any], description: str | None) -> dict[str, Any]:
-        """Edit the ViewSet at ``views`` (its colour views, the edit region's or the object's masks, cameras and the
-        passes the editor uses) and write ``<views>/edited/`` whole; returns the edit's record."""
-        from .editors import EditInput
-        from .editors.base import EditResult
-
+        """Edit the ViewSet at ``views`` (:func:`..viewset_edit.edit_viewset`) and write ``<views>/edited/`` whole;
+        returns the edit's record."""
         marker = os.environ.get("GROUPEDIT_RAY_EXIT_ONCE")
         if marker and not Path(marker).exists():
             Path(marker).write_text(str(os.getpid()))
             os._exit(1)
         vs = ViewSet.read(Path(views))
-        group = EditInput(
-            images=[vs.load(v, "colour")[..., :3] for v in vs.views],
-            masks=[vs.load(v, "region" if "region" in v.files else "mask") for v in vs.views],
-            geometry={p: [vs.load(v, p) for v in vs.views] for p in self.wants
-                      if all(p in v.files for v in vs.views)},
-            cameras=[(v.camera.intrinsics.matrix, v.camera.camera_to_world) for v in vs.views],
-            description=description, subject=vs.object_name)
-        group.check()
-        result = EditResult.of(self.editor.edit(group, instruction, options, lambda *a: None, lambda: False))
-        part = vs.root / (EDITED_DIR + ".part")
-        part.mkdir(exist_ok=True)
-        for v, image in zip(vs.views, result.images):
-            write_png(part / f"{v.name}.png", image)
+        result = edit_viewset(self.editor, vs, instruction, options, description)
         record = {"instruction": instruction, "description": description, "job": None, "editor": self.editor.name,
                   "result": result.metadata}
-        (part / EDIT_RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-        os.replace(part, vs.root / EDITED_DIR)
+        write_edited(vs, result, record)
         return record
 
 
