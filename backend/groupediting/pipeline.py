@@ -134,6 +134,23 @@ def check_inputs(
                            f"got {tuple(geometry_tokens.shape)}")
 
 
+def model_canvas(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], pixel_budget: int
+                 ) -> tuple[GroupLayout, list[np.ndarray], list[np.ndarray]]:
+    """The views at model resolution (within ``pixel_budget``, sides multiples of 16) on one canvas, each at its
+    top left, the rest grey: (layout, N uint8 canvases, N bool masks)."""
+    sizes = budget_sizes([tuple(im.shape[:2]) for im in images], pixel_budget)
+    layout = GroupLayout(tuple(sizes), (max(h for h, _ in sizes), max(w for _, w in sizes)))
+    model_images, model_masks = [], []
+    for im, m, size in zip(images, masks, sizes):
+        pad_im = np.full((*layout.canvas, 3), FILL_GREY, np.uint8)
+        pad_m = np.zeros(layout.canvas, bool)
+        pad_im[: size[0], : size[1]] = resize_image(np.asarray(im), size)
+        pad_m[: size[0], : size[1]] = resize_mask(np.asarray(m, bool), size)
+        model_images.append(pad_im)
+        model_masks.append(pad_m)
+    return layout, model_images, model_masks
+
+
 class GroupEditingPipeline(DiffusionPipeline):
     """Consistent multi-view editing with a GroupEditing (Wan2.1-VACE) transformer.
 
@@ -318,16 +335,8 @@ class GroupEditingPipeline(DiffusionPipeline):
 
         # Views at model resolution on one canvas.
         orig_sizes = [tuple(im.shape[:2]) for im in images]
-        sizes = budget_sizes(orig_sizes, s.pixel_budget)
-        layout = GroupLayout(tuple(sizes), (max(h for h, _ in sizes), max(w for _, w in sizes)))
-        model_images, model_masks = [], []
-        for im, m, size in zip(images, masks, sizes):
-            pad_im = np.full((*layout.canvas, 3), FILL_GREY, np.uint8)
-            pad_m = np.zeros(layout.canvas, bool)
-            pad_im[: size[0], : size[1]] = resize_image(np.asarray(im), size)
-            pad_m[: size[0], : size[1]] = resize_mask(np.asarray(m, bool), size)
-            model_images.append(pad_im)
-            model_masks.append(pad_m)
+        layout, model_images, model_masks = model_canvas(images, masks, s.pixel_budget)
+        sizes = list(layout.sizes)
         logger.info("group of %d views at %s (canvas %s), preset %s, %d steps, guidance %.2f", n, sizes,
                     layout.canvas, recipe.name, steps, guidance)
 

@@ -406,10 +406,12 @@ def save_groupedit_weights(
     covers: Sequence[str] = VACE_PREFIXES,
     dtype: torch.dtype | None = None,
     extra_metadata: Mapping[str, str] | None = None,
+    loras: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Writes our own format: the parameters under the ``covers`` prefixes (all of them; loading checks none is
-    missing) plus ``names``, with their diffusers names, in ``dtype`` (default: as they are), and the metadata
-    ``format``, ``version``, ``covers`` and ``base_config`` (the shape-defining config, checked at load).
+    missing) plus ``names``, with their diffusers names, in ``dtype`` (default: as they are), LoRA tensors
+    ``loras`` as they are named (``<module>.lora_A.weight``, ``<module>.lora_B.weight``, ``<module>.alpha``), and the
+    metadata ``format``, ``version``, ``covers`` and ``base_config`` (the shape-defining config, checked at load).
 
     To convert the release file: ``report = load_groupediting_weights(model, release)`` then
     ``save_groupedit_weights(model, out, names=report.changed)``.
@@ -425,6 +427,7 @@ def save_groupedit_weights(
     if not wanted:
         raise ValueError("nothing to save: no parameter matches names or covers")
     tensors = {n: params[n].detach().to("cpu", dtype or params[n].dtype).contiguous() for n in sorted(wanted)}
+    tensors.update({n: t.detach().to("cpu", torch.float32).contiguous() for n, t in (loras or {}).items()})
     metadata = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "covers": ",".join(covers),
                 "base_config": json.dumps(_base_config(model), sort_keys=True)}
     metadata.update(extra_metadata or {})
