@@ -10,7 +10,9 @@ are the VACE conditioning (as at inference: the same canvas, mask dilation, Ge-R
 
 Checkpoints (``OUT/checkpoint-<step>/``: the weights in our format, which the server loads with ``--weights``, and
 the optimiser's state) every ``save_every`` steps and at the end; a run started again on the same ``OUT`` resumes
-from the newest. Multi-GPU through accelerate (``accelerate launch -m backend.groupediting.train ...``); bf16 on CUDA.
+from the newest. Multi-GPU through accelerate (``accelerate launch -m backend.groupediting.train ...``: one process
+per GPU, the model wrapped for data parallelism, each process drawing its own groups; the main process writes the
+checkpoints); bf16 on CUDA. Not yet: geometry tokens in training, and the release's own data layout.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 
 from blender_addon.core.format.viewset import ViewSet
 from blender_addon.core.options import add_arguments, from_arguments, option
@@ -114,10 +117,14 @@ class Trainer:
         if settings.gradient_checkpointing and hasattr(transformer, "enable_gradient_checkpointing"):
             transformer.enable_gradient_checkpointing()
         self.trainable = [p for p in transformer.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = torch.optim.AdamW(self.trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+        # one process per GPU under `accelerate launch` (the model wrapped for data parallelism), else this one
+        self.accelerator = Accelerator(cpu=self.device.type == "cpu")
+        self.model, self.optimizer = self.accelerator.prepare(transformer, optimizer)
         self.step_done = 0
-        self.rng = np.random.default_rng(settings.seed)
-        self.generator = torch.Generator("cpu").manual_seed(settings.seed)
+        rank = self.accelerator.process_index  # each process draws its own groups, noise and timesteps
+        self.rng = np.random.default_rng([settings.seed, rank])
+        self.generator = torch.Generator("cpu").manual_seed(settings.seed * 1009 + rank)
 
     # ---------------------------------------------------------------------------------------------- a step
     def inputs(self, root: Path, entry: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +167,7 @@ class Trainer:
         dtype = self.pipe.transformer.dtype
         scales = torch.full((len(self.pipe.transformer.config.vace_layers),), float(self.edit.conditioning_scale),
                             device=self.device, dtype=dtype)
-        pred = self.pipe.transformer(
+        pred = self.model(
             hidden_states=noisy.to(dtype), timestep=torch.tensor([1000.0 * sigma], device=self.device),
             encoder_hidden_states=inputs["prompt"], control_hidden_states=inputs["context"],
             control_hidden_states_scale=scales, rope_coords=inputs["main"], vace_rope_coords=inputs["vace"],
@@ -169,18 +176,22 @@ class Trainer:
 
     def step(self) -> float:
         root, entry = self.groups[int(self.rng.integers(len(self.groups)))]
-        self.pipe.transformer.train()
+        self.model.train()
         loss = self.loss(self.inputs(root, entry))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
+        self.accelerator.backward(loss)
+        self.accelerator.clip_grad_norm_(self.trainable, 1.0)
         self.optimizer.step()
         self.step_done += 1
         return float(loss.detach())
 
     # ---------------------------------------------------------------------------------------------- checkpoints
     def save(self, folder: Path) -> Path:
-        """Write a checkpoint (the weights in our format and the optimiser's state) into ``folder`` whole."""
+        """Write a checkpoint (the weights in our format and the optimiser's state) into ``folder`` whole (the main
+        process writes; the others wait)."""
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return folder / WEIGHTS_FILE
         part = folder.with_name(folder.name + ".part")
         part.mkdir(parents=True, exist_ok=True)
         save_groupedit_weights(self.pipe.transformer, part / WEIGHTS_FILE, covers=VACE_PREFIXES,
