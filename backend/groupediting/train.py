@@ -12,7 +12,7 @@ Checkpoints (``OUT/checkpoint-<step>/``: the weights in our format, which the se
 the optimiser's state) every ``save_every`` steps and at the end; a run started again on the same ``OUT`` resumes
 from the newest. Multi-GPU through accelerate (``accelerate launch -m backend.groupediting.train ...``: one process
 per GPU, the model wrapped for data parallelism, each process drawing its own groups; the main process writes the
-checkpoints); bf16 on CUDA. Not yet: geometry tokens in training, and the release's own data layout.
+checkpoints); bf16 on CUDA. With ``vggt``, geometry tokens as at inference. Not yet: the release's own data layout.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from blender_addon.core.format.viewset import ViewSet
 from blender_addon.core.options import add_arguments, from_arguments, option
 
 from ..errors import BackendError, InvalidInput
-from .conditioning import encode_views, prepare_frames, vace_context
-from .coordinates import rope_coordinates
-from .pipeline import GroupEditingPipeline, model_canvas
+from .conditioning import dilate_mask, encode_views, prepare_frames, vace_context
+from .coordinates import geometry_token_coordinates, rope_coordinates
+from .pipeline import GroupEditingPipeline, model_canvas, token_side
 from .prompt import edit_text
 from .settings import EditSettings
 from .weights import VACE_PREFIXES, save_groupedit_weights
@@ -58,6 +58,7 @@ class TrainSettings:
     out: str = option("", "folder for checkpoints (run again on it to resume)")
     weights: str | None = option(None, "GroupEditing weights to start from (the release file or ours; default: the "
                                        "base alone)")
+    vggt: str | None = option(None, "VGGT-1B's model.safetensors: train with geometry tokens, as inference uses them")
     steps: int = option(1000, "optimiser steps", low=1, high=10_000_000)
     lr: float = option(1e-4, "AdamW learning rate", low=1e-8, high=1.0)
     weight_decay: float = option(0.01, "AdamW weight decay", low=0.0, high=1.0)
@@ -149,8 +150,16 @@ class Trainer:
             prompt, _ = self.pipe.encode_prompt(text.prompt, None, self.s.max_sequence_length, self.device, dtype)
         coords = rope_coordinates(s.recipe, layout, dilated, None, s.flow_sigma)
         as_tensor = (lambda c: None if c is None else torch.from_numpy(c)[None].to(self.device))  # noqa: E731
+        tokens = token_coords = None
+        if self.pipe.geometry_encoder is not None:  # geometry tokens as at inference: VGGT on the original views
+            keep = [dilate_mask(np.asarray(m, bool), int(round(s.mask_dilation * im.shape[0] / z[0])))
+                    for m, im, z in zip(masks, images, layout.sizes)]
+            with torch.no_grad():
+                tokens = self.pipe.token_cache.get(self.pipe.geometry_encoder, images, keep).to(self.device)
+            n = len(images)
+            token_coords = as_tensor(geometry_token_coordinates(n, layout.grid, n, token_side(tokens, n)))
         return {"x0": x0, "context": context.to(dtype), "prompt": prompt, "main": as_tensor(coords.main),
-                "vace": as_tensor(coords.vace)}
+                "vace": as_tensor(coords.vace), "tokens": tokens, "token_coords": token_coords}
 
     def loss(self, inputs: dict[str, Any], sigma: float | None = None, noise: torch.Tensor | None = None
              ) -> torch.Tensor:
@@ -167,11 +176,14 @@ class Trainer:
         dtype = self.pipe.transformer.dtype
         scales = torch.full((len(self.pipe.transformer.config.vace_layers),), float(self.edit.conditioning_scale),
                             device=self.device, dtype=dtype)
+        timestep = torch.tensor([1000.0 * sigma], device=self.device)
+        if self.edit.recipe.sampler.timestep_bf16:  # the release casts the timestep to bf16 (training too)
+            timestep = timestep.to(torch.bfloat16).float()
         pred = self.model(
-            hidden_states=noisy.to(dtype), timestep=torch.tensor([1000.0 * sigma], device=self.device),
-            encoder_hidden_states=inputs["prompt"], control_hidden_states=inputs["context"],
-            control_hidden_states_scale=scales, rope_coords=inputs["main"], vace_rope_coords=inputs["vace"],
-            return_dict=False)[0].float()
+            hidden_states=noisy.to(dtype), timestep=timestep, encoder_hidden_states=inputs["prompt"],
+            control_hidden_states=inputs["context"], control_hidden_states_scale=scales, rope_coords=inputs["main"],
+            vace_rope_coords=inputs["vace"], geometry_tokens=inputs.get("tokens"),
+            geometry_coords=inputs.get("token_coords"), return_dict=False)[0].float()
         return torch.nn.functional.mse_loss(pred, noise - x0)
 
     def step(self) -> float:
@@ -258,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = args.dtype or ("bf16" if device == "cuda" else "fp32")
         pipe, _ = load_pipeline(LoadSettings(model_dir=settings.model_dir, weights=settings.weights, dtype=dtype,
-                                             device=device, vram_check=False))
+                                             device=device, vram_check=False, vggt=settings.vggt))
         losses = Trainer(pipe, settings).train()
     except BackendError as exc:
         print(f"groupedit-train: error: {exc}", file=sys.stderr)

@@ -121,3 +121,25 @@ def test_the_command_line_loads_the_model_dir_and_writes_checkpoints(tiny_model_
     assert code == 0 and "trained 3 steps" in capsys.readouterr().out
     assert (tmp_path / "cli" / f"{CHECKPOINT}3" / WEIGHTS_FILE).is_file()
     assert main([str(data), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_training_with_geometry_tokens_feeds_them_as_inference_does(tiny_model_dir, tmp_path, capsys):
+    from backend.groupediting.loader import load_pipeline
+    from backend.groupediting.settings import LoadSettings
+
+    from .tiny import save_tiny_vggt
+
+    data = _dataset(tmp_path / "data")
+    vggt = save_tiny_vggt(tmp_path / "vggt" / "model.safetensors")
+    pipe, _ = load_pipeline(LoadSettings(model_dir=str(tiny_model_dir), vggt=str(vggt), dtype="fp32", device="cpu",
+                                         vram_check=False))
+    trainer = Trainer(pipe, _settings(tmp_path, data, 2))
+    inputs = trainer.inputs(*trainer.groups[0])
+    n = len(ViewSet.read(trainer.groups[0][0] / "before").views)
+    assert inputs["tokens"] is not None and inputs["tokens"].shape[-2] == n * 37 * 37
+    with torch.no_grad():
+        with_tokens = float(trainer.loss(inputs, 0.5, torch.zeros_like(inputs["x0"])))
+        without = float(trainer.loss({**inputs, "tokens": None, "token_coords": None}, 0.5,
+                                     torch.zeros_like(inputs["x0"])))
+    assert with_tokens != without, "the tokens reach the model"
+    assert len(trainer.train(say=lambda line: None)) == 2
