@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .core.capture.settings import CaptureSettings
+from .core.dataset import EDIT_KINDS
 from .core.errors import (CaptureCancelled, GroupEditError, InvalidInputError, OutputNotWritableError,
                           ServerRequestError)
 from .core.format.viewset import EDITED_DIR
@@ -239,8 +240,8 @@ def build_parser(inside_blender: bool) -> argparse.ArgumentParser:
     dataset.add_argument("--out", type=Path, required=True, help="dataset folder (run again to resume)")
     dataset.add_argument("--groups", type=int, required=True, help="number of groups")
     dataset.add_argument("--views", type=int, default=8, help="views per group, 2 to 16 (default 8)")
-    dataset.add_argument("--edits", default="recolour,finish,pattern", help="edit kinds to draw from, comma-separated "
-                         "(default recolour,finish,pattern)")
+    dataset.add_argument("--edits", default=",".join(EDIT_KINDS), help="edit kinds to draw from, comma-separated "
+                         f"(default {','.join(EDIT_KINDS)})")
     dataset.add_argument("--seed", type=int, default=0, help="the dataset's seed: the same seed makes the same groups")
     dataset.add_argument("--view-size", type=int, default=256)
     dataset.add_argument("--samples", type=int, default=16)

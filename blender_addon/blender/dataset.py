@@ -76,6 +76,20 @@ def _apply(tree: Any, bsdf: Any, plan: EditPlan) -> None:
     if base is None:
         return
     colour = (*srgb_to_linear(np.asarray(plan.colour[1], np.float32)).tolist(), 1.0)
+    if plan.kind == "material":  # a new surface: the texture's bands between the colour and a darker shade of it
+        texture = tree.nodes.new(plan.material[1])
+        texture.inputs["Scale"].default_value = plan.extra.get("scale", 5.0)
+        ramp = tree.nodes.new("ShaderNodeValToRGB")
+        ramp.color_ramp.elements[0].color = (*(0.25 * c for c in colour[:3]), 1.0)
+        ramp.color_ramp.elements[1].color = colour
+        factor = texture.outputs["Fac"] if "Fac" in texture.outputs else texture.outputs["Distance"]
+        tree.links.new(factor, ramp.inputs["Fac"])
+        _unlink(tree, base)
+        tree.links.new(ramp.outputs["Color"], base)
+        if "Roughness" in bsdf.inputs:
+            _unlink(tree, bsdf.inputs["Roughness"])
+            bsdf.inputs["Roughness"].default_value = plan.material[2]
+        return
     if plan.kind == "recolour":
         _unlink(tree, base)
         base.default_value = colour

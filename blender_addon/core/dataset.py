@@ -16,7 +16,7 @@ import numpy as np
 from .errors import InvalidInputError
 
 #: The kinds of edit a dataset can make (``--edits``).
-EDIT_KINDS = ("recolour", "finish", "pattern")
+EDIT_KINDS = ("recolour", "finish", "pattern", "material")
 FORMAT = "groupedit.dataset"
 VERSION = 1
 
@@ -34,13 +34,19 @@ FINISHES: tuple[tuple[str, float, float], ...] = (
 #: Patterns: (name, Blender texture node).
 PATTERNS: tuple[tuple[str, str], ...] = (("checkered", "ShaderNodeTexChecker"), ("striped", "ShaderNodeTexWave"),
                                          ("brick", "ShaderNodeTexBrick"))
+#: Procedural materials that replace a part's surface: (name, Blender texture node, roughness).
+MATERIALS: tuple[tuple[str, str, float], ...] = (("marble", "ShaderNodeTexNoise", 0.15),
+                                                 ("granite", "ShaderNodeTexVoronoi", 0.6),
+                                                 ("wood", "ShaderNodeTexWave", 0.45))
 
 
 @dataclass
 class EditPlan:
     """One group's edit: its ``kind``, the material slots it applies to (``slots``: indices; all when the asset has
     one), their names (``part``), and its parameters: ``colour`` (name, sRGB) for recolours and patterns (the
-    pattern's second colour is the original), ``finish`` (name, metallic, roughness), ``pattern`` (name, node)."""
+    pattern's second colour is the original; a material's two colours are it and a darker shade), ``finish`` (name,
+    metallic, roughness), ``pattern`` (name, node), ``material`` (name, node, roughness): a procedural material that
+    replaces the part's surface."""
 
     kind: str
     slots: list[int]
@@ -48,6 +54,7 @@ class EditPlan:
     colour: tuple[str, tuple[float, float, float]] | None = None
     finish: tuple[str, float, float] | None = None
     pattern: tuple[str, str] | None = None
+    material: tuple[str, str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def text(self) -> tuple[str, str]:
@@ -60,6 +67,9 @@ class EditPlan:
         if self.kind == "finish":
             name = self.finish[0]
             return f"give {where} a {name} finish", f"{subject} with a {name} finish"
+        if self.kind == "material":
+            name, colour = self.material[0], self.colour[0]
+            return f"turn {where} into {colour} {name}", f"{subject} made of {colour} {name}"
         name, colour = self.pattern[0], self.colour[0]
         return f"paint a {colour} {name} pattern on {where}", f"{subject} with a {colour} {name} pattern"
 
@@ -98,6 +108,9 @@ def plan_edit(seed: int, index: int, kinds: list[str], materials: list[str]) -> 
     elif kind == "pattern":
         plan.pattern = PATTERNS[int(rng.integers(len(PATTERNS)))]
         plan.extra["scale"] = float(rng.uniform(4.0, 12.0))
+    elif kind == "material":
+        plan.material = MATERIALS[int(rng.integers(len(MATERIALS)))]
+        plan.extra["scale"] = float(rng.uniform(3.0, 8.0))
     return plan
 
 

@@ -46,9 +46,11 @@ def test_groups_differ_only_inside_their_masks_and_reproject_exactly(assets, tmp
     from blender_addon.blender.dataset import make_dataset
 
     out = tmp_path / "data"
-    manifest = make_dataset(assets, out, 4, 3, ["recolour", "finish", "pattern"], 3, SMALL, say=lambda line: None)
+    manifest = make_dataset(assets, out, 6, 3, ["recolour", "finish", "pattern", "material"], 3, SMALL,
+                            say=lambda line: None)
     groups = [g for g in manifest["groups"] if "dropped" not in g]
-    assert manifest["format"] == "groupedit.dataset" and len(groups) >= 3
+    assert manifest["format"] == "groupedit.dataset" and len(groups) >= 4
+    assert {g["edit"]["kind"] for g in groups} >= {"recolour", "material"}, [g["edit"]["kind"] for g in groups]
     for g in groups:
         root = out / g["id"]
         before, after = ViewSet.read(root / "before"), ViewSet.read(root / "after")
