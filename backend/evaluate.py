@@ -5,8 +5,8 @@ masks) and its outputs are compared with what only exact data allows: the true e
 SSIM on the object's pixels, PSNR inside the edited part and, against the *before* views, outside it (what the edit
 had to leave alone), and the exact cross-view consistency of the outputs (:mod:`blender_addon.core.consistency`).
 Learned scores, as the paper's table reports them, need their weights on disk (``--scorers DIR``): ``clip`` (the
-outputs against the description: 100 x cosine of CLIP embeddings) and ``dino`` (each output against its true edit:
-cosine of DINOv2 embeddings). Asked for without their weights, the evaluation refuses before it starts.
+outputs against the description: 100 x cosine of CLIP embeddings), ``dino`` (each output against its true edit:
+cosine of DINOv2 embeddings) and ``aesthetic`` (the LAION aesthetic predictor on the CLIP image embeddings). Asked for without their weights, the evaluation refuses before it starts.
 A table per run (``DIR/eval.json`` and printed), the mean of each column over the groups; groups the editor cannot
 edit (the classical editor needs a colour in the instruction) are listed with the reason, outside the means.
 """
@@ -34,7 +34,7 @@ from .viewset_edit import edit_viewset, write_edited
 log = logging.getLogger(__name__)
 
 #: Learned scores and the folder under ``--scorers`` their weights are read from.
-SCORERS = {"clip": "clip", "dino": "dino"}
+SCORERS = {"clip": "clip", "dino": "dino", "aesthetic": "aesthetic"}
 #: CLIP's and ImageNet's pixel normalisation.
 _CLIP_MEAN, _CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -56,12 +56,17 @@ class Scorers:
     loaded once, on the CPU."""
 
     def __init__(self, root: Path | None, wanted: list[str]) -> None:
-        self.clip = self.dino = None
+        self.clip = self.dino = self.aesthetic = None
         for name in wanted:
             if name not in SCORERS:
                 raise InvalidInput(f"unknown score {name!r}; learned scores: {', '.join(SCORERS)}")
             folder = (root / SCORERS[name]) if root is not None else None
-            if folder is None or not (folder / "config.json").is_file():
+            present = folder is not None and (folder / "config.json").is_file() if name != "aesthetic" else \
+                folder is not None and _head_file(folder) is not None
+            if name == "aesthetic" and "clip" not in wanted:
+                raise InvalidInput("the aesthetic score reads CLIP image embeddings: ask for clip too (--metrics "
+                                   "clip,aesthetic)")
+            if not present:
                 raise InvalidInput(f"the {name} score needs its weights on disk: put them in "
                                    f"{folder or '<--scorers DIR>/' + SCORERS[name]} (docs/training.md says which), "
                                    f"or leave {name} out of --metrics")
@@ -76,13 +81,29 @@ class Scorers:
             from transformers import Dinov2Model
 
             self.dino = Dinov2Model.from_pretrained(root / "dino").eval()
+        self.aesthetic = _linear_head(_head_file(root / "aesthetic")) if "aesthetic" in wanted else None
 
-    def clip_score(self, images: list[np.ndarray], text: str) -> float:
+    def _image_embeddings(self, images: list[np.ndarray]) -> Any:
         import torch
 
         size = self.clip.config.vision_config.image_size
         with torch.no_grad():
-            image = _features(self.clip.get_image_features(pixel_values=_pixels(images, size, _CLIP_MEAN, _CLIP_STD)))
+            return _features(self.clip.get_image_features(pixel_values=_pixels(images, size, _CLIP_MEAN, _CLIP_STD)))
+
+    def aesthetic_score(self, images: list[np.ndarray]) -> float:
+        """The LAION aesthetic predictor's mean score: its linear layers on the normalised CLIP image embeddings."""
+        import torch
+
+        x = torch.nn.functional.normalize(self._image_embeddings(images).float(), dim=-1)
+        for weight, bias in self.aesthetic:
+            x = x @ weight.T + bias
+        return float(x.mean())
+
+    def clip_score(self, images: list[np.ndarray], text: str) -> float:
+        import torch
+
+        with torch.no_grad():
+            image = self._image_embeddings(images)
             tokens = self.clip_tokenizer([text], padding=True, return_tensors="pt")
             words = _features(self.clip.get_text_features(input_ids=tokens.input_ids,
                                                           attention_mask=tokens.attention_mask))
@@ -98,6 +119,32 @@ class Scorers:
             a = self.dino(pixel_values=_pixels(images, size, _IMAGENET_MEAN, _IMAGENET_STD)).pooler_output
             b = self.dino(pixel_values=_pixels(targets, size, _IMAGENET_MEAN, _IMAGENET_STD)).pooler_output
         return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean())
+
+
+def _head_file(folder: Path) -> Path | None:
+    """The aesthetic predictor's weights in ``folder``: ``*.safetensors`` or ``*.pth`` (the LAION files)."""
+    found = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.pth")) if folder.is_dir() else []
+    return found[0] if found else None
+
+
+def _linear_head(path: Path) -> list[tuple[Any, Any]]:
+    """The (weight, bias) pairs of the LAION aesthetic predictor, in order: its linear model (``weight``/``bias``) or
+    its MLP (``layers.N.weight``/``layers.N.bias``; the released MLP has no activations, dropout aside)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    names = sorted({k.rsplit(".", 1)[0] for k in state if k.endswith(".weight")},
+                   key=lambda n: [int(t) if t.isdigit() else t for t in n.split(".")])
+    if not names:
+        raise InvalidInput(f"{path} holds no linear layers (weight/bias): not an aesthetic predictor")
+    prefix = lambda n: f"{n}." if n else ""  # noqa: E731
+    return [(state[f"{prefix(n)}weight"].float(), state.get(f"{prefix(n)}bias", torch.zeros(1)).float())
+            for n in names]
 
 
 def _features(out: Any) -> Any:
@@ -136,6 +183,8 @@ def evaluate_group(editor: Any, root: Path, entry: dict[str, Any], scorers: Scor
         row["clip_score"] = scorers.clip_score(outputs, edit["description"])
     if scorers is not None and scorers.dino is not None:
         row["dino_score"] = scorers.dino_score(outputs, truth)
+    if scorers is not None and scorers.aesthetic is not None:
+        row["aesthetic"] = scorers.aesthetic_score(outputs)
     return row
 
 
@@ -178,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--editor", default="classical", help="the editor to evaluate (default classical)")
     p.add_argument("--editor-config", action="append", default=[], metavar="NAME=VALUE",
                    help="a setting of the editor, as the server's flag of that name (e.g. model_dir=/models/ge)")
-    p.add_argument("--metrics", default="", help="learned scores to add, comma-separated: clip, dino")
-    p.add_argument("--scorers", type=Path, help="folder holding the learned scorers' weights (clip/, dino/)")
+    p.add_argument("--metrics", default="", help="learned scores to add, comma-separated: clip, dino, aesthetic")
+    p.add_argument("--scorers", type=Path, help="folder holding the learned scorers' weights (clip/, dino/, "
+                   "aesthetic/)")
     p.add_argument("--limit", type=int, help="evaluate the first N groups only")
     p.add_argument("--out", type=Path, help="write the edited views and eval.json here")
     args = p.parse_args(argv)

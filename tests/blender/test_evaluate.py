@@ -74,8 +74,18 @@ def test_the_evaluation_scores_against_the_true_edits(dataset, tmp_path):
     assert (tmp_path / "out" / classical["rows"][0]["id"] / "edited" / "view_000.png").is_file()
 
     _tiny_scorers(tmp_path / "scorers")
-    scored = evaluate(dataset, get_editor("classical"), Scorers(tmp_path / "scorers", ["clip", "dino"]), None)
-    assert all(np.isfinite(r["clip_score"]) and -1.0 <= r["dino_score"] <= 1.0 for r in scored["rows"])
+    import torch
+    from safetensors.torch import save_file
+
+    (tmp_path / "scorers" / "aesthetic").mkdir()
+    # LAION's MLP layout (no activations): layers.0, .2 on the CLIP projection (8 wide here)
+    save_file({"layers.0.weight": torch.randn(4, 8), "layers.0.bias": torch.randn(4),
+               "layers.2.weight": torch.randn(1, 4), "layers.2.bias": torch.randn(1)},
+              str(tmp_path / "scorers" / "aesthetic" / "model.safetensors"))
+    scored = evaluate(dataset, get_editor("classical"),
+                      Scorers(tmp_path / "scorers", ["clip", "dino", "aesthetic"]), None)
+    assert all(np.isfinite(r["clip_score"]) and -1.0 <= r["dino_score"] <= 1.0 and np.isfinite(r["aesthetic"])
+               for r in scored["rows"])
 
     assert main([str(dataset), "--metrics", "clip", "--scorers", str(tmp_path / "nothing")]) == 2
     assert main([str(dataset), "--out", str(tmp_path / "cli")]) == 0
@@ -88,3 +98,5 @@ def test_without_scorer_weights_the_evaluation_refuses_before_it_starts(tmp_path
 
     assert main([str(tmp_path), "--metrics", "dino", "--scorers", str(tmp_path)]) == 2
     assert "the dino score needs its weights on disk" in capsys.readouterr().err
+    assert main([str(tmp_path), "--metrics", "aesthetic", "--scorers", str(tmp_path)]) == 2
+    assert "ask for clip too" in capsys.readouterr().err
