@@ -194,6 +194,25 @@ def test_a_metals_fresnel_edge_is_taken_out_before_solving():
     assert np.array_equal(unknown.metal_light, lighting.metal_light)
 
 
+def test_a_neutral_light_takes_the_metal_light_from_the_bright_channels():
+    """Per-channel metal light that is off in a pixel's dark channels (as Cycles' glossy light pass is for rough
+    metals) comes back as the pixel's one true light under a neutral light; grey pixels keep their mean."""
+    from blender_addon.core.bake.edit_bake import ViewLighting
+    from blender_addon.core.bake.restyle import neutral_metal_light
+
+    rng = np.random.default_rng(4)
+    light = rng.uniform(0.5, 2.0, (6, 6, 1)).astype(np.float32)
+    albedo = rng.uniform(0.02, 0.9, (6, 6, 3)).astype(np.float32)
+    albedo[..., 1] = 0.9  # one bright channel per pixel
+    measured = light * (1.0 + 0.5 * (albedo < 0.1))  # up to 50 % off where a channel is dark
+    zeros = np.zeros_like(albedo)
+    got = neutral_metal_light(ViewLighting(zeros, zeros, measured, zeros), albedo).metal_light
+    assert np.abs(got - light).max() < 0.05 * light.max() < np.abs(measured - light).max()
+    grey = np.full_like(albedo, 0.5)
+    assert np.allclose(neutral_metal_light(ViewLighting(zeros, zeros, measured, zeros), grey).metal_light,
+                       measured.mean(axis=-1, keepdims=True))
+
+
 def test_each_pixel_curve_passes_through_its_channels_own_points():
     """Per-pixel curves that no single bend of the shared curve describes (a straight line mixed with a
     cubic, in a different share per pixel): no change of colour gives back each channel's own base colour,

@@ -118,9 +118,27 @@ def view_lighting(viewset: ViewSet, view: View) -> ViewLighting | None:
     if any(n not in view.files for n in names):
         return None
     lighting = ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
+    if (viewset.capture or {}).get("lighting_used") == "studio":  # a neutral light, by construction
+        albedo = srgb_to_linear(viewset.load(view, reference_albedo(view))[..., :3] / np.float32(255.0))
+        lighting = neutral_metal_light(lighting, albedo)
     if "metal_edge" in view.files:
         lighting = without_edge(lighting, viewset.load(view, "metal_edge").astype(np.float32))
     return lighting
+
+
+def neutral_metal_light(lighting: ViewLighting, albedo: np.ndarray) -> ViewLighting:
+    """``lighting`` with one metal light per pixel for all channels, as a neutral light (the studio rig) gives it.
+
+    Cycles' glossy light pass is the lobe's light divided by an estimate of the lobe's albedo at the view angle, per
+    channel; for a rough metal the estimate is off most in its dark channels (there the Fresnel edge weighs most), so
+    the pass differs between channels where the light does not. The channels' mean weighted by the base colour
+    squared (``albedo``: linear, (H, W, 3)) keeps what the bright channels say (Avocado, roughness 1: the metal's
+    colour at a new base colour predicted 10x closer)."""
+    weight = albedo.astype(np.float32) ** 2 + np.float32(1e-6)
+    neutral = (lighting.metal_light * weight).sum(axis=-1, keepdims=True) / weight.sum(axis=-1, keepdims=True)
+    return ViewLighting(lighting.colour_linear, lighting.diffuse_response,
+                        np.broadcast_to(neutral, lighting.metal_light.shape).astype(np.float32),
+                        lighting.metal_reflectance)
 
 
 def without_edge(lighting: ViewLighting, edge: np.ndarray) -> ViewLighting:
