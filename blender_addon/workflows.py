@@ -179,10 +179,11 @@ def verify_restyle(vs: ViewSet, obj: Any, out: Path, edited: str = EDITED_DIR, s
     return report
 
 
-def score_viewset(views: Path, edited: str | None) -> dict[str, object]:
+def score_viewset(views: Path, edited: str | None, spread: bool = True) -> dict[str, object]:
     """The consistency of the capture's views and, with ``edited``, of that edit: ``consistency_db`` is the edit's
     (or the capture's without one), ``capture_consistency_db`` the capture's own (the ceiling of an edit), and
-    likewise ``texel_spread`` / ``capture_texel_spread`` (8-bit levels; lower is more consistent)."""
+    likewise, with ``spread``, ``texel_spread`` / ``capture_texel_spread`` (8-bit levels; lower is more consistent:
+    a bake's gather each, left out where a UI waits)."""
     from .core.consistency import texel_spread, viewset_consistency
     from .core.export.views import export_images
     from .core.format.viewset import ViewSet
@@ -193,5 +194,6 @@ def score_viewset(views: Path, edited: str | None) -> dict[str, object]:
     scored = original if edited is None else export_images(vs, edited)
     report, images = (capture, None) if edited is None else viewset_consistency(vs, scored)
     return {"consistency_db": report.consistency_db, "capture_consistency_db": capture.consistency_db,
-            "texel_spread": texel_spread(vs, scored), "capture_texel_spread": texel_spread(vs, original),
+            **({"texel_spread": texel_spread(vs, scored), "capture_texel_spread": texel_spread(vs, original)}
+               if spread else {}),
             "report": report, "images": images, "names": [v.name for v in vs.views]}

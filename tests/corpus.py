@@ -323,6 +323,18 @@ def armature_deformed(detail: int = 1) -> Any:
 
 
 #: name -> builder, in the order the benchmark prints them.
+def two_part_figure() -> Any:
+    """A sphere named "Figure" whose upper half is the textured material "Jacket", its lower half "Trousers": an
+    asset with parts to edit (regions, dataset groups); not in :data:`CORPUS`."""
+    obj = _sphere()
+    _textured(obj, "Jacket", 128, 1)
+    _textured(obj, "Trousers", 128, 2)
+    for poly in obj.data.polygons:
+        poly.material_index = int(poly.center.z < 0)
+    obj.name = "Figure"
+    return obj
+
+
 CORPUS: dict[str, Callable[[int], Any]] = {
     "vertex colours": vertex_colours,
     "texture transform": texture_transform,

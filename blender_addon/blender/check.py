@@ -28,7 +28,7 @@ from ..core.bake.uv_raster import TexelSurface, rasterise_uv
 from ..core.bake.verify import closed_loop
 from .bake.apply_texture import ORIGINAL_KEY, RESTYLED_KEY, apply_textures, image_as_srgb, texture_targets
 from ..core.capture.settings import CaptureSettings
-from .capture.data_materials import find_bsdf
+from .capture.data_materials import changed_copies
 from .capture.render import capture, render_views
 from .bake.textures import base_colour_image
 
@@ -151,28 +151,16 @@ def _recolour_node(tree: Any, source: Any | None, default: tuple[float, ...]) ->
     return decode.outputs["Color"]
 
 
-@contextmanager
-def recoloured_materials(obj: Any) -> Iterator[None]:
-    """Temporarily give ``obj`` copies of its materials whose base colour, whatever computes it (an image, colour
-    attributes, a node group), is recoloured like :func:`oracle_recolour`; the originals come back after."""
-    originals = [s.material for s in obj.material_slots]
-    copies = []
-    try:
-        for slot, mat in zip(obj.material_slots, originals):
-            if mat is None or not mat.use_nodes or find_bsdf(mat.node_tree) is None:
-                continue
-            copy = mat.copy()
-            copies.append(copy)
-            socket = next(s for s in find_bsdf(copy.node_tree).inputs if s.name in ("Base Color", "Color"))
-            source = socket.links[0].from_socket if socket.is_linked else None
-            copy.node_tree.links.new(_recolour_node(copy.node_tree, source, tuple(socket.default_value)), socket)
-            slot.material = copy
-        yield
-    finally:
-        for slot, mat in zip(obj.material_slots, originals):
-            slot.material = mat
-        for copy in copies:
-            bpy.data.materials.remove(copy)
+def recoloured_materials(obj: Any) -> Any:
+    """A context in which ``obj`` has copies of its materials whose base colour, whatever computes it (an image,
+    colour attributes, a node group), is recoloured like :func:`oracle_recolour`; the originals come back after."""
+
+    def recolour(tree: Any, bsdf: Any) -> None:
+        socket = next(s for s in bsdf.inputs if s.name in ("Base Color", "Color"))
+        source = socket.links[0].from_socket if socket.is_linked else None
+        tree.links.new(_recolour_node(tree, source, tuple(socket.default_value)), socket)
+
+    return changed_copies(obj, recolour)
 
 
 @contextmanager

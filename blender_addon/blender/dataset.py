@@ -14,21 +14,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import bpy
 import numpy as np
 
 from ..core.capture.rigs import RigSpec
 from ..core.capture.settings import CaptureSettings
 from ..core.contact_sheet import contact_sheet
 from ..core.dataset import FORMAT, MIN_VISIBLE_SHARE, VERSION, EditPlan, plan_edit, visible_share
+from ..core.errors import InvalidInputError
 from ..core.format.images import srgb_to_linear, write_png
-from .capture.data_materials import find_bsdf
+from .capture.data_materials import changed_copies
 from .capture.render import capture
 from .loading import open_input
 from .mesh import find_object
@@ -36,29 +35,10 @@ from .mesh import find_object
 MANIFEST = "manifest.json"
 
 
-@contextmanager
-def edited_materials(obj: Any, plan: EditPlan) -> Iterator[None]:
-    """Temporarily give ``obj``'s slots in ``plan.slots`` copies of their materials with the edit applied; the
-    originals come back after, the copies are removed."""
-    originals = [s.material for s in obj.material_slots]
-    copies = []
-    try:
-        for i in plan.slots:
-            slot = obj.material_slots[i] if i < len(obj.material_slots) else None
-            if slot is None or slot.material is None or not slot.material.use_nodes:
-                continue
-            copy = slot.material.copy()
-            copies.append(copy)
-            bsdf = find_bsdf(copy.node_tree)
-            if bsdf is not None:
-                _apply(copy.node_tree, bsdf, plan)
-            slot.material = copy
-        yield
-    finally:
-        for slot, mat in zip(obj.material_slots, originals):
-            slot.material = mat
-        for copy in copies:
-            bpy.data.materials.remove(copy)
+def edited_materials(obj: Any, plan: EditPlan) -> Any:
+    """A context in which ``obj``'s slots in ``plan.slots`` have copies of their materials with the edit applied;
+    the originals come back after, the copies are removed."""
+    return changed_copies(obj, lambda tree, bsdf: _apply(tree, bsdf, plan), plan.slots)
 
 
 def _unlink(tree: Any, socket: Any) -> None:
@@ -159,8 +139,6 @@ def make_dataset(assets: list[Path], out: Path, groups: int, seed: int, kinds: l
     path = out / MANIFEST
     manifest = json.loads(path.read_text()) if path.is_file() else {}
     if manifest and (manifest.get("seed"), manifest.get("edits")) != (seed, kinds):
-        from ..core.errors import InvalidInputError
-
         raise InvalidInputError(f"{out} holds a dataset made with seed {manifest.get('seed')} and edits "
                                 f"{manifest.get('edits')}: use the same ones to resume it, or a new folder")
     entries = {e["index"]: e for e in manifest.get("groups", [])}

@@ -164,7 +164,7 @@ class GROUPEDIT_OT_edit_views(bpy.types.Operator):
         if st.state == "done":
             from ..workflows import score_viewset
 
-            scored = score_viewset(poller.viewset.root, EDITED_DIR)
+            scored = score_viewset(poller.viewset.root, EDITED_DIR, spread=False)
             context.scene.groupedit.edit_status = (
                 f"{st.message}; consistency {scored['consistency_db']:.1f} dB (capture's own "
                 f"{scored['capture_consistency_db']:.1f} dB)")

@@ -18,15 +18,11 @@ SMALL = CaptureSettings(view_size=64, samples=4)
 @pytest.fixture
 def assets(empty_scene, tmp_path):
     """A two-material figure (Jacket above, Trousers below) and a one-material sphere, as .blend files."""
-    from tests.corpus import _sphere, _textured
+    from tests.corpus import _sphere, _textured, two_part_figure
 
     folder = tmp_path / "assets"
     folder.mkdir()
-    obj = _sphere()
-    _textured(obj, "Jacket", 128, 1)
-    _textured(obj, "Trousers", 128, 2)
-    for poly in obj.data.polygons:
-        poly.material_index = int(poly.center.z < 0)
+    two_part_figure()
     bpy.ops.wm.save_as_mainfile(filepath=str(folder / "figure.blend"), copy=True)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     _textured(_sphere(), "Body", 128, 3)

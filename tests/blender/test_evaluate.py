@@ -19,13 +19,9 @@ def dataset(empty_scene, tmp_path):
     import bpy
 
     from blender_addon.blender.dataset import make_dataset
-    from tests.corpus import _sphere, _textured
+    from tests.corpus import two_part_figure
 
-    obj = _sphere()
-    _textured(obj, "Jacket", 128, 1)
-    _textured(obj, "Trousers", 128, 2)
-    for poly in obj.data.polygons:
-        poly.material_index = int(poly.center.z < 0)
+    two_part_figure()
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "figure.blend"), copy=True)
     out = tmp_path / "data"
     make_dataset([tmp_path / "figure.blend"], out, 3, 5, ["recolour"], 3, CaptureSettings(view_size=64, samples=4),

@@ -207,14 +207,9 @@ def test_a_region_whose_texels_all_belong_to_the_rest_too_is_an_error(empty_scen
 def _figure(tmp_path):
     """A .blend with one object, "Figure": a sphere whose upper half is textured material "Jacket", lower half
     "Trousers"."""
-    from tests.corpus import _sphere, _textured
+    from tests.corpus import two_part_figure
 
-    obj = _sphere()
-    _textured(obj, "Jacket", 128, 1)
-    _textured(obj, "Trousers", 128, 2)
-    for poly in obj.data.polygons:
-        poly.material_index = int(poly.center.z < 0)
-    obj.name = "Figure"
+    two_part_figure()
     path = tmp_path / "figure.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
     return path

@@ -10,6 +10,8 @@ an Emission of that colour, and an AOV Output named :data:`UV_AOV` writes the UV
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import bpy
@@ -184,3 +186,27 @@ def colour_material(source: Any | None, changes: SceneChanges) -> Any:
     links.new(floor.outputs["Vector"], base.inputs["Color"])
     _write_metallic(tree, bsdf)
     return mat
+
+
+@contextmanager
+def changed_copies(obj: Any, change: Callable[[Any, Any], None], slots: Iterable[int] | None = None
+                   ) -> Iterator[None]:
+    """Temporarily give ``obj``'s slots (all, or those in ``slots``) copies of their node materials with a BSDF,
+    each changed by ``change(node_tree, bsdf)``; the originals come back after and the copies are removed."""
+    originals = [s.material for s in obj.material_slots]
+    wanted = set(range(len(originals)) if slots is None else slots)
+    copies = []
+    try:
+        for i, (slot, mat) in enumerate(zip(obj.material_slots, originals)):
+            if i not in wanted or mat is None or not mat.use_nodes or find_bsdf(mat.node_tree) is None:
+                continue
+            copy = mat.copy()
+            copies.append(copy)
+            change(copy.node_tree, find_bsdf(copy.node_tree))
+            slot.material = copy
+        yield
+    finally:
+        for slot, mat in zip(obj.material_slots, originals):
+            slot.material = mat
+        for copy in copies:
+            bpy.data.materials.remove(copy)

@@ -34,15 +34,21 @@ class BatchItem:
     options: dict[str, Any] = field(default_factory=dict)
 
     def flags(self) -> list[str]:
-        """``options`` as command-line flags (``True``: the flag alone; ``False``/None: left out)."""
-        out: list[str] = []
-        for name, value in self.options.items():
-            flag = "--" + name.replace("_", "-")
-            if value is True:
-                out.append(flag)
-            elif value not in (False, None):
-                out += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
-        return out
+        """``options`` as command-line flags (:func:`option_flags`)."""
+        return option_flags(self.options)
+
+
+def option_flags(options: dict[str, Any]) -> list[str]:
+    """Settings by name as command-line flags: ``{"view_size": 256, "add_uv": True}`` -> ``["--view-size", "256",
+    "--add-uv"]`` (``True``: the flag alone; ``False``/None: left out; lists comma-separated)."""
+    out: list[str] = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value not in (False, None):
+            out += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+    return out
 
 
 def expand_assets(patterns: list[str]) -> list[Path]:

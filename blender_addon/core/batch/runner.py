@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from abc import ABC, abstractmethod
 import shutil
 import signal
 import subprocess
@@ -36,7 +37,7 @@ from ..contact_sheet import contact_sheet
 from ..processes import die_with_parent
 from ..format.images import read_png, write_png
 from ..format.viewset import EDIT_RECORD, EDITED_DIR, MANIFEST, ViewSet
-from .manifest import BatchItem
+from .manifest import BatchItem, option_flags
 from .state import STAGES, AssetState
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,15 @@ class BatchSettings:
     progress: Callable[[str], None] = print
 
 
-class StageHandle:
+class StageHandle(ABC):
     """A running capture or bake: :meth:`poll` gives None while it runs, then its exit code (negative: killed by
     that signal); :meth:`stop` ends it."""
 
-    def poll(self) -> int | None:
-        raise NotImplementedError
+    @abstractmethod
+    def poll(self) -> int | None: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
 
 class LocalStages:
@@ -118,7 +119,7 @@ class _ProcessHandle(StageHandle):
         self.log_file.close()
 
 
-class EditHandle:
+class EditHandle(ABC):
     """An edit in flight: :meth:`step` advances it by at most one request and returns ``(finished, error)``:
     ``error`` None when it succeeded (the edited views are in ``<views>/edited``), else ``(category, reason)``;
     ``job_id`` and ``server``: the job to follow again after an interruption, and where (None where there is none)."""
@@ -126,8 +127,8 @@ class EditHandle:
     job_id: str | None = None
     server: str | None = None
 
-    def step(self) -> tuple[bool, tuple[str, str] | None]:
-        raise NotImplementedError
+    @abstractmethod
+    def step(self) -> tuple[bool, tuple[str, str] | None]: ...
 
     def stop(self) -> None:
         """Leave the job: a re-run finds it again by :attr:`job_id` where the editor keeps jobs."""
@@ -266,10 +267,8 @@ class BatchRunner:
         folder = self.folder(item)
         logs = folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        capture_flags = BatchItem(item.asset, item.id, item.instruction,
-                                  options={k: v for k, v in item.options.items() if k not in BAKE_OPTIONS}).flags()
-        bake_flags = BatchItem(item.asset, item.id, item.instruction,
-                               options={k: v for k, v in item.options.items() if k in BAKE_OPTIONS}).flags()
+        capture_flags = option_flags({k: v for k, v in item.options.items() if k not in BAKE_OPTIONS})
+        bake_flags = option_flags({k: v for k, v in item.options.items() if k in BAKE_OPTIONS})
         target = ["--object", item.object] if item.object else []
         if stage == "capture":
             part = folder / "views.part"

@@ -6,31 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidInputError
-from ..format.images import read_png, write_png
+from ..bake.restyle import load_edited
+from ..errors import InvalidInputError, ViewSetFormatError
+from ..format.images import write_png
 from ..format.viewset import ViewSet
 
 
 def export_images(vs: ViewSet, edited: str | None) -> list[np.ndarray]:
     """N uint8 (H, W, 3) images in the ViewSet's order: its ``colour`` pass, or with ``edited`` the edit in that
-    subfolder (e.g. ``edited``). An edit with missing or mis-sized views is an error that names the view."""
+    subfolder (e.g. ``edited``), read as a bake reads it (:func:`~..bake.restyle.load_edited`: every view, at its
+    size, no other capture's); a missing or mismatched edit is an :class:`InvalidInputError` naming what differs."""
     if edited is None:
         return [vs.load(v, "colour")[..., :3] for v in vs.views]
-    folder = vs.root / edited
-    if not folder.is_dir():
-        raise InvalidInputError(f"{folder} does not exist: edit the views first (groupedit edit), or leave out "
-                                "--edited to export the captured views")
-    out = []
-    for v in vs.views:
-        path = folder / f"{v.name}.png"
-        if not path.is_file():
-            raise InvalidInputError(f"{path} is missing: the edit in {folder} is incomplete")
-        image = read_png(path)[..., :3]
-        k = v.camera.intrinsics
-        if image.shape[:2] != (k.height, k.width):
-            raise InvalidInputError(f"{path} is {image.shape[1]}x{image.shape[0]}, its view {k.width}x{k.height}")
-        out.append(image)
-    return out
+    try:
+        return load_edited(vs, edited)
+    except ViewSetFormatError as exc:
+        raise InvalidInputError(str(exc)) from exc
 
 
 def write_images(folder: Path, names: list[str], images: list[np.ndarray]) -> list[str]:
