@@ -348,7 +348,8 @@ def _colour_passes(exr: dict[str, np.ndarray], settings: CaptureSettings) -> dic
     return {
         "colour": to_uint8(linear_to_srgb(colour)),
         "colour_linear": colour.astype(np.float16),
-        "albedo_filtered": to_uint8(linear_to_srgb(np.clip(split.pop("albedo_filtered"), 0.0, 1.0))),
+        "albedo_filtered": to_uint8(linear_to_srgb(np.clip(split["albedo_filtered"], 0.0, 1.0))),
+        "albedo_linear": np.clip(split.pop("albedo_filtered"), 0.0, 1.0).astype(np.float16),
         **{k: v.astype(np.float16) for k, v in split.items()},
     }
 

@@ -11,9 +11,10 @@ capture split each pixel's colour into what the base colour ``x`` scales and the
 (:class:`ResponseCurve`, fitted on every metal pixel's ``metal_reflectance`` against its base colour),
 bent and corrected per pixel to pass through the pixel's own points (one per channel). Diffuse pixels
 respond linearly and exactly. The edited colour is solved for ``x`` per channel:
-``colour(x) = colour(x0) + (edited - lit)``, with ``x0`` the original base colour as the colour render
-shows it (``albedo_filtered``). Where the 8-bit colour render clipped, the linear colour
-(``colour_linear``) stands in for it. Captures without these passes (older ViewSets) assume
+``colour(x) - colour(x0) = edited - colour_linear``, with ``x0`` the original base colour as the colour
+render shows it (``albedo_linear``) and ``colour_linear`` the colour render before its 8-bit encoding (so the
+capture's own rounding, and its clipping, add nothing to the change). Captures without these passes (older
+ViewSets) assume
 ``colour = shading * x`` with the shading lit / albedo.
 
 :func:`edit_delta` also marks the pixels that changed (more than ``tolerance`` 8-bit levels in any
@@ -22,7 +23,7 @@ any bake, adds them to the original texture and writes only the texels some view
 texels and gutters next to changes, filled along the surface and in UV space). Every other texel keeps
 the original's value exactly, so repeated edits do not degrade a texture.
 
-The base colour the lighting removal compares with (``albedo_filtered``: as blurred as the colour
+The base colour the lighting removal compares with (``albedo_linear``: as blurred as the colour
 render) is gathered too, as the *guide* of a detail transfer (:mod:`.detail_transfer`): the texture's
 detail that the views blur away comes back, mapped the way the edit maps the original's colours.
 
@@ -233,8 +234,8 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
     there the linear albedo the change is relative to (RGB: the guide of the detail transfer).
 
     ``edited``, ``lit``: uint8 (H, W, 3) sRGB, the edited view and the original colour render;
-    ``albedo``: uint8 (H, W, 3) sRGB, the original albedo as the colour render shows it (the
-    ``albedo_filtered`` pass; the ``albedo`` pass for older captures); ``mask``: bool (H, W), the object;
+    ``albedo``: the original albedo as the colour render shows it, float32 (H, W, 3) linear (the ``albedo_linear``
+    pass) or uint8 sRGB (``albedo_filtered``; ``albedo`` for older captures); ``mask``: bool (H, W), the object;
     ``lighting``: the view's lighting-removal passes and ``curve`` the capture's metal :class:`ResponseCurve`
     (None: the lit / albedo ratio stands in for the shading). Pixels that did not change (or lie outside
     ``mask``) get exactly 0 in all channels.
@@ -246,11 +247,12 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
             f"{lit.shape[1]}x{lit.shape[0]}: edit the views of this ViewSet at their own size")
     changed = changed_pixels(edited, lit, mask, settings.tolerance)
     out = np.zeros(mask.shape + (7,), np.float32)
-    e, l, x0 = _linear(edited[changed]), _linear(lit[changed]), _linear(albedo[changed])
+    e, l = _linear(edited[changed]), _linear(lit[changed])
+    x0 = _linear(albedo[changed]) if albedo.dtype == np.uint8 else albedo[changed][:, :3].astype(np.float32)
     diff = e - l
     if settings.delight and lighting is not None:
         clipped_l, clipped_e = lit[changed][:, :3] >= CLIPPED, edited[changed][:, :3] >= CLIPPED
-        diff = e - np.where(clipped_l, lighting.colour_linear[changed], l)
+        diff = e - lighting.colour_linear[changed]  # the unrounded original: only the edit's own rounding remains
         diff = np.where(clipped_l & clipped_e, np.maximum(diff, 0.0), diff)  # both clipped: "at least as bright"
         diffuse, metal = lighting.diffuse_response[changed], lighting.metal_light[changed]
         total = diffuse + metal

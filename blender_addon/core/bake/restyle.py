@@ -105,10 +105,14 @@ def load_edited(viewset: ViewSet, folder: str = EDITED_DIR) -> list[np.ndarray]:
     return out
 
 
-def reference_albedo(view: View) -> str:
-    """The albedo pass the colour render is compared with: ``albedo_filtered`` (through the colour render's
-    pixel filter, as blurred as the colour), or ``albedo`` for captures that lack it."""
-    return "albedo_filtered" if "albedo_filtered" in view.files else "albedo"
+def reference_albedo(viewset: ViewSet, view: View) -> np.ndarray:
+    """The base colour the colour render is compared with, linear float32 (H, W, 3): through the colour render's
+    pixel filter, as blurred as the colour (``albedo_linear``; the 8-bit ``albedo_filtered`` for captures that lack
+    it, the sharp ``albedo`` for older ones)."""
+    if "albedo_linear" in view.files:
+        return viewset.load(view, "albedo_linear")[..., :3].astype(np.float32)
+    name = "albedo_filtered" if "albedo_filtered" in view.files else "albedo"
+    return srgb_to_linear(viewset.load(view, name)[..., :3] / np.float32(255.0))
 
 
 def view_lighting(viewset: ViewSet, view: View) -> ViewLighting | None:
@@ -119,8 +123,7 @@ def view_lighting(viewset: ViewSet, view: View) -> ViewLighting | None:
         return None
     lighting = ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
     if (viewset.capture or {}).get("lighting_used") == "studio":  # a neutral light, by construction
-        albedo = srgb_to_linear(viewset.load(view, reference_albedo(view))[..., :3] / np.float32(255.0))
-        lighting = neutral_metal_light(lighting, albedo)
+        lighting = neutral_metal_light(lighting, reference_albedo(viewset, view))
     if "metal_edge" in view.files:
         lighting = without_edge(lighting, viewset.load(view, "metal_edge").astype(np.float32))
     return lighting
@@ -168,7 +171,7 @@ def fit_response(viewset: ViewSet, samples: int = 200_000) -> ResponseCurve:
         known = np.isfinite(r)
         if not known.any():
             continue
-        x = srgb_to_linear(viewset.load(v, reference_albedo(v))[known] / np.float32(255.0))
+        x = reference_albedo(viewset, v)[known]
         r = r[known]
         pick = rng.choice(len(x), size=min(per_view, len(x)), replace=False)
         xs.append(x[pick])
@@ -201,8 +204,11 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
         editable = viewset.load(v, "region") if "region" in v.files else mask
         changed += int(changed_pixels(image, lit, editable, settings.tolerance).sum())
         pixels += int(editable.sum())
-        delta = edit_delta(image, lit, viewset.load(v, reference_albedo(v)), editable, settings,
-                           view_lighting(viewset, v), curve)
+        if settings.delight:
+            delta = edit_delta(image, lit, reference_albedo(viewset, v), editable, settings,
+                               view_lighting(viewset, v), curve)
+        else:  # an edit of the base colour itself: its change and its guide are of the same (8-bit) image
+            delta = edit_delta(image, lit, lit, editable, settings)
         out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
                             viewset.load(v, "normal")))
     return EditedViews(out, pixels, changed / max(pixels, 1))

@@ -12,7 +12,7 @@ On disk a ViewSet is a folder::
     normal/view_000.npy      float32 (H, W, 3): world-space unit shading normal, 0 outside the mask
     uv/view_000.npy          float32 (H, W, 2): UV (origin bottom-left, as in Blender), 0 outside the mask
     position/view_000.npy    float32 (H, W, 3): world position of the surface at the pixel centre, 0 outside
-    (albedo_filtered/, colour_linear/, diffuse_response/, metal_light/, metal_reflectance/, metal_edge/:
+    (albedo_filtered/, albedo_linear/, colour_linear/, diffuse_response/, metal_light/, metal_reflectance/, metal_edge/:
      the lighting-removal passes from the renders' light passes, see :data:`PASSES`)
     edited/view_000.png      after an edit: the edited views, and edited/edit.json (how they were made)
 
@@ -64,6 +64,8 @@ PASSES: dict[str, tuple[str, str]] = {
                "surface at the pixel centre; absent: the whole object is the region"),
     "metal_edge": ("npy", "float16 (H, W, 3), the metal's reflectance at base colour 0 (its Fresnel edge) at the "
                    "pixel centre, where metallic >= 0.5, NaN elsewhere"),
+    "albedo_linear": ("npy", "float16 (H, W, 3), linear base colour through the colour render's pixel filter and "
+                      "samples (``albedo_filtered`` before its 8-bit encoding), 0..1, the background colour outside"),
 }
 
 #: Folders and files that edits add beside the capture: the edited views (an earlier edit moves to ``edited.1``,
