@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.bake.gather import BakeResult, bake, sample_texture, views_from_viewset
 from ..core.errors import InvalidInputError
-from ..core.format.images import to_uint8, write_png
+from ..core.format.images import linear_to_srgb, to_uint8, write_png
 from ..core.metrics import erode, psnr, ssim
 from ..core.bake.edit_bake import EditBakeSettings
 from ..core.bake.restyle import TextureTarget, bake_edit_into_targets, check_texture_size
@@ -192,16 +192,25 @@ def applied(obj: Any, bakes: list[Any], folder: Path, uv_map: str) -> Iterator[N
 
 
 def _views_psnr(a: list[np.ndarray], b: list[np.ndarray], masks: list[np.ndarray]) -> float:
-    x, y = (np.concatenate([im[m] for im, m in zip(images, masks)]) for images in (a, b))
+    """PSNR (dB) over the ``masks`` pixels of every view of two lists of images: uint8 sRGB, or float32 linear (then
+    compared sRGB-encoded without rounding, 255 as the peak)."""
+    x, y = (np.concatenate([_levels(im)[m] for im, m in zip(images, masks)]) for images in (a, b))
     return psnr(x, y, np.ones(len(x), bool))
+
+
+def _levels(image: np.ndarray) -> np.ndarray:
+    return image if image.dtype == np.uint8 else linear_to_srgb(np.clip(image, 0.0, 1.0)) * np.float32(255.0)
 
 
 def run_restyle_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int, out: Path, samples: int = 16,
                       progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """The restyle measured end to end on any kind of base colour, in view space on the object's pixels.
 
+    The unlit measures compare float renders (sRGB-encoded, unrounded): against 8-bit renders an unlit edit, itself
+    8-bit, would score its own roundings as exact while an edit recovered from lit renders cannot.
+
     - ``identity_psnr_db``: every material's base colour baked from the capture's albedo into new textures and
-      applied; the unlit base colour rendered again from the capture's cameras against the capture's albedo.
+      applied; the unlit base colour rendered again from the capture's cameras against the asset's own.
     - ``oracle_psnr_db``: the asset rendered lit with a known recolour of its base colour (:func:`recoloured_materials`)
       stands in for the edited views; restyled as ``groupedit run`` restyles; its unlit base colour rendered again
       against the recoloured asset's.
@@ -215,22 +224,23 @@ def run_restyle_check(obj: Any, spec: RigSpec, view_size: int, texture_size: int
     vs = capture(obj, spec, settings, out / "views", progress=progress)
     masks = [vs.load(v, "mask") for v in vs.views]
     targets = texture_targets(obj, vs.uv_map)
+    albedo = render_views(obj, vs, "albedo", linear=True)
     colour = [vs.load(v, "colour") for v in vs.views]
     unlit = bake_edit_into_targets(vs, colour, [TextureTarget(t.name, t.slots) for t in targets], texture_size)
     with applied(obj, unlit, out / "identity", vs.uv_map):
-        identity = _views_psnr(render_views(obj, vs, "albedo"), [vs.load(v, "albedo") for v in vs.views], masks)
+        identity = _views_psnr(render_views(obj, vs, "albedo", linear=True), albedo, masks)
     with recoloured_materials(obj):
         lit = capture(obj, spec, replace(settings, uv_map=vs.uv_map), out / "oracle_views", progress=progress)
-    truth = [lit.load(v, "albedo") for v in lit.views]
+        truth = render_views(obj, vs, "albedo", linear=True)
     unlit_edit = [lit.load(v, "albedo_filtered") for v in lit.views]
     plain = bake_edit_into_targets(vs, unlit_edit, targets, texture_size, EditBakeSettings(delight=False),
                                    before="albedo_filtered")
     with applied(obj, plain, out / "unlit", vs.uv_map):
-        unlit_psnr = _views_psnr(render_views(obj, vs, "albedo"), truth, masks)
+        unlit_psnr = _views_psnr(render_views(obj, vs, "albedo", linear=True), truth, masks)
     edited = [lit.load(v, "colour") for v in lit.views]
     bakes = bake_edit_into_targets(vs, edited, targets, texture_size)
     with applied(obj, bakes, out / "oracle", vs.uv_map):
-        oracle = _views_psnr(render_views(obj, vs, "albedo"), truth, masks)
+        oracle = _views_psnr(render_views(obj, vs, "albedo", linear=True), truth, masks)
         loop, _ = closed_loop([v.name for v in vs.views], edited, render_views(obj, vs, "colour"), masks)
     changed = [float(tb.result.changed[tb.result.covered].mean()) if tb.result.covered.any() else 0.0 for tb in bakes]
     return {"object": obj.name, "views": len(vs.views), "view_size": view_size, "texture_size": texture_size,

@@ -59,11 +59,15 @@ def test_manifest_describes_the_capture(captured, name):
     assert 0.8 < back.coverage <= 1.0
     for v in back.views:
         assert set(v.files) == {"colour", "albedo", "mask", "depth", "normal", "uv", "position", "albedo_filtered",
-                                "colour_linear", "diffuse_response", "metal_light", "metal_reflectance", "metal_edge"}
+                                "albedo_linear", "colour_linear", "diffuse_response", "metal_light",
+                                "metal_reflectance", "metal_edge"}
         # the albedo through the colour render's filter: the same unlit colours, blurred only across edges
         mask = back.load(v, "mask")
         diff = np.abs(back.load(v, "albedo_filtered").astype(int) - back.load(v, "albedo"))[mask]
         assert np.median(diff) <= 2 and diff.max() > 0
+        # ... and before its 8-bit encoding
+        albedo_linear = back.load(v, "albedo_linear").astype(np.float32)
+        assert np.abs(to_uint8(linear_to_srgb(albedo_linear)).astype(int) - back.load(v, "albedo_filtered")).max() <= 1
         # the light passes: the colour in linear light, and the part of it the base colour scales (both files have
         # metallic 1 and no metallic texture: their metal's reflection, no diffuse)
         linear = back.load(v, "colour_linear").astype(np.float32)

@@ -354,15 +354,26 @@ def _colour_passes(exr: dict[str, np.ndarray], settings: CaptureSettings) -> dic
     }
 
 
+def _render_data(scene: Any, setup: _RenderSetup, tmp: Path) -> dict[str, np.ndarray]:
+    """The EXR channels of the data render of the current view (one sample at each pixel centre)."""
+    _use_materials(setup, setup.data_mats)
+    _render_mode(scene, setup.view_layer, False, 1, DATA_FILTER_WIDTH, False)
+    return _render(scene, tmp / "data.exr")
+
+
+def _data_albedo(data_exr: dict[str, np.ndarray]) -> np.ndarray:
+    """Linear base colour (H, W, 3) at each pixel centre of a data render (0 where nothing covers it)."""
+    alpha = _channels(data_exr, "Combined", "A")[..., 0]
+    return _channels(data_exr, BASE_AOV, "RGB") / np.maximum(alpha, 1e-6)[..., None]
+
+
 def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
                  ) -> dict[str, np.ndarray]:
     """The data render of one view (unlit base colour, geometry and UV at each pixel centre) -> its passes."""
-    _use_materials(setup, setup.data_mats)
-    _render_mode(scene, setup.view_layer, False, 1, DATA_FILTER_WIDTH, False)
-    data_exr = _render(scene, tmp / "data.exr")
+    data_exr = _render_data(scene, setup, tmp)
     alpha = _channels(data_exr, "Combined", "A")[..., 0]
     mask = alpha > 0.5
-    albedo = _channels(data_exr, BASE_AOV, "RGB") / np.maximum(alpha, 1e-6)[..., None]
+    albedo = _data_albedo(data_exr)
     edge = metal_edge(_channels(data_exr, "GlossCol", "RGB"), _channels(data_exr, METAL_AOV, "X")[..., 0])
     position = np.where(mask[..., None], _channels(data_exr, "Position", "XYZ"), 0.0).astype(np.float32)
     return {
@@ -507,10 +518,12 @@ def _version() -> str:
 RENDERABLE = ("colour", "albedo")
 
 
-def render_views(obj: Any, vs: ViewSet, pass_name: str = "colour", scene: Any | None = None) -> list[np.ndarray]:
+def render_views(obj: Any, vs: ViewSet, pass_name: str = "colour", scene: Any | None = None,
+                 linear: bool = False) -> list[np.ndarray]:
     """The object as it is now (e.g. restyled) rendered from the capture's cameras the way the capture rendered
     ``pass_name`` ('colour': its samples, pixel filter, background and the lighting it used; 'albedo': the unlit
-    base colour at each pixel centre): N uint8 sRGB (H, W, 3).
+    base colour at each pixel centre): N uint8 sRGB (H, W, 3), or with ``linear`` N float32 linear (H, W, 3) before
+    any clipping and encoding (the background colour outside the object).
 
     The scene is restored afterwards, as after a capture. Views of a scene-camera rig are rendered through our own
     camera with the recorded intrinsics (a scene camera's lens shift is part of them).
@@ -537,10 +550,12 @@ def render_views(obj: Any, vs: ViewSet, pass_name: str = "colour", scene: Any | 
             setup.cam_data.shift_x = (k.width / 2 - k.cx) / max(k.width, k.height)
             setup.cam_data.shift_y = (k.cy - k.height / 2) / max(k.width, k.height)
             if pass_name == "colour":
-                linear = _composited(_render_colour(scene, setup, settings, tmp), settings.background)
-                out.append(to_uint8(linear_to_srgb(linear)))
+                image = _composited(_render_colour(scene, setup, settings, tmp), settings.background)
             else:
-                out.append(_data_passes(scene, setup, settings, v.camera, tmp)["albedo"])
+                data_exr = _render_data(scene, setup, tmp)
+                covered = _channels(data_exr, "Combined", "A")[..., :1] > 0.5
+                image = np.where(covered, _data_albedo(data_exr), np.asarray(settings.background, np.float32))
+            out.append(image.astype(np.float32) if linear else to_uint8(linear_to_srgb(image)))
         return out
     finally:
         changes.restore()
