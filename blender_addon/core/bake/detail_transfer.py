@@ -69,11 +69,13 @@ def _interpolate(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, tile: int
 
 
 def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, known: np.ndarray,
-                   tile: int | None = None, ridge: float = RIDGE) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per tile, the 3 x 3 matrix ``A`` (``value ~ A @ guide + b``) fitted on the ``known`` texels of the
-    window of 3 x 3 tiles of ``tile`` texels around it (default :data:`TILE_SHARE` of the texture's side),
-    as a (Gy, Gx, 9) grid of row-major ``A`` times the window's weight, the (Gy, Gx, 1) weights (its known
-    texels, capped at a full window) and the tile size; windows without a known texel give the identity."""
+                   tile: int | None = None, ridge: float = RIDGE) -> tuple[np.ndarray, int]:
+    """Per tile, the mapping ``value ~ A @ guide + b`` (``A`` 3 x 3) fitted on the ``known`` texels of the window of
+    3 x 3 tiles of ``tile`` texels around it (default :data:`TILE_SHARE` of the texture's side), and the tile size.
+
+    The grid (Gy, Gx, 13) holds row-major ``A`` (9) and ``b`` (3), each times the window's weight, and that weight
+    (its known texels, capped at a full window): :func:`mappings_at` interpolates it. Windows without a known texel
+    give the identity."""
     n = len(surface.rows)
     if guide.shape != (n, 3) or value.shape != (n, 3) or known.shape != (n,):
         raise InvalidInputError(f"detail transfer needs (N, 3) guide and value and (N,) known for N = {n} texels, "
@@ -85,10 +87,10 @@ def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, 
     g = guide[known].astype(np.float64)
     v = value[known].astype(np.float64)
     # centred on the means, so that the covariances below do not lose their digits to cancellation
-    if len(g):
-        g -= g.mean(axis=0)
-        v -= v.mean(axis=0)
-    sums = _window_sums(_tile_sums((rows // tile) * gx + cols // tile, gy * gx, g, v).reshape(gy, gx, -1))
+    g_mean = g.mean(axis=0) if len(g) else np.zeros(3)
+    v_mean = v.mean(axis=0) if len(v) else np.zeros(3)
+    sums = _window_sums(_tile_sums((rows // tile) * gx + cols // tile, gy * gx, g - g_mean, v - v_mean)
+                        .reshape(gy, gx, -1))
     count = sums[..., 0]
     safe = np.maximum(count, 1.0)[..., None]
     mg, mv = sums[..., 1:4] / safe, sums[..., 4:7] / safe
@@ -98,26 +100,84 @@ def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, 
     # ridge towards the identity: argmin |v - A g - b|^2 + ridge |A - 1|^2 per window, solved for A^T
     a_t = np.linalg.solve(gg + eye, gv + eye)
     a_t[count == 0] = np.eye(3)
+    a = a_t.transpose(0, 1, 3, 2)
+    b = (mv + v_mean) - np.einsum("yxij,yxj->yxi", a, mg + g_mean)
+    b[count == 0] = 0.0
     weight = np.minimum(count, 9.0 * tile * tile)[..., None]
-    return a_t.transpose(0, 1, 3, 2).reshape(gy, gx, 9) * weight, weight, tile
+    return np.concatenate([a.reshape(gy, gx, 9) * weight, b * weight, weight], axis=2), tile
+
+
+def mappings_at(grid: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``A`` (M, 3, 3) and ``b`` (M, 3) at texels (rows, cols; texel indices, fractional between centres), interpolated between tile centres from a
+    :func:`local_mappings` grid (weighted by the windows' known texels, so that empty tiles do not pull towards the
+    identity)."""
+    at = _interpolate(grid, rows, cols, tile)
+    den = at[:, 12:]
+    fitted = den > 0
+    safe = np.maximum(den, 1e-12)
+    a = np.where(fitted, at[:, :9] / safe, np.eye(3).reshape(1, 9)).reshape(-1, 3, 3)
+    return a, np.where(fitted, at[:, 9:12] / safe, 0.0)
+
+
+def _signal_energy(surface: TexelSurface, residual: np.ndarray, noise: np.ndarray, known: np.ndarray,
+                   tile: int) -> np.ndarray:
+    """Per texel, the energy (mean square per channel) of what the mapping leaves over that is not noise, from the
+    window of 3 x 3 tiles around it: the residuals' mean square less their noise variance (at least 0)."""
+    h, w = surface.size
+    gy, gx = -(-h // tile), -(-w // tile)
+    which = (surface.rows[known] // tile) * gx + surface.cols[known] // tile
+    sums = np.stack([np.bincount(which, weights=x, minlength=gy * gx) for x in
+                     (np.ones(len(which)), (residual[known].astype(np.float64) ** 2).mean(axis=1), noise[known])],
+                    axis=1)
+    window = _window_sums(sums.reshape(gy, gx, 3))
+    energy = np.maximum(window[..., 1:2] - window[..., 2:3], 0.0)  # summed over the window's known texels
+    at = _interpolate(np.concatenate([energy, window[..., :1]], axis=2), surface.rows, surface.cols, tile)
+    return at[:, 0] / np.maximum(at[:, 1], 1e-12)
+
+
+def noise_of_mean(surface: TexelSurface, spread: np.ndarray, views: np.ndarray, known: np.ndarray,
+                  tile: int | None = None) -> np.ndarray:
+    """Per texel (N,), the noise variance of a weighted mean of the views' samples: the samples' variance about
+    their mean, ``spread`` (N,), made unbiased and averaged over the window of 3 x 3 tiles around the texel (one
+    texel's few views tell it poorly; the noise changes slowly over the surface), divided by the texel's effective
+    number of views ``views`` (N,; weight squared over summed squared weights). Only ``known`` texels seen by more
+    than one view tell the spread; windows without one give 0."""
+    h, w = surface.size
+    tile = tile or max(int(round(max(h, w) * TILE_SHARE)), 2)
+    gy, gx = -(-h // tile), -(-w // tile)
+    tells = known & (views > 1.5)
+    which = (surface.rows[tells] // tile) * gx + surface.cols[tells] // tile
+    unbiased = spread[tells] * views[tells] / (views[tells] - 1.0)
+    sums = np.stack([np.bincount(which, weights=x, minlength=gy * gx) for x in (np.ones(len(which)), unbiased)], axis=1)
+    window = _window_sums(sums.reshape(gy, gx, 2))
+    at = _interpolate(window, surface.rows, surface.cols, tile)
+    return at[:, 1] / np.maximum(at[:, 0], 1e-12) / np.maximum(views, 1.0)
 
 
 def transfer_detail(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, base: np.ndarray,
-                    known: np.ndarray, tile: int | None = None, ridge: float = RIDGE) -> np.ndarray:
-    """``value + A (base - guide)`` per texel ((N, 3) float32), ``A`` from :func:`local_mappings`,
-    interpolated between tile centres (weighted by the windows' known texels, so that empty tiles do not
-    pull towards the identity).
+                    known: np.ndarray, noise: np.ndarray | None = None, tile: int | None = None,
+                    ridge: float = RIDGE, mappings: tuple[np.ndarray, int] | None = None) -> np.ndarray:
+    """``A base + b + k r`` per texel ((N, 3) float32): the local mapping (:func:`local_mappings`) applied to the
+    original, plus what it does not explain of the edit, ``r = value - (A guide + b)``.
 
-    ``guide`` (N, 3): the bake of the original capture; ``value`` (N, 3): the bake of the edited views
-    from the same samples; ``base`` (N, 3): the original texture; ``known`` (N,): the texels where both
-    bakes hold values (only those are fitted; the result elsewhere is meaningless).
+    ``guide`` (N, 3): the bake of the original capture; ``value`` (N, 3): the bake of the edited views from the same
+    samples; ``base`` (N, 3): the original texture; ``known`` (N,): the texels where both bakes hold values (only
+    those are fitted; the result elsewhere is meaningless). ``noise`` (N,): the variance (per channel, linear
+    squared) of each texel's ``value`` that is noise (the views disagree); the residual is then kept in the share
+    ``k = S / (S + noise)`` that its window's signal energy ``S`` (its mean square less the noise) explains: a
+    Wiener filter, which leaves detail the edit adds and drops what the views do not agree on. None: ``k = 1``
+    (``value + A (base - guide)``). ``mappings``: what :func:`local_mappings` gave for these arguments, if known.
     """
-    weighted, weight, tile = local_mappings(surface, guide, value, known, tile, ridge)
+    grid, tile = mappings or local_mappings(surface, guide, value, known, tile, ridge)
     out = np.empty((len(surface.rows), 3), np.float32)
+    residual = np.empty((len(surface.rows), 3), np.float32)
     for lo in range(0, len(out), CHUNK):
-        rows, cols = surface.rows[lo:lo + CHUNK], surface.cols[lo:lo + CHUNK]
-        den = _interpolate(weight, rows, cols, tile)
-        a = np.where(den > 0, _interpolate(weighted, rows, cols, tile) / np.maximum(den, 1e-12), np.eye(3).reshape(1, 9))
-        detail = base[lo:lo + CHUNK] - guide[lo:lo + CHUNK]
-        out[lo:lo + CHUNK] = value[lo:lo + CHUNK] + np.einsum("nij,nj->ni", a.reshape(-1, 3, 3), detail)
-    return out
+        part = slice(lo, lo + CHUNK)
+        a, b = mappings_at(grid, tile, surface.rows[part], surface.cols[part])
+        residual[part] = value[part] - np.einsum("nij,nj->ni", a, guide[part]) - b
+        out[part] = np.einsum("nij,nj->ni", a, base[part]) + b
+    if noise is None:
+        return out + residual
+    signal = _signal_energy(surface, residual, noise, known, tile)
+    keep = signal / np.maximum(signal + noise, 1e-20)
+    return (out + keep[:, None].astype(np.float32) * residual).astype(np.float32)

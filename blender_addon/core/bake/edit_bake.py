@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gather import BakeResult, BakeSettings, BakeView, fill_texture, gather
-from .detail_transfer import transfer_detail
+from .gather import BakeResult, BakeSettings, BakeView, Gathered, fill_texture, gather
+from .detail_transfer import local_mappings, mappings_at, noise_of_mean, transfer_detail
 from ..errors import InvalidInputError
 from ..format.images import linear_to_srgb, srgb_to_linear, to_uint8
 from .uv_raster import TexelSurface
@@ -271,6 +271,38 @@ def edit_delta(edited: np.ndarray, lit: np.ndarray, albedo: np.ndarray, mask: np
     return out
 
 
+def residual_noise(surface: TexelSurface, views: list[BakeView], gathered: Gathered,
+                   mappings: tuple[np.ndarray, int], changed: np.ndarray, settings: BakeSettings | None = None
+                   ) -> np.ndarray | None:
+    """Per texel (N,), the variance of what the detail transfer's local mapping leaves of the baked edit that is
+    noise: each view's own residual ``x0 + change - (A x0 + b)`` (``A``, ``b`` of :func:`local_mappings` at the
+    pixel's UV; a view's blur of the original cancels in it, its noise does not), spread about the residuals' mean
+    over the samples that changed (mean over channels), made the noise of that mean by
+    :func:`~.detail_transfer.noise_of_mean`. ``views`` carry :func:`edit_delta` arrays and UVs; ``gathered`` is
+    their gather; ``changed`` (N,): its texels some view changed. None when a view has no UVs."""
+    if any(v.uv is None for v in views):
+        return None
+    grid, tile = mappings
+    rows_n, cols_n = surface.size
+    residuals = []
+    for v in views:
+        hit = v.image[..., 3] > 0
+        image = np.zeros(v.image.shape[:2] + (7,), np.float32)
+        if hit.any():
+            uv, delta = v.uv[hit], v.image[hit]
+            a, b = mappings_at(grid, tile, (1.0 - uv[:, 1]) * rows_n - 0.5, uv[:, 0] * cols_n - 0.5)
+            x0 = delta[:, 4:7].astype(np.float64)
+            r = x0 + delta[:, :3] - np.einsum("nij,nj->ni", a, x0) - b
+            image[hit] = np.concatenate([r, r * r, np.ones((len(r), 1))], axis=1)
+        residuals.append(BakeView(v.camera, image, v.position, v.mask, v.uv, v.normal))
+    moments = gather(surface, residuals, settings).value
+    share = np.maximum(gathered.value[:, 3:4], 1e-12)
+    mean, square = moments[:, :3] / share, moments[:, 3:6] / share
+    spread = np.clip(square - mean * mean, 0.0, None).mean(axis=1)
+    count = np.square(gathered.weight) / np.maximum(gathered.weight_sq, 1e-30)
+    return noise_of_mean(surface, spread, count, changed, tile).astype(np.float32)
+
+
 def bake_edit(surface: TexelSurface, views: list[BakeView], base: np.ndarray,
               settings: EditBakeSettings | None = None, writable: np.ndarray | None = None) -> BakeResult:
     """Add the views' deltas (from :func:`edit_delta`) to ``base`` and return the new texture.
@@ -297,7 +329,10 @@ def bake_edit(surface: TexelSurface, views: list[BakeView], base: np.ndarray,
     if settings.detail and changed_texel.any():
         guide = (g.value[:, 4:] * per_change).astype(np.float32)
         original = srgb_to_linear(base[surface.rows, surface.cols])
-        edited = transfer_detail(surface, guide, guide + change, original, changed_texel)
+        value = guide + change
+        mappings = local_mappings(surface, guide, value, changed_texel)
+        noise = residual_noise(surface, views, g, mappings, changed_texel, settings.bake)
+        edited = transfer_detail(surface, guide, value, original, changed_texel, noise, mappings=mappings)
         change = np.where(changed_texel[:, None], edited - original, 0.0).astype(np.float32)
     # deltas of unseen texels and gutters come from their neighbours (seen-but-unchanged texels count as 0)
     delta = fill_texture(surface, change, g.seen)

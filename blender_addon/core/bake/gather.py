@@ -292,11 +292,13 @@ def gather_view(texels: _Texels, view: _PreparedView, settings: BakeSettings) ->
 
 @dataclass
 class Gathered:
-    """Per covered texel: ``value`` (N, C) the weighted mean of the views' samples (0 where unseen) and
-    ``weight`` (N,) the summed weights (0: no view saw the texel)."""
+    """Per covered texel: ``value`` (N, C) the weighted mean of the views' samples (0 where unseen),
+    ``weight`` (N,) the summed weights (0: no view saw the texel) and ``weight_sq`` (N,) the summed squared weights
+    (``weight**2 / weight_sq``: the effective number of views)."""
 
     value: np.ndarray
     weight: np.ndarray
+    weight_sq: np.ndarray
 
     @property
     def seen(self) -> np.ndarray:
@@ -319,6 +321,7 @@ def gather(surface: TexelSurface, views: list[BakeView], settings: BakeSettings 
     n = len(surface.rows)
     acc = np.zeros((n, channels.pop()), np.float64)
     wsum = np.zeros(n, np.float64)
+    wsq = np.zeros(n, np.float64)
     texels = _Texels.of(surface)
     lock = threading.Lock()
 
@@ -331,6 +334,7 @@ def gather(surface: TexelSurface, views: list[BakeView], settings: BakeSettings 
         with lock:
             for lo, (idx, colour, weight) in parts:
                 wsum[lo + idx] += weight  # idx is unique per view
+                wsq[lo + idx] += np.square(weight, dtype=np.float64)
                 acc[lo + idx] += colour * weight[:, None]
 
     # views are streamed, ``workers`` at a time (numpy releases the GIL in its array loops)
@@ -338,7 +342,7 @@ def gather(surface: TexelSurface, views: list[BakeView], settings: BakeSettings 
         list(pool.map(one, views))
     seen = wsum > 0
     acc[seen] /= wsum[seen, None]
-    return Gathered(acc, wsum)
+    return Gathered(acc, wsum, wsq)
 
 
 def texel_world_size(surface: TexelSurface) -> float:
