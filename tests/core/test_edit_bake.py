@@ -261,3 +261,36 @@ def test_the_light_passes_remove_shading_exactly_even_where_the_render_clipped()
     assert np.abs(got[:, 8:, 0] - srgb_to_linear(to8(albedo)[:, 8:, 0] / 255.0)).max() < 1e-6, \
         "red clipped before and after: unchanged, not darkened"
     assert np.abs(got[:, :8, 2] - 0.5).max() < 0.01
+
+
+def test_noise_the_views_disagree_on_stays_out_of_the_texture(monkeypatch):
+    """Each view's edit carries its own noise (as renders and editors do): the bake keeps the colour mapping the views
+    agree on and drops most of the noise (against keeping every texel's mean of the views as it is)."""
+    import blender_addon.core.bake.edit_bake as edit_bake
+
+    mesh = quad_mesh([(FRONT, (0.0, 0.0, 1.0, 1.0))])
+    surface = rasterise_uv(mesh, 64)
+    rng = np.random.default_rng(8)
+
+    def recoloured(uv: np.ndarray) -> np.ndarray:
+        return (checker(uv[:, 0], uv[:, 1])[:, [1, 2, 0]] * 0.6 + 40).astype(np.uint8)
+
+    originals = _views_of(mesh, None, EYES)
+    edited = []
+    for v in _views_of(mesh, recoloured, EYES):
+        noisy = v.image.astype(np.int16) + rng.integers(-8, 9, v.image.shape)
+        edited.append(BakeView(v.camera, np.clip(noisy, 0, 255).astype(np.uint8), v.position, v.mask, v.uv))
+    base = np.zeros((64, 64, 3), np.float32)
+    base[surface.rows, surface.cols] = checker(surface.uv[:, 0], surface.uv[:, 1]) / 255.0
+    want = srgb_to_linear(recoloured(surface.uv) / 255.0)
+    inner = (np.abs(surface.uv * 8 - np.round(surface.uv * 8)) > 0.15).all(axis=1)  # off the checker's edges
+
+    def error() -> float:
+        res = bake_edit(surface, _edit_views(originals, edited, delight=False), base)
+        got = srgb_to_linear(res.srgb[surface.rows, surface.cols])
+        return float(np.sqrt(np.mean((got - want)[inner] ** 2)))
+
+    filtered = error()
+    monkeypatch.setattr(edit_bake, "residual_noise", lambda *args, **kwargs: None)
+    unfiltered = error()
+    assert filtered < 0.6 * unfiltered, (filtered, unfiltered)  # measured: 0.0017 against 0.0057 linear rms
