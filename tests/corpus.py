@@ -322,7 +322,6 @@ def armature_deformed(detail: int = 1) -> Any:
     return obj
 
 
-#: name -> builder, in the order the benchmark prints them.
 def two_part_figure() -> Any:
     """A sphere named "Figure" whose upper half is the textured material "Jacket", its lower half "Trousers": an
     asset with parts to edit (regions, dataset groups); not in :data:`CORPUS`."""
@@ -335,6 +334,7 @@ def two_part_figure() -> Any:
     return obj
 
 
+#: name -> builder, in the order the benchmark prints them.
 CORPUS: dict[str, Callable[[int], Any]] = {
     "vertex colours": vertex_colours,
     "texture transform": texture_transform,

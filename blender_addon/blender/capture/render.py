@@ -345,11 +345,12 @@ def _colour_passes(exr: dict[str, np.ndarray], settings: CaptureSettings) -> dic
         tuple(_channels(exr, p, "RGB") for p in ("GlossDir", "GlossInd", "GlossCol")),
         _channels(exr, BASE_AOV, "RGB"), _channels(exr, METAL_AOV, "X")[..., 0], settings.background)
     colour = split.pop("colour_linear")
+    albedo = np.clip(split.pop("albedo_filtered"), 0.0, 1.0)
     return {
         "colour": to_uint8(linear_to_srgb(colour)),
         "colour_linear": colour.astype(np.float16),
-        "albedo_filtered": to_uint8(linear_to_srgb(np.clip(split["albedo_filtered"], 0.0, 1.0))),
-        "albedo_linear": np.clip(split.pop("albedo_filtered"), 0.0, 1.0).astype(np.float16),
+        "albedo_filtered": to_uint8(linear_to_srgb(albedo)),
+        "albedo_linear": albedo.astype(np.float16),
         **{k: v.astype(np.float16) for k, v in split.items()},
     }
 
@@ -361,10 +362,12 @@ def _render_data(scene: Any, setup: _RenderSetup, tmp: Path) -> dict[str, np.nda
     return _render(scene, tmp / "data.exr")
 
 
-def _data_albedo(data_exr: dict[str, np.ndarray]) -> np.ndarray:
-    """Linear base colour (H, W, 3) at each pixel centre of a data render (0 where nothing covers it)."""
-    alpha = _channels(data_exr, "Combined", "A")[..., 0]
-    return _channels(data_exr, BASE_AOV, "RGB") / np.maximum(alpha, 1e-6)[..., None]
+def _data_albedo(data_exr: dict[str, np.ndarray], background: tuple[float, float, float]) -> np.ndarray:
+    """Linear base colour (H, W, 3) at each pixel centre of a data render, ``background`` where the object does not
+    cover the centre."""
+    alpha = _channels(data_exr, "Combined", "A")[..., :1]
+    albedo = _channels(data_exr, BASE_AOV, "RGB") / np.maximum(alpha, 1e-6)
+    return np.where(alpha > 0.5, albedo, np.asarray(background, np.float32))
 
 
 def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
@@ -373,11 +376,10 @@ def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam
     data_exr = _render_data(scene, setup, tmp)
     alpha = _channels(data_exr, "Combined", "A")[..., 0]
     mask = alpha > 0.5
-    albedo = _data_albedo(data_exr)
     edge = metal_edge(_channels(data_exr, "GlossCol", "RGB"), _channels(data_exr, METAL_AOV, "X")[..., 0])
     position = np.where(mask[..., None], _channels(data_exr, "Position", "XYZ"), 0.0).astype(np.float32)
     return {
-        "albedo": to_uint8(linear_to_srgb(np.where(mask[..., None], albedo, np.asarray(settings.background)))),
+        "albedo": to_uint8(linear_to_srgb(_data_albedo(data_exr, settings.background))),
         "mask": mask,
         "depth": np.where(mask, (position - cam.centre) @ cam.forward, 0.0).astype(np.float32),
         "normal": np.where(mask[..., None], _channels(data_exr, "Normal", "XYZ"), 0.0).astype(np.float32),
@@ -552,9 +554,7 @@ def render_views(obj: Any, vs: ViewSet, pass_name: str = "colour", scene: Any | 
             if pass_name == "colour":
                 image = _composited(_render_colour(scene, setup, settings, tmp), settings.background)
             else:
-                data_exr = _render_data(scene, setup, tmp)
-                covered = _channels(data_exr, "Combined", "A")[..., :1] > 0.5
-                image = np.where(covered, _data_albedo(data_exr), np.asarray(settings.background, np.float32))
+                image = _data_albedo(_render_data(scene, setup, tmp), settings.background)
             out.append(image.astype(np.float32) if linear else to_uint8(linear_to_srgb(image)))
         return out
     finally:

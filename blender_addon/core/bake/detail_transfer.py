@@ -68,6 +68,22 @@ def _interpolate(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray, tile: int
             + (grid[y1, x0] * (1 - wx) + grid[y1, x1] * wx) * wy)
 
 
+def _tiling(surface: TexelSurface, tile: int | None) -> tuple[int, int, int]:
+    """The tile size (``tile``, default :data:`TILE_SHARE` of the texture's side) and the tiles down and across."""
+    h, w = surface.size
+    tile = tile or max(int(round(max(h, w) * TILE_SHARE)), 2)
+    return tile, -(-h // tile), -(-w // tile)
+
+
+def _window_grid(surface: TexelSurface, tile: int, texels: np.ndarray, quantities: list[np.ndarray]) -> np.ndarray:
+    """(Gy, Gx, K): per tile, the sums of ``quantities`` (K arrays (M,), one value per texel of the bool mask
+    ``texels`` (N,)) over the window of 3 x 3 tiles around it."""
+    _, gy, gx = _tiling(surface, tile)
+    which = (surface.rows[texels] // tile) * gx + surface.cols[texels] // tile
+    sums = np.stack([np.bincount(which, weights=q, minlength=gy * gx) for q in quantities], axis=1)
+    return _window_sums(sums.reshape(gy, gx, len(quantities)))
+
+
 def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, known: np.ndarray,
                    tile: int | None = None, ridge: float = RIDGE) -> tuple[np.ndarray, int]:
     """Per tile, the mapping ``value ~ A @ guide + b`` (``A`` 3 x 3) fitted on the ``known`` texels of the window of
@@ -80,9 +96,7 @@ def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, 
     if guide.shape != (n, 3) or value.shape != (n, 3) or known.shape != (n,):
         raise InvalidInputError(f"detail transfer needs (N, 3) guide and value and (N,) known for N = {n} texels, "
                                 f"got {guide.shape}, {value.shape}, {known.shape}")
-    h, w = surface.size
-    tile = tile or max(int(round(max(h, w) * TILE_SHARE)), 2)
-    gy, gx = -(-h // tile), -(-w // tile)
+    tile, gy, gx = _tiling(surface, tile)
     rows, cols = surface.rows[known], surface.cols[known]
     g = guide[known].astype(np.float64)
     v = value[known].astype(np.float64)
@@ -108,9 +122,9 @@ def local_mappings(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, 
 
 
 def mappings_at(grid: np.ndarray, tile: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``A`` (M, 3, 3) and ``b`` (M, 3) at texels (rows, cols; texel indices, fractional between centres), interpolated between tile centres from a
-    :func:`local_mappings` grid (weighted by the windows' known texels, so that empty tiles do not pull towards the
-    identity)."""
+    """``A`` (M, 3, 3) and ``b`` (M, 3) at texels (rows, cols; texel indices, fractional between centres),
+    interpolated between tile centres from a :func:`local_mappings` grid (weighted by the windows' known texels, so
+    that empty tiles do not pull towards the identity)."""
     at = _interpolate(grid, rows, cols, tile)
     den = at[:, 12:]
     fitted = den > 0
@@ -123,13 +137,8 @@ def _signal_energy(surface: TexelSurface, residual: np.ndarray, noise: np.ndarra
                    tile: int) -> np.ndarray:
     """Per texel, the energy (mean square per channel) of what the mapping leaves over that is not noise, from the
     window of 3 x 3 tiles around it: the residuals' mean square less their noise variance (at least 0)."""
-    h, w = surface.size
-    gy, gx = -(-h // tile), -(-w // tile)
-    which = (surface.rows[known] // tile) * gx + surface.cols[known] // tile
-    sums = np.stack([np.bincount(which, weights=x, minlength=gy * gx) for x in
-                     (np.ones(len(which)), (residual[known].astype(np.float64) ** 2).mean(axis=1), noise[known])],
-                    axis=1)
-    window = _window_sums(sums.reshape(gy, gx, 3))
+    window = _window_grid(surface, tile, known, [np.ones(int(known.sum())),
+                                                 (residual[known].astype(np.float64) ** 2).mean(axis=1), noise[known]])
     energy = np.maximum(window[..., 1:2] - window[..., 2:3], 0.0)  # summed over the window's known texels
     at = _interpolate(np.concatenate([energy, window[..., :1]], axis=2), surface.rows, surface.cols, tile)
     return at[:, 0] / np.maximum(at[:, 1], 1e-12)
@@ -142,15 +151,11 @@ def noise_of_mean(surface: TexelSurface, spread: np.ndarray, views: np.ndarray, 
     texel's few views tell it poorly; the noise changes slowly over the surface), divided by the texel's effective
     number of views ``views`` (N,; weight squared over summed squared weights). Only ``known`` texels seen by more
     than one view tell the spread; windows without one give 0."""
-    h, w = surface.size
-    tile = tile or max(int(round(max(h, w) * TILE_SHARE)), 2)
-    gy, gx = -(-h // tile), -(-w // tile)
+    tile = _tiling(surface, tile)[0]
     tells = known & (views > 1.5)
-    which = (surface.rows[tells] // tile) * gx + surface.cols[tells] // tile
     unbiased = spread[tells] * views[tells] / (views[tells] - 1.0)
-    sums = np.stack([np.bincount(which, weights=x, minlength=gy * gx) for x in (np.ones(len(which)), unbiased)], axis=1)
-    window = _window_sums(sums.reshape(gy, gx, 2))
-    at = _interpolate(window, surface.rows, surface.cols, tile)
+    at = _interpolate(_window_grid(surface, tile, tells, [np.ones(len(unbiased)), unbiased]),
+                      surface.rows, surface.cols, tile)
     return at[:, 1] / np.maximum(at[:, 0], 1e-12) / np.maximum(views, 1.0)
 
 

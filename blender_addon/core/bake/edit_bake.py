@@ -14,8 +14,7 @@ respond linearly and exactly. The edited colour is solved for ``x`` per channel:
 ``colour(x) - colour(x0) = edited - colour_linear``, with ``x0`` the original base colour as the colour
 render shows it (``albedo_linear``) and ``colour_linear`` the colour render before its 8-bit encoding (so the
 capture's own rounding, and its clipping, add nothing to the change). Captures without these passes (older
-ViewSets) assume
-``colour = shading * x`` with the shading lit / albedo.
+ViewSets) assume ``colour = shading * x`` with the shading lit / albedo.
 
 :func:`edit_delta` also marks the pixels that changed (more than ``tolerance`` 8-bit levels in any
 channel). Where a pixel did not change, delta is exactly 0. :func:`bake_edit` gathers the deltas like
@@ -287,13 +286,13 @@ def residual_noise(surface: TexelSurface, views: list[BakeView], gathered: Gathe
     residuals = []
     for v in views:
         hit = v.image[..., 3] > 0
-        image = np.zeros(v.image.shape[:2] + (7,), np.float32)
+        image = np.zeros(v.image.shape[:2] + (6,), np.float32)
         if hit.any():
             uv, delta = v.uv[hit], v.image[hit]
             a, b = mappings_at(grid, tile, (1.0 - uv[:, 1]) * rows_n - 0.5, uv[:, 0] * cols_n - 0.5)
             x0 = delta[:, 4:7].astype(np.float64)
             r = x0 + delta[:, :3] - np.einsum("nij,nj->ni", a, x0) - b
-            image[hit] = np.concatenate([r, r * r, np.ones((len(r), 1))], axis=1)
+            image[hit] = np.concatenate([r, r * r], axis=1)
         residuals.append(BakeView(v.camera, image, v.position, v.mask, v.uv, v.normal))
     moments = gather(surface, residuals, settings).value
     share = np.maximum(gathered.value[:, 3:4], 1e-12)
