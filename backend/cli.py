@@ -23,9 +23,18 @@ def read_token(path: Path, create: bool) -> str:
         if not create:
             raise BackendError(f"token file {path} does not exist")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # written whole under a private name, then linked into place: a reader never sees an empty file,
+        # and a token another process made first is kept (the link fails, theirs is read below)
+        part = path.with_name(f".{path.name}.{os.getpid()}.part")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))
+        try:
+            os.link(part, path)
+        except FileExistsError:
+            pass
+        finally:
+            part.unlink()
     if path.stat().st_mode & 0o077:
         raise BackendError(f"token file {path} is readable by others: chmod 600 it")
     token = path.read_text(errors="replace").strip()

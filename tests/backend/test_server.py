@@ -267,3 +267,21 @@ def test_token(tmp_path):
         assert requests.get(s.url + "/v1/health", headers=ok).status_code == 200
     finally:
         s.kill()
+
+
+def test_token_file_is_whole_when_seen_and_one_token_wins(tmp_path):
+    """Processes racing to make the token all read the one that landed; a reader never finds it empty."""
+    path = tmp_path / "keys" / "token"
+    code = ("import sys; from pathlib import Path; from backend.cli import read_token; "
+            "print(read_token(Path(sys.argv[1]), create=True))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    seen = set()
+    while any(p.poll() is None for p in procs):
+        if path.exists():
+            seen.add(path.read_text())
+    tokens = {p.communicate()[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs)
+    assert len(tokens) == 1 and seen <= tokens and "" not in seen
+    assert sorted(os.listdir(path.parent)) == ["token"]  # no partial files left behind
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
