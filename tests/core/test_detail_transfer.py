@@ -86,6 +86,16 @@ def test_noise_of_mean_is_the_variance_of_each_texels_mean(surface):
     assert np.allclose(got, variance / views, rtol=1e-6)
     # texels seen once tell nothing of the spread, but get their window's noise
     assert got[views == 1].min() > 0.9 * variance
+    # one view weighing far more than the others (n close to 1) still tells the spread, a little
+    dominated = np.full(n, 1.1)
+    got = noise_of_mean(surface, variance * (1.0 - 1.0 / dominated), dominated, np.ones(n, bool))
+    assert np.allclose(got, variance / dominated, rtol=1e-6)
+    # where a whole region is seen by one view only (under a pole of the rig), its noise is the texture's, not none
+    left = surface.uv[:, 0] < 0.5
+    views = np.where(left, 1.0, 3.0)
+    got = noise_of_mean(surface, np.where(left, 0.0, variance * 2.0 / 3.0), views, np.ones(n, bool))
+    assert np.allclose(got[left], variance, rtol=1e-6), (got[left].min(), got[left].max())
+    assert np.allclose(got[~left], variance / 3.0, rtol=1e-6)
 
 
 def test_noise_the_views_do_not_agree_on_is_dropped_and_detail_they_agree_on_kept(surface):

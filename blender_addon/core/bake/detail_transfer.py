@@ -146,17 +146,25 @@ def _signal_energy(surface: TexelSurface, residual: np.ndarray, noise: np.ndarra
 
 def noise_of_mean(surface: TexelSurface, spread: np.ndarray, views: np.ndarray, known: np.ndarray,
                   tile: int | None = None) -> np.ndarray:
-    """Per texel (N,), the noise variance of a weighted mean of the views' samples: the samples' variance about
-    their mean, ``spread`` (N,), made unbiased and averaged over the window of 3 x 3 tiles around the texel (one
-    texel's few views tell it poorly; the noise changes slowly over the surface), divided by the texel's effective
-    number of views ``views`` (N,; weight squared over summed squared weights). Only ``known`` texels seen by more
-    than one view tell the spread; windows without one give 0."""
+    """Per texel (N,), the noise variance of a weighted mean of the views' samples.
+
+    ``spread`` (N,): the samples' weighted spread about their mean; ``views`` (N,): the texel's effective number of
+    views ``n`` (weight squared over summed squared weights, >= 1). For samples of variance ``s``, the spread is
+    ``s (1 - 1/n)`` on average and the noise of the mean ``s / n``. One texel's few views tell ``s`` poorly, and the
+    noise changes slowly over the surface, so ``s`` is pooled over the window of 3 x 3 tiles around the texel: its
+    summed spread over its summed ``1 - 1/n`` (a texel seen by one view, or by one view much more than the others,
+    tells little and counts little), drawn towards the whole texture's pooled ``s`` by the weight of one tile of
+    texels: a window whose texels are all seen by one view (under a pole of the rig, in a deep recess) gets the
+    texture's noise, not none. Only ``known`` texels count."""
     tile = _tiling(surface, tile)[0]
-    tells = known & (views > 1.5)
-    unbiased = spread[tells] * views[tells] / (views[tells] - 1.0)
-    at = _interpolate(_window_grid(surface, tile, tells, [np.ones(len(unbiased)), unbiased]),
-                      surface.rows, surface.cols, tile)
-    return at[:, 1] / np.maximum(at[:, 0], 1e-12) / np.maximum(views, 1.0)
+    tells = known & (views > 1.0)
+    info = 1.0 - 1.0 / views[tells]
+    told = spread[tells]
+    prior_weight = float(tile * tile)
+    prior = float(told.sum() / max(info.sum(), 1e-12))
+    at = _interpolate(_window_grid(surface, tile, tells, [info, told]), surface.rows, surface.cols, tile)
+    variance = (at[:, 1] + prior_weight * prior) / (at[:, 0] + prior_weight)
+    return variance / np.maximum(views, 1.0)
 
 
 def transfer_detail(surface: TexelSurface, guide: np.ndarray, value: np.ndarray, base: np.ndarray,
