@@ -23,6 +23,9 @@ from .scene_changes import SceneChanges
 UV_AOV = "groupedit_uv"
 BASE_AOV = "groupedit_base"
 METAL_AOV = "groupedit_metallic"
+#: 1 wherever the colour render's first surface is the object: the coverage the other AOVs are premultiplied by
+#: (the render's alpha is less where a surface is partly transparent).
+COVER_AOV = "groupedit_cover"
 #: The colour render's base colour is at least this (linear, per channel): a black base colour would hide the
 #: diffuse light from Cycles' light passes (they are divided by the colour). 1e-4 is a third of an 8-bit level.
 BASE_FLOOR = 1e-4
@@ -156,7 +159,7 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
 
 def colour_material(source: Any | None, changes: SceneChanges) -> Any:
     """A temporary copy of ``source`` that renders as it does and writes its base colour (floored at
-    :data:`BASE_FLOOR`) to :data:`BASE_AOV` and its metallic to :data:`METAL_AOV`.
+    :data:`BASE_FLOOR`) to :data:`BASE_AOV`, its metallic to :data:`METAL_AOV` and 1 to :data:`COVER_AOV`.
 
     A ``source`` without nodes (or None: no material) becomes a Principled BSDF with its viewport colour,
     metallic and roughness (Blender's default grey without a material), as the restyled material will be.
@@ -185,6 +188,9 @@ def colour_material(source: Any | None, changes: SceneChanges) -> Any:
     base.aov_name = BASE_AOV
     links.new(floor.outputs["Vector"], base.inputs["Color"])
     _write_metallic(tree, bsdf)
+    cover = nodes.new("ShaderNodeOutputAOV")
+    cover.aov_name = COVER_AOV
+    cover.inputs["Value"].default_value = 1.0
     return mat
 
 

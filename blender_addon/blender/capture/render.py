@@ -39,7 +39,7 @@ from ...core.capture.rigs import RigSpec, RigView, build_rig, direction_vector
 from ...core.capture.settings import CaptureSettings
 from ...core.format.viewset import MESH_FILE, View, ViewSet, stale_entries, write_view_files
 from ...core.capture.light_split import metal_edge, split_light
-from .data_materials import BASE_AOV, METAL_AOV, UV_AOV, colour_material, data_material
+from .data_materials import BASE_AOV, COVER_AOV, METAL_AOV, UV_AOV, colour_material, data_material
 from .region import REGION_AOV, mark_region, region_faces
 from ..mesh import check_mesh, ensure_uv_map, mesh_data
 from .scene_changes import SceneChanges
@@ -239,7 +239,8 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
     for attr in ("use_pass_position", "use_pass_normal", *_LIGHT_PASSES):
         changes.set(view_layer, attr, True)
     changes.set(view_layer, "material_override", None)
-    for name, kind in ((UV_AOV, "COLOR"), (BASE_AOV, "COLOR"), (METAL_AOV, "VALUE"), (REGION_AOV, "VALUE")):
+    for name, kind in ((UV_AOV, "COLOR"), (BASE_AOV, "COLOR"), (METAL_AOV, "VALUE"), (COVER_AOV, "VALUE"),
+                       (REGION_AOV, "VALUE")):
         if name not in view_layer.aovs:
             aov = view_layer.aovs.add()
             aov.name, aov.type = name, kind
@@ -343,7 +344,8 @@ def _colour_passes(exr: dict[str, np.ndarray], settings: CaptureSettings) -> dic
         _channels(exr, "Combined", "RGBA"),
         tuple(_channels(exr, p, "RGB") for p in ("DiffDir", "DiffInd", "DiffCol")),
         tuple(_channels(exr, p, "RGB") for p in ("GlossDir", "GlossInd", "GlossCol")),
-        _channels(exr, BASE_AOV, "RGB"), _channels(exr, METAL_AOV, "X")[..., 0], settings.background)
+        _channels(exr, BASE_AOV, "RGB"), _channels(exr, METAL_AOV, "X")[..., 0],
+        _channels(exr, COVER_AOV, "X")[..., 0], settings.background)
     colour = split.pop("colour_linear")
     albedo = np.clip(split.pop("albedo_filtered"), 0.0, 1.0)
     return {

@@ -40,27 +40,28 @@ METAL_POINT = 0.5
 
 def split_light(combined: np.ndarray, diffuse: tuple[np.ndarray, np.ndarray, np.ndarray],
                 glossy: tuple[np.ndarray, np.ndarray, np.ndarray], base_aov: np.ndarray, metal_aov: np.ndarray,
-                background: tuple[float, float, float]) -> dict[str, np.ndarray]:
+                cover_aov: np.ndarray, background: tuple[float, float, float]) -> dict[str, np.ndarray]:
     """The lighting passes of one view from its colour render.
 
     ``combined``: (H, W, 4) premultiplied RGBA; ``diffuse``, ``glossy``: (direct, indirect, colour),
     each (H, W, 3); ``base_aov`` (H, W, 3) and ``metal_aov`` (H, W) as accumulated (premultiplied by
-    coverage). Returns ``colour_linear`` (composited over ``background``), ``albedo_filtered`` (the
+    coverage), ``cover_aov`` (H, W) that coverage: the share of the pixel's samples whose first surface is the
+    object (an AOV of 1; the render's alpha is less where the surface is partly transparent). Returns ``colour_linear`` (composited over ``background``), ``albedo_filtered`` (the
     base colour through the render's filter, linear, the background colour outside),
     ``diffuse_response``, ``metal_light`` (0 outside) and ``metal_reflectance`` (NaN where unknown).
     """
-    alpha = combined[..., 3:4]
-    covered = alpha > 1e-4
-    safe_alpha = np.maximum(alpha, 1e-4)
+    alpha, cover = combined[..., 3:4], cover_aov[..., None]
+    covered = cover > 1e-4
+    safe_cover = np.maximum(cover, 1e-4)
     bg = np.asarray(background, np.float32)
     colour = combined[..., :3] + (1.0 - alpha) * bg
-    albedo = np.where(covered, base_aov / safe_alpha, 0.0)
+    albedo = np.where(covered, base_aov / safe_cover, 0.0)
     diffuse_part = (diffuse[0] + diffuse[1]) * diffuse[2]
     diffuse_response = np.where(covered, diffuse_part / np.maximum(albedo, 1e-6), 0.0)
     metal = np.clip(metal_aov[..., None], 0.0, None)
     metal_light = np.where(covered, metal * (glossy[0] + glossy[1]), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        reflectance = np.where(covered & (metal >= METAL_POINT * safe_alpha), glossy[2] / metal, np.nan)
+        reflectance = np.where(covered & (metal >= METAL_POINT * safe_cover), glossy[2] / metal, np.nan)
     return {
         "colour_linear": colour.astype(np.float32),
         "albedo_filtered": np.where(covered, albedo, bg).astype(np.float32),
