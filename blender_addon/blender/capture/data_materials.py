@@ -157,9 +157,83 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
     return mat
 
 
-def colour_material(source: Any | None, changes: SceneChanges) -> Any:
+def _one_surface_per_pixel(tree: Any) -> None:
+    """Make camera rays that reach this surface through a transparent surface pass on to what lies beyond: a
+    partly transparent object then shows its front surface over the background, not its own back or inside (which
+    change with the edit too, and which no pixel of the texture's front holds). Shadows, reflections and opaque
+    surfaces are as before: only camera rays past a transparent bounce are affected."""
+    nodes, links = tree.nodes, tree.links
+    for out in [n for n in nodes if n.bl_idname == "ShaderNodeOutputMaterial" and n.inputs["Surface"].is_linked]:
+        surface = out.inputs["Surface"].links[0].from_socket
+        path = nodes.new("ShaderNodeLightPath")
+        behind = nodes.new("ShaderNodeMath")
+        behind.operation, behind.use_clamp = "MULTIPLY", True
+        links.new(path.outputs["Is Camera Ray"], behind.inputs[0])
+        links.new(path.outputs["Transparent Depth"], behind.inputs[1])
+        mix = nodes.new("ShaderNodeMixShader")
+        links.new(behind.outputs["Value"], mix.inputs["Fac"])
+        links.new(surface, mix.inputs[1])
+        links.new(nodes.new("ShaderNodeBsdfTransparent").outputs["BSDF"], mix.inputs[2])
+        links.new(mix.outputs["Shader"], out.inputs["Surface"])
+
+
+def _copy_node(tree: Any, node: Any) -> Any:
+    """A new node of ``node``'s type with its settings, input values and input links."""
+    copy = tree.nodes.new(node.bl_idname)
+    for attr in ("distribution", "subsurface_method"):
+        if hasattr(node, attr):
+            setattr(copy, attr, getattr(node, attr))
+    for source, target in zip(node.inputs, copy.inputs):
+        if source.is_linked:
+            tree.links.new(source.links[0].from_socket, target)
+        elif hasattr(source, "default_value"):
+            target.default_value = source.default_value
+    return copy
+
+
+def _alpha_over_background(tree: Any, bsdf: Any, background: tuple[float, float, float]) -> None:
+    """Camera rays see a Principled BSDF's alpha ``a`` as ``a`` of the opaque surface plus ``1 - a`` of an emission of
+    the flat ``background`` the render is composited over: what a transparent surface over that background shows, on
+    average, but without the noise of a random share of the samples passing through (which does not cancel between
+    the capture and an edit). Other rays (shadows) see the material as before. Only a BSDF that is the surface
+    itself is changed; other graphs keep their transparency."""
+    alpha = bsdf.inputs.get("Alpha")
+    if bsdf.bl_idname != "ShaderNodeBsdfPrincipled" or alpha is None or (not alpha.is_linked
+                                                                         and alpha.default_value >= 1.0):
+        return
+    nodes, links = tree.nodes, tree.links
+    outputs = [n for n in nodes if n.bl_idname == "ShaderNodeOutputMaterial" and n.inputs["Surface"].is_linked
+               and n.inputs["Surface"].links[0].from_node == bsdf]
+    if not outputs:
+        return
+    opaque = _copy_node(tree, bsdf)
+    for link in list(opaque.inputs["Alpha"].links):
+        links.remove(link)
+    opaque.inputs["Alpha"].default_value = 1.0
+    glow = nodes.new("ShaderNodeEmission")
+    glow.inputs["Color"].default_value = (*background, 1.0)
+    glow.inputs["Strength"].default_value = 1.0
+    seen = nodes.new("ShaderNodeMixShader")
+    if alpha.is_linked:
+        links.new(alpha.links[0].from_socket, seen.inputs["Fac"])
+    else:
+        seen.inputs["Fac"].default_value = alpha.default_value
+    links.new(glow.outputs["Emission"], seen.inputs[1])
+    links.new(opaque.outputs["BSDF"], seen.inputs[2])
+    camera = nodes.new("ShaderNodeMixShader")
+    links.new(nodes.new("ShaderNodeLightPath").outputs["Is Camera Ray"], camera.inputs["Fac"])
+    links.new(bsdf.outputs["BSDF"], camera.inputs[1])
+    links.new(seen.outputs["Shader"], camera.inputs[2])
+    for out in outputs:
+        links.new(camera.outputs["Shader"], out.inputs["Surface"])
+
+
+def colour_material(source: Any | None, changes: SceneChanges,
+                    background: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Any:
     """A temporary copy of ``source`` that renders as it does and writes its base colour (floored at
-    :data:`BASE_FLOOR`) to :data:`BASE_AOV`, its metallic to :data:`METAL_AOV` and 1 to :data:`COVER_AOV`.
+    :data:`BASE_FLOOR`) to :data:`BASE_AOV`, its metallic to :data:`METAL_AOV` and 1 to :data:`COVER_AOV`;
+    where it is partly transparent, the camera sees the front surface over the linear ``background`` the render is
+    composited over (:func:`_one_surface_per_pixel`, :func:`_alpha_over_background`).
 
     A ``source`` without nodes (or None: no material) becomes a Principled BSDF with its viewport colour,
     metallic and roughness (Blender's default grey without a material), as the restyled material will be.
@@ -174,6 +248,7 @@ def colour_material(source: Any | None, changes: SceneChanges) -> Any:
             if source is not None:
                 bsdf.inputs[name].default_value = getattr(source, name.lower())
     if bsdf is None:
+        _one_surface_per_pixel(tree)
         return mat
     socket = next(bsdf.inputs[n] for n in _COLOUR_INPUTS if n in bsdf.inputs)
     floor = nodes.new("ShaderNodeVectorMath")
@@ -191,6 +266,8 @@ def colour_material(source: Any | None, changes: SceneChanges) -> Any:
     cover = nodes.new("ShaderNodeOutputAOV")
     cover.aov_name = COVER_AOV
     cover.inputs["Value"].default_value = 1.0
+    _alpha_over_background(tree, bsdf, background)
+    _one_surface_per_pixel(tree)
     return mat
 
 

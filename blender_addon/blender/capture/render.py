@@ -261,7 +261,8 @@ def _set_up_render(scene: Any, obj: Any, settings: CaptureSettings, width: int, 
     slots = list(obj.material_slots)
     originals = [s.material for s in slots]
     data_mats = [data_material(m, uv_map, changes) for m in originals] or [data_material(None, uv_map, changes)]
-    colour_mats = [colour_material(m, changes) for m in originals] or [colour_material(None, changes)]
+    colour_mats = ([colour_material(m, changes, settings.background) for m in originals]
+                   or [colour_material(None, changes, settings.background)])
     for i, s in enumerate(slots):
         changes.set(s, "material", originals[i])
 
@@ -323,10 +324,10 @@ def _render_mode(scene: Any, view_layer: Any, colour: bool, samples: int, filter
          use_pass_position=not colour, use_pass_normal=not colour)
 
 
-def _render_colour(scene: Any, setup: _RenderSetup, settings: CaptureSettings, tmp: Path,
-                   materials: list[Any] | None = None) -> dict[str, np.ndarray]:
-    """The lit colour render (the object's own materials, or ``materials`` that shade alike): its EXR channels."""
-    _use_materials(setup, materials or setup.originals)
+def _render_colour(scene: Any, setup: _RenderSetup, settings: CaptureSettings, tmp: Path) -> dict[str, np.ndarray]:
+    """The lit colour render (the copies of the object's materials that shade as they do and write the AOVs): its
+    EXR channels."""
+    _use_materials(setup, setup.colour_mats)
     colour_filter = setup.user_filter if settings.colour_filter_px is None else settings.colour_filter_px
     _render_mode(scene, setup.view_layer, True, settings.samples, colour_filter, settings.denoise)
     return _render(scene, tmp / "colour.exr")
@@ -448,7 +449,7 @@ def capture_steps(
         for n, rv in enumerate(rig):  # every colour render first: the scene stays as Cycles synced it
             t0 = time.perf_counter()
             _place_camera(scene, setup, rv, spec.kind == "scene", mesh)
-            exr = _render_colour(scene, setup, settings, tmp, setup.colour_mats)
+            exr = _render_colour(scene, setup, settings, tmp)
             t1 = time.perf_counter()
             files[rv.name] = write_view_files(out_dir, rv.name, _colour_passes(exr, settings))
             t2 = time.perf_counter()
