@@ -1,11 +1,12 @@
 """Temporary materials for the capture's two renders; the user's materials are never edited.
 
 Each material of the object is *copied*. For the **colour render** (:func:`colour_material`) the copy
-shades exactly as the original and also writes its base colour and metallic to shader AOVs
-(:data:`BASE_AOV`, :data:`METAL_AOV`), so that the render's light passes can be split into what the
-base colour scales and what it does not. For the **data render** (:func:`data_material`) the copy
-keeps the node graph that computes the base colour (textures, mapping, mixes) but its surface becomes
-an Emission of that colour, and an AOV Output named :data:`UV_AOV` writes the UV map's coordinates.
+shades exactly as the original (a partly transparent surface over the background only) and also writes its
+base colour, metallic and coverage to shader AOVs (:data:`BASE_AOV`, :data:`METAL_AOV`, :data:`COVER_AOV`),
+so that the render's light passes can be split into what the base colour scales and what it does not. For
+the **data render** (:func:`data_material`) the copy keeps the node graph that computes the base colour
+(textures, mapping, mixes) and writes it to :data:`BASE_AOV`, the UV map's coordinates to :data:`UV_AOV`;
+its surface is a faint constant emission (plus a metal's BSDF at a black base colour, for ``metal_edge``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ COVER_AOV = "groupedit_cover"
 #: diffuse light from Cycles' light passes (they are divided by the colour). 1e-4 is a third of an 8-bit level.
 BASE_FLOOR = 1e-4
 DEFAULT_BASE_COLOUR = (0.8, 0.8, 0.8, 1.0)  # Blender's default material colour
+#: The data render's surface emission: enough for Cycles to see an opaque surface, too faint to count as a light.
+FAINT = 1e-6
 _COLOUR_INPUTS = ("Base Color", "Color")
 
 
@@ -102,8 +105,9 @@ def _black_metal(tree: Any, bsdf: Any) -> Any:
 
 
 def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any:
-    """A temporary material writing ``source``'s base colour to :data:`BASE_AOV` (and emitting it), its metallic
-    to :data:`METAL_AOV`, ``uv_map`` to :data:`UV_AOV`, the edit region's face attribute to ``REGION_AOV``, and shading with its BSDF at a black base colour."""
+    """A temporary opaque material writing ``source``'s base colour to :data:`BASE_AOV`, its metallic to
+    :data:`METAL_AOV`, ``uv_map`` to :data:`UV_AOV` and the edit region's face attribute to ``REGION_AOV``; its
+    surface is a faint constant emission, plus for a metal its BSDF at a black base colour (``metal_edge``)."""
     mat = _temporary_copy(source, "GroupEdit data", changes)
     if source is None or not source.use_nodes:
         colour = tuple(source.diffuse_color) if source is not None else DEFAULT_BASE_COLOUR
@@ -114,25 +118,24 @@ def data_material(source: Any | None, uv_map: str, changes: SceneChanges) -> Any
     tree = mat.node_tree
     nodes, links = tree.nodes, tree.links
     bsdf = find_bsdf(tree)
-    emission = nodes.new("ShaderNodeEmission")
-    emission.inputs["Strength"].default_value = 1.0
     colour_in = None
     if bsdf is not None:
         colour_in = next(bsdf.inputs[n] for n in _COLOUR_INPUTS if n in bsdf.inputs)
     rgb_nodes = [n for n in nodes if n.bl_idname == "ShaderNodeRGB"]
-    if colour_in is not None and colour_in.is_linked:
-        links.new(colour_in.links[0].from_socket, emission.inputs["Color"])
-    elif colour_in is not None:
-        emission.inputs["Color"].default_value = colour_in.default_value
-    elif rgb_nodes:
-        links.new(rgb_nodes[0].outputs[0], emission.inputs["Color"])
     base = nodes.new("ShaderNodeOutputAOV")
     base.aov_name = BASE_AOV
-    if emission.inputs["Color"].is_linked:
-        links.new(emission.inputs["Color"].links[0].from_socket, base.inputs["Color"])
-    else:
-        base.inputs["Color"].default_value = emission.inputs["Color"].default_value
+    if colour_in is not None and colour_in.is_linked:
+        links.new(colour_in.links[0].from_socket, base.inputs["Color"])
+    elif colour_in is not None:
+        base.inputs["Color"].default_value = colour_in.default_value
+    elif rgb_nodes:
+        links.new(rgb_nodes[0].outputs[0], base.inputs["Color"])
     _write_metallic(tree, bsdf)
+    # the surface only has to be opaque (the mask is the render's alpha; its colour is not read): a faint constant
+    # emission. Black would be no closure at all (transparent); a bright or textured one makes the mesh a light
+    # that Cycles samples and estimates again at every camera change (3x the data render of a metal)
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Color"].default_value = (FAINT, FAINT, FAINT, 1.0)
     for n in [n for n in nodes if n.bl_idname == "ShaderNodeOutputMaterial"]:
         nodes.remove(n)
     out = nodes.new("ShaderNodeOutputMaterial")

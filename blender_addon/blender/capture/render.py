@@ -6,15 +6,16 @@ render (its lights and world, or a neutral studio light added for the capture) w
 filter, with Cycles' diffuse and glossy light passes and the base colour and metallic as shader AOVs:
 from them the lighting-removal passes follow exactly (:mod:`...core.capture.light_split`). The *data*
 render swaps in temporary unlit materials and uses a near-zero pixel filter and one sample, so every
-pixel holds the values of the surface point at its centre (no blending across edges): albedo
-(emission of the base colour), UV (shader AOV), world position and normal (Cycles passes), mask
-(alpha). Everything the capture changes is restored by :class:`~.scene_changes.SceneChanges`.
+pixel holds the values of the surface point at its centre (no blending across edges): albedo and UV
+(shader AOVs), world position and normal (Cycles passes), mask (alpha). Everything the capture changes is restored by :class:`~.scene_changes.SceneChanges`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 import math
 import os
 import shutil
@@ -59,7 +60,8 @@ class CaptureProgress:
     seconds in all and per stage.
 
     ``stages`` holds seconds for 'colour render' or 'data render' (including writing and reading the
-    render's EXR) and 'passes to files' (conversion and writing of the view's ViewSet files).
+    render's EXR) and 'waiting for files': the view's passes are converted and written on a background thread
+    while the next view renders (:class:`_FileWriter`); this is the time the renders waited for it.
     """
 
     index: int
@@ -373,10 +375,8 @@ def _data_albedo(data_exr: dict[str, np.ndarray], background: tuple[float, float
     return np.where(alpha > 0.5, albedo, np.asarray(background, np.float32))
 
 
-def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam: Camera, tmp: Path
-                 ) -> dict[str, np.ndarray]:
-    """The data render of one view (unlit base colour, geometry and UV at each pixel centre) -> its passes."""
-    data_exr = _render_data(scene, setup, tmp)
+def _data_passes(data_exr: dict[str, np.ndarray], settings: CaptureSettings, cam: Camera) -> dict[str, np.ndarray]:
+    """The passes of one view's data render (unlit base colour, geometry and UV at each pixel centre)."""
     alpha = _channels(data_exr, "Combined", "A")[..., 0]
     mask = alpha > 0.5
     edge = metal_edge(_channels(data_exr, "GlossCol", "RGB"), _channels(data_exr, METAL_AOV, "X")[..., 0])
@@ -392,6 +392,42 @@ def _data_passes(scene: Any, setup: _RenderSetup, settings: CaptureSettings, cam
         **({} if RegionSpec.parse(settings.region).whole_object else
            {"region": mask & (_channels(data_exr, REGION_AOV, "X")[..., 0] > 0.5 * np.maximum(alpha, 1e-6))}),
     }
+
+
+class _FileWriter:
+    """Converts renders into view files on one background thread while the main thread renders the next view: a
+    render releases the GIL, and much of it runs on one core. At most ``ahead`` views wait to be written (their EXR
+    channels are held in memory); :meth:`results` gives every job's result in order (and raises its error)."""
+
+    def __init__(self, ahead: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="groupedit-capture-files")
+        self._jobs: list[Future[Any]] = []
+        self._ahead = ahead
+        self._waiting: deque[Future[Any]] = deque()
+
+    def submit(self, job: Callable[[], Any]) -> float:
+        """Queue ``job``; returns the seconds spent waiting for room (earlier jobs still being written)."""
+        t0 = time.perf_counter()
+        while len(self._waiting) >= self._ahead:
+            self._waiting.popleft().result()
+        waited = time.perf_counter() - t0
+        future = self._pool.submit(job)
+        self._jobs.append(future)
+        self._waiting.append(future)
+        return waited
+
+    def results(self) -> list[Any]:
+        return [f.result() for f in self._jobs]
+
+    def close(self) -> None:
+        """Drop jobs not started and wait for the one running: nothing writes after this returns."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _data_files(out_dir: Path, rv: RigView, passes: dict[str, np.ndarray]) -> tuple[dict[str, str], np.ndarray, int]:
+    """Write a view's data passes: (their files, its depth map, its pixels in the edit region)."""
+    region = int(passes["region"].sum()) if "region" in passes else 0
+    return write_view_files(out_dir, rv.name, passes), passes["depth"], region
 
 
 def _viewset(obj: Any, spec: RigSpec, settings: CaptureSettings, scene: Any, setup: _RenderSetup, out_dir: Path,
@@ -417,8 +453,8 @@ def capture_steps(
     """Capture ``obj`` view by view, yielding progress after each; returns the :class:`ViewSet`.
 
     Steps: check the inputs, plan the rig, prepare the folder, set up the scene (:func:`_set_up_render`), then per
-    view place the camera and render its passes (:func:`_render_view`) into files; finally the mesh, the coverage
-    and the manifest. Closing the generator early (cancel) or any error removes everything this capture wrote and
+    view place the camera and render (its passes are written into files on a background thread while the next view
+    renders: :class:`_FileWriter`); finally the mesh, the coverage and the manifest. Closing the generator early (cancel) or any error removes everything this capture wrote and
     restores the scene. Run it to the end with :func:`capture`.
     """
     scene = scene or bpy.context.scene
@@ -440,37 +476,38 @@ def capture_steps(
     tmp.mkdir(exist_ok=True)
     finished = False
     changes = SceneChanges()
+    writer = _FileWriter()
     try:
         setup = _set_up_render(scene, obj, settings, width, height, uv_map, mesh, changes)
         if not region.whole_object:  # the region's triangles, as the modifiers made them
             mesh.region = mesh_data(obj, uv_map).region
         total = 2 * len(rig)
-        files: dict[str, dict[str, str]] = {}
         for n, rv in enumerate(rig):  # every colour render first: the scene stays as Cycles synced it
             t0 = time.perf_counter()
             _place_camera(scene, setup, rv, spec.kind == "scene", mesh)
             exr = _render_colour(scene, setup, settings, tmp)
             t1 = time.perf_counter()
-            files[rv.name] = write_view_files(out_dir, rv.name, _colour_passes(exr, settings))
-            t2 = time.perf_counter()
-            yield CaptureProgress(n + 1, total, rv.name, t2 - t0, "colour",
-                                  {"colour render": t1 - t0, "passes to files": t2 - t1})
-        written: list[View] = []
-        depth_maps: list[tuple[Camera, np.ndarray]] = []
-        region_pixels = 0
+            waited = writer.submit(lambda exr=exr, name=rv.name: write_view_files(
+                out_dir, name, _colour_passes(exr, settings)))
+            yield CaptureProgress(n + 1, total, rv.name, t1 - t0 + waited, "colour",
+                                  {"colour render": t1 - t0, "waiting for files": waited})
         for n, rv in enumerate(rig):  # then every data render
             t0 = time.perf_counter()
             _place_camera(scene, setup, rv, spec.kind == "scene", mesh)
-            passes = _data_passes(scene, setup, settings, rv.camera, tmp)
+            exr = _render_data(scene, setup, tmp)
             t1 = time.perf_counter()
-            files[rv.name].update(write_view_files(out_dir, rv.name, passes))
-            written.append(View(rv.name, rv.camera, files[rv.name], rv.azimuth_deg, rv.elevation_deg, rv.label))
-            depth_maps.append((rv.camera, passes["depth"]))
-            region_pixels += int(passes["region"].sum()) if "region" in passes else 0
-            t2 = time.perf_counter()
-            yield CaptureProgress(len(rig) + n + 1, total, rv.name, t2 - t0, "data",
-                                  {"data render": t1 - t0, "passes to files": t2 - t1})
-
+            waited = writer.submit(lambda exr=exr, rv=rv: _data_files(out_dir, rv,
+                                                                      _data_passes(exr, settings, rv.camera)))
+            yield CaptureProgress(len(rig) + n + 1, total, rv.name, t1 - t0 + waited, "data",
+                                  {"data render": t1 - t0, "waiting for files": waited})
+        t0 = time.perf_counter()
+        results = writer.results()
+        colour_files, data_files = results[:len(rig)], results[len(rig):]
+        written = [View(rv.name, rv.camera, {**colour, **data}, rv.azimuth_deg, rv.elevation_deg, rv.label)
+                   for rv, colour, (data, _, _) in zip(rig, colour_files, data_files)]
+        depth_maps = [(rv.camera, depth) for rv, (_, depth, _) in zip(rig, data_files)]
+        region_pixels = sum(pixels for _, _, pixels in data_files)
+        log.debug("capture waited %.3f s for the last files", time.perf_counter() - t0)
         if not region.whole_object and not region_pixels:
             raise InvalidInputError(f"no view sees the region {region} of {obj.name!r}: add views that face it "
                                     "(another rig or more views) or choose another region")
@@ -481,6 +518,7 @@ def capture_steps(
         finished = True
         return vs
     finally:
+        writer.close()
         changes.restore()
         shutil.rmtree(tmp, ignore_errors=True)
         if not finished:
