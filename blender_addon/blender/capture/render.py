@@ -7,22 +7,23 @@ filter, with Cycles' diffuse and glossy light passes and the base colour and met
 from them the lighting-removal passes follow exactly (:mod:`...core.capture.light_split`). The *data*
 render swaps in temporary unlit materials and uses a near-zero pixel filter and one sample, so every
 pixel holds the values of the surface point at its centre (no blending across edges): albedo and UV
-(shader AOVs), world position and normal (Cycles passes), mask (alpha). Everything the capture changes is restored by :class:`~.scene_changes.SceneChanges`.
+(shader AOVs), world position and normal (Cycles passes), mask (alpha). Everything the capture changes
+is restored by :class:`~.scene_changes.SceneChanges`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 import math
 import os
 import shutil
 import tempfile
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
