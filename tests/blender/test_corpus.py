@@ -26,7 +26,9 @@ def test_the_corpus_restyles(name, tmp_path):
     assert r["changed_share"] > 0.9, r  # every texture of the object took the recolour
     assert r["identity_psnr_db"] > 33.0, r  # its own base colour, baked and rendered again
     assert r["oracle_psnr_db"] > 35.0, r  # the recolour, recovered from lit renders
-    assert r["oracle_drop_db"] < 20.0, r  # what removing the lighting costs against the recolour given unlit
+    # what removing the lighting costs against the recolour given unlit (measured: 0.1-10.6 dB at this size and
+    # 8 samples, noise most of it; the benchmark's full size: 0.1-3.5)
+    assert r["oracle_drop_db"] < 12.0, r
     assert r["loop_psnr_db"] > 40.0, r  # the restyled asset re-rendered shows the edited views
 
 
