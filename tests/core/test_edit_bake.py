@@ -213,6 +213,32 @@ def test_a_neutral_light_takes_the_metal_light_from_the_bright_channels():
                        measured.mean(axis=-1, keepdims=True))
 
 
+def test_the_glossy_estimates_offset_is_measured_and_taken_out_of_the_metal_light():
+    """Metal pixels under a neutral light whose glossy colour pass over-estimates the reflectance by a constant
+    (the light pass reads L (1 - offset / g)): the offset comes back from the channels' disagreement, despite a few
+    pixels whose passes disagree wildly, and the corrected light is the pixel's one light in every channel."""
+    from blender_addon.core.bake.edit_bake import ViewLighting
+    from blender_addon.core.bake.restyle import metal_offset, with_metal_offset
+
+    rng = np.random.default_rng(7)
+    n, offset = 20000, 0.001
+    light = rng.uniform(0.5, 2.0, (n, 1))
+    g = 0.01 + 0.99 * rng.uniform(0.0, 1.0, (n, 3)) ** 2  # the estimate, from a Fresnel edge of 0.01 up
+    measured = light * (1.0 - offset / g) * rng.normal(1.0, 0.002, (n, 3))  # a little render noise
+    measured[:200] *= rng.uniform(0.3, 3.0, (200, 3))  # and some pixels whose passes disagree wildly
+    got = metal_offset(g, measured)
+    assert abs(got - offset) < 0.1 * offset, got
+    assert metal_offset(g, light * np.ones((1, 3))) == 0.0  # the light pass exact: nothing to take out
+    assert metal_offset(np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
+    zeros = np.zeros((n, 3), np.float32)
+    fixed = with_metal_offset(ViewLighting(zeros, zeros, measured.astype(np.float32), g.astype(np.float32)), got)
+    clean = slice(200, None)
+    assert np.abs(fixed.metal_light[clean] / light[clean] - 1.0).max() < 0.03
+    assert np.abs(measured[clean] / light[clean] - 1.0).max() > 0.05  # what the dark channels read before
+    # the metal's colour is the corrected light times what it reflects, g - offset: as the passes said
+    assert np.allclose(fixed.metal_light * (g - got), measured * g, rtol=1e-4)
+
+
 def test_each_pixel_curve_passes_through_its_channels_own_points():
     """Per-pixel curves that no single bend of the shared curve describes (a straight line mixed with a
     cubic, in a different share per pixel): no change of colour gives back each channel's own base colour,

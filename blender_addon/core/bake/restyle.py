@@ -115,18 +115,90 @@ def reference_albedo(viewset: ViewSet, view: View) -> np.ndarray:
     return srgb_to_linear(viewset.load(view, name)[..., :3] / np.float32(255.0))
 
 
-def view_lighting(viewset: ViewSet, view: View) -> ViewLighting | None:
-    """The view's lighting-removal passes (None for captures that lack them), with the metal's Fresnel edge
-    (``metal_edge``, where captured) taken out: see :func:`~..capture.light_split.metal_edge`."""
+def _studio(viewset: ViewSet) -> bool:
+    """Whether the capture used the neutral studio light (by construction the same in every channel)."""
+    return (viewset.capture or {}).get("lighting_used") == "studio"
+
+
+def _lighting_passes(viewset: ViewSet, view: View) -> ViewLighting | None:
     names = ("colour_linear", "diffuse_response", "metal_light", "metal_reflectance")
     if any(n not in view.files for n in names):
         return None
-    lighting = ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
-    if (viewset.capture or {}).get("lighting_used") == "studio":  # a neutral light, by construction
-        lighting = neutral_metal_light(lighting, reference_albedo(viewset, view))
+    return ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
+
+
+def view_lighting(viewset: ViewSet, view: View, metal_offset: float = 0.0) -> ViewLighting | None:
+    """The view's lighting-removal passes (None for captures that lack them), with the metal's Fresnel edge
+    (``metal_edge``, where captured) taken out: see :func:`~..capture.light_split.metal_edge`. Under the studio
+    light, each channel's metal light is first corrected by the capture's ``metal_offset``
+    (:func:`fit_metal_offset`) and the channels then share one (:func:`neutral_metal_light`)."""
+    lighting = _lighting_passes(viewset, view)
+    if lighting is None:
+        return None
+    if _studio(viewset):  # a neutral light, by construction
+        lighting = neutral_metal_light(with_metal_offset(lighting, metal_offset), reference_albedo(viewset, view))
     if "metal_edge" in view.files:
         lighting = without_edge(lighting, viewset.load(view, "metal_edge").astype(np.float32))
     return lighting
+
+
+def with_metal_offset(lighting: ViewLighting, offset: float) -> ViewLighting:
+    """``lighting`` with each channel's metal light as the light the metal reflects, not divided by Cycles' estimate.
+
+    Cycles' glossy light pass is the lobe's reflected light divided by an *estimate* of the lobe's albedo (the glossy
+    colour pass, ``g``). The estimate runs higher than what the metal reflects by about a constant ``offset`` (its
+    Fresnel edge is estimated too high), so the pass reads ``L (g - offset) / g``: low where ``g`` is small (a dark
+    channel), though the light ``L`` is the same. Here the metal light becomes ``metal_light g / (g - offset)`` = ``L``
+    where ``g`` is known and above twice the offset, so that a change of base colour changes the colour by ``L`` times
+    the change of ``g`` (the offset itself does not change with the base colour: it cancels in a change)."""
+    g = lighting.metal_reflectance
+    if offset <= 0.0:
+        return lighting
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(g) & (g > 2.0 * offset)
+    scale = np.where(known, g / np.where(known, g - offset, 1.0), 1.0)
+    return ViewLighting(lighting.colour_linear, lighting.diffuse_response,
+                        (lighting.metal_light * scale).astype(np.float32), g)
+
+
+def metal_offset(reflectance: np.ndarray, light: np.ndarray, min_reflectance: float = 0.02) -> float:
+    """How much Cycles' glossy colour pass over-estimates a metal's reflectance (linear, about constant: see
+    :func:`with_metal_offset`), from metal pixels under a neutral light: ``reflectance`` (the glossy colour pass over
+    metallic, ``g``) and ``light`` (``metal_light``), (N, 3) each, known in every channel.
+
+    The pixel's channels share one light ``L``, so the pass reads ``L (1 - offset / g_c)`` in channel ``c``: against
+    its brightest channel, ``y = 1 - light_c / light_ref ~ offset z`` with ``z = 1 / g_c - 1 / g_ref``. Each darker
+    channel (``g`` at least ``min_reflectance``) gives the slope ``y / z``; the offset is their median weighted by
+    ``z^2`` (a least-squares slope's weights, without its pull towards the few pixels whose passes disagree), at
+    least 0; 0 without such a channel."""
+    g, light = reflectance.astype(np.float64), light.astype(np.float64)
+    ref = np.argmax(g, axis=1)[:, None]
+    g_ref, light_ref = np.take_along_axis(g, ref, 1), np.take_along_axis(light, ref, 1)
+    z = 1.0 / np.maximum(g, 1e-12) - 1.0 / g_ref
+    use = (z > 0.0) & (g >= min_reflectance) & (light_ref > 0.0)
+    slope = ((1.0 - light / np.where(use, light_ref, 1.0)) / np.where(use, z, 1.0))[use]
+    if not len(slope):
+        return 0.0
+    order = np.argsort(slope)
+    cumulative = np.cumsum((z * z)[use][order])
+    return max(float(slope[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])]), 0.0)
+
+
+def fit_metal_offset(viewset: ViewSet) -> float:
+    """The capture's :func:`metal_offset`, from its metal pixels (where every channel's reflectance is known); 0
+    unless the capture used the studio light (other lights may be coloured: the channels' lights differ)."""
+    if not _studio(viewset):
+        return 0.0
+    gs, lights = [np.zeros((0, 3), np.float32)], [np.zeros((0, 3), np.float32)]
+    for v in viewset.views:
+        lighting = _lighting_passes(viewset, v)
+        if lighting is None:
+            continue
+        g = lighting.metal_reflectance
+        known = np.isfinite(g).all(axis=-1)
+        gs.append(g[known])
+        lights.append(lighting.metal_light[known])
+    return metal_offset(np.concatenate(gs), np.concatenate(lights))
 
 
 def neutral_metal_light(lighting: ViewLighting, albedo: np.ndarray) -> ViewLighting:
@@ -198,6 +270,7 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
     if len(edited) != len(viewset.views):
         raise InvalidInputError(f"{len(edited)} edited views for a ViewSet of {len(viewset.views)}")
     curve = fit_response(viewset) if settings.delight else None
+    offset = fit_metal_offset(viewset) if settings.delight else 0.0
     out, changed, pixels = [], 0, 0
     for v, image in zip(viewset.views, edited):
         mask, lit = viewset.load(v, "mask"), viewset.load(v, before)
@@ -206,7 +279,7 @@ def edit_views(viewset: ViewSet, edited: list[np.ndarray], settings: EditBakeSet
         pixels += int(editable.sum())
         if settings.delight:
             delta = edit_delta(image, lit, reference_albedo(viewset, v), editable, settings,
-                               view_lighting(viewset, v), curve)
+                               view_lighting(viewset, v, offset), curve)
         else:  # an edit of the base colour itself: its change and its guide are of the same (8-bit) image
             delta = edit_delta(image, lit, lit, editable, settings)
         out.append(BakeView(v.camera, delta, viewset.load(v, "position"), mask, viewset.load(v, "uv"),
