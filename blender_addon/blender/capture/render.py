@@ -455,8 +455,9 @@ def capture_steps(
 
     Steps: check the inputs, plan the rig, prepare the folder, set up the scene (:func:`_set_up_render`), then per
     view place the camera and render (its passes are written into files on a background thread while the next view
-    renders: :class:`_FileWriter`); finally the mesh, the coverage and the manifest. Closing the generator early (cancel) or any error removes everything this capture wrote and
-    restores the scene. Run it to the end with :func:`capture`.
+    renders: :class:`_FileWriter`); finally the mesh, the coverage and the manifest. Closing the generator early
+    (cancel) or any error removes everything this capture wrote and restores the scene. Run it to the end with
+    :func:`capture`.
     """
     scene = scene or bpy.context.scene
     spec.validate()

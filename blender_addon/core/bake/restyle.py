@@ -120,21 +120,15 @@ def _studio(viewset: ViewSet) -> bool:
     return (viewset.capture or {}).get("lighting_used") == "studio"
 
 
-def _lighting_passes(viewset: ViewSet, view: View) -> ViewLighting | None:
-    names = ("colour_linear", "diffuse_response", "metal_light", "metal_reflectance")
-    if any(n not in view.files for n in names):
-        return None
-    return ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
-
-
 def view_lighting(viewset: ViewSet, view: View, metal_offset: float = 0.0) -> ViewLighting | None:
     """The view's lighting-removal passes (None for captures that lack them), with the metal's Fresnel edge
     (``metal_edge``, where captured) taken out: see :func:`~..capture.light_split.metal_edge`. Under the studio
     light, each channel's metal light is first corrected by the capture's ``metal_offset``
     (:func:`fit_metal_offset`) and the channels then share one (:func:`neutral_metal_light`)."""
-    lighting = _lighting_passes(viewset, view)
-    if lighting is None:
+    names = ("colour_linear", "diffuse_response", "metal_light", "metal_reflectance")
+    if any(n not in view.files for n in names):
         return None
+    lighting = ViewLighting(*(viewset.load(view, n).astype(np.float32) for n in names))
     if _studio(viewset):  # a neutral light, by construction
         lighting = neutral_metal_light(with_metal_offset(lighting, metal_offset), reference_albedo(viewset, view))
     if "metal_edge" in view.files:
@@ -191,13 +185,12 @@ def fit_metal_offset(viewset: ViewSet) -> float:
         return 0.0
     gs, lights = [np.zeros((0, 3), np.float32)], [np.zeros((0, 3), np.float32)]
     for v in viewset.views:
-        lighting = _lighting_passes(viewset, v)
-        if lighting is None:
+        if "metal_reflectance" not in v.files or "metal_light" not in v.files:
             continue
-        g = lighting.metal_reflectance
+        g = viewset.load(v, "metal_reflectance").astype(np.float32)
         known = np.isfinite(g).all(axis=-1)
         gs.append(g[known])
-        lights.append(lighting.metal_light[known])
+        lights.append(viewset.load(v, "metal_light").astype(np.float32)[known])
     return metal_offset(np.concatenate(gs), np.concatenate(lights))
 
 

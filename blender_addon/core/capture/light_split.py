@@ -46,8 +46,9 @@ def split_light(combined: np.ndarray, diffuse: tuple[np.ndarray, np.ndarray, np.
     ``combined``: (H, W, 4) premultiplied RGBA; ``diffuse``, ``glossy``: (direct, indirect, colour),
     each (H, W, 3); ``base_aov`` (H, W, 3) and ``metal_aov`` (H, W) as accumulated (premultiplied by
     coverage), ``cover_aov`` (H, W) that coverage: the share of the pixel's samples whose first surface is the
-    object (an AOV of 1; the render's alpha is less where the surface is partly transparent). Returns ``colour_linear`` (composited over ``background``), ``albedo_filtered`` (the
-    base colour through the render's filter, linear, the background colour outside),
+    object (an AOV of 1; the render's alpha is less where the surface is partly transparent). Returns
+    ``colour_linear`` (composited over ``background``), ``albedo_filtered`` (the base colour through the render's
+    filter, linear, the background colour outside),
     ``diffuse_response``, ``metal_light`` (0 outside) and ``metal_reflectance`` (NaN where unknown).
     """
     alpha, cover = combined[..., 3:4], cover_aov[..., None]
